@@ -1,0 +1,96 @@
+"""Configuration built once at the edge (CLI flags, environment, notebook call) and passed down frozen."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .errors import ConfigError
+from .retry import RetryPolicy
+
+DEFAULT_DB = "repoaudit.duckdb"
+DEFAULT_CONCURRENCY = 16
+# ECR and Distribution 2.8 both reject n > 1000 (PAGINATION_NUMBER_INVALID).
+DEFAULT_PAGE_SIZE = 1000
+
+
+def default_db_path() -> str:
+    return os.environ.get("REPOAUDIT_DB") or DEFAULT_DB
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where images live: a registry base URL or an OCI layout directory."""
+
+    kind: str  # "registry" or "oci-layout"
+    url: str  # normalised: "https://host:port" or "oci:/abs/path"
+    name: str  # the registry column in every table
+
+    @property
+    def path(self) -> Path:
+        return Path(self.url[len("oci:"):])
+
+
+def parse_target(text: str, name: str | None = None) -> Target:
+    """``https://host[:port]``, ``http://host:port`` (only when written), ``oci:PATH``, or a bare host (HTTPS)."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("empty registry URL")
+    if text.startswith("oci:"):
+        raw = text[4:]
+        if raw.startswith("//"):
+            raw = raw[2:]
+        if not raw:
+            raise ConfigError(f"invalid target {text!r}: oci: needs a directory path")
+        path = Path(raw).expanduser().resolve()
+        return Target("oci-layout", f"oci:{path}", name or f"oci:{path}")
+    if "://" not in text:
+        text = "https://" + text
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"invalid registry URL {text!r}: {exc}") from None
+    if url.scheme not in ("http", "https"):
+        raise ConfigError(f"unsupported scheme {url.scheme!r} in {text!r}: use https://, http:// or oci:PATH")
+    if not url.host:
+        raise ConfigError(f"invalid registry URL {text!r}: no host")
+    if url.path not in ("", "/"):
+        raise ConfigError(f"invalid registry URL {text!r}: give the registry root, not a path ({url.path})")
+    netloc = url.netloc.decode()
+    return Target("registry", f"{url.scheme}://{netloc}", name or netloc)
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How to talk to one registry. Secrets live here in memory only and never in ``repr``."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    identity_token: str | None = field(default=None, repr=False)
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = 30.0
+    page_size: int = DEFAULT_PAGE_SIZE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    verify: bool | str = True  # False only with --insecure; a path means a CA bundle
+    cert: tuple[str, str] | None = None
+    http2: bool = True
+    user_agent: str = "repoaudit"
+
+    def __post_init__(self):
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        if not 1 <= self.page_size <= 1000:
+            raise ConfigError(f"page size must be between 1 and 1000, got {self.page_size}")
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """What to collect and how."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    full: bool = False  # refetch manifests even when their digest is stored
+    progress: bool = True

@@ -1,0 +1,99 @@
+"""Every error repoaudit raises, in one tree.
+
+::
+
+    RepoauditError                  base; str(error) is one line naming what was wrong
+    ├── ConfigError                 bad URL, option, glob, config file or argument
+    ├── RegistryError               a registry answered badly or not at all (.registry)
+    │   ├── RegistryUnreachable     connection refused, DNS, TLS handshake, timeout
+    │   ├── AuthenticationError     401/403 after credentials (or a token) were tried
+    │   ├── RegistryHTTPError       any other non-2xx answer (.status, .codes)
+    │   │   └── NotFoundError       404 / NAME_UNKNOWN / MANIFEST_UNKNOWN
+    │   ├── InvalidResponse         a body that is not the JSON it should be
+    │   └── DigestMismatch          content whose sha256 differs from its digest
+    ├── LayoutError                 an OCI image layout directory that cannot be read
+    ├── UnsupportedMediaType        a manifest media type that cannot be parsed
+    ├── StoreError                  the DuckDB file cannot be opened or migrated
+    ├── QueryError                  unknown named query or parameter, bad parameter value
+    ├── IngestError                 a scan report or workload file that cannot be ingested
+    └── PolicyError                 a retention policy that cannot be evaluated
+
+Errors carry the context as attributes as well as in the message, so callers can
+act on them (the collector records ``registry``/``repository`` with the snapshot).
+Messages never contain credentials: the client never formats request headers.
+"""
+
+from __future__ import annotations
+
+
+class RepoauditError(Exception):
+    """Base class of every repoaudit error."""
+
+
+class ConfigError(RepoauditError):
+    """A URL, option, glob or configuration file is invalid."""
+
+
+class RegistryError(RepoauditError):
+    """A registry did not answer as the distribution API says it should."""
+
+    def __init__(self, message: str, *, registry: str | None = None, repository: str | None = None):
+        self.registry = registry
+        self.repository = repository
+        where = registry or ""
+        if repository:
+            where = f"{where}/{repository}" if where else repository
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry could not be reached (connection, DNS, TLS, timeout)."""
+
+
+class AuthenticationError(RegistryError):
+    """The registry refused the credentials, or demanded some and none were given."""
+
+
+class RegistryHTTPError(RegistryError):
+    """The registry answered with an unexpected HTTP status."""
+
+    def __init__(self, message: str, *, status: int, codes: tuple[str, ...] = (), **kw):
+        self.status = status
+        self.codes = codes
+        super().__init__(message, **kw)
+
+
+class NotFoundError(RegistryHTTPError):
+    """The repository, tag, manifest or blob does not exist (HTTP 404)."""
+
+
+class InvalidResponse(RegistryError):
+    """A response body is not valid JSON of the expected shape."""
+
+
+class DigestMismatch(RegistryError):
+    """Content does not hash to the digest it was served under."""
+
+
+class LayoutError(RepoauditError):
+    """An OCI image layout directory is missing files or holds invalid JSON."""
+
+
+class UnsupportedMediaType(RepoauditError):
+    """A manifest's media type is not one repoaudit can parse."""
+
+
+class StoreError(RepoauditError):
+    """The DuckDB database cannot be opened, migrated or written."""
+
+
+class QueryError(RepoauditError):
+    """An unknown named query or parameter, or a parameter value of the wrong type."""
+
+
+class IngestError(RepoauditError):
+    """A scan report or workload file cannot be ingested."""
+
+
+class PolicyError(RepoauditError):
+    """A retention policy is invalid or names something that cannot be evaluated."""

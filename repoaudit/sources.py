@@ -1,0 +1,40 @@
+"""One interface for "a place images live", after regclient's ``scheme.API``.
+
+:class:`~repoaudit.client.RegistryClient` and :class:`~repoaudit.ocilayout.OCILayoutSource`
+both implement it; the collector only ever sees a :class:`Source`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol
+
+from .client import FetchedManifest, RegistryClient
+from .config import ClientOptions, Target, parse_target
+from .ocilayout import OCILayoutSource
+
+
+class Source(Protocol):
+    kind: str
+    name: str  # the value of the ``registry`` column
+    target: Target
+    requests: Counter[str]
+    rate_limit: dict[str, str]
+
+    async def ping(self) -> None: ...
+    async def list_repositories(self) -> list[str]: ...
+    async def list_tags(self, repository: str) -> list[str]: ...
+    async def get_manifest(self, repository: str, reference: str) -> FetchedManifest: ...
+    async def head_manifest(self, repository: str, reference: str) -> str | None: ...
+    async def get_blob(self, repository: str, digest: str) -> bytes: ...
+    async def delete_manifest(self, repository: str, digest: str) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+def open_source(target: Target | str, options: ClientOptions | None = None, **client_kw) -> Source:
+    """A source for a URL (``https://…``, ``http://…``, ``oci:PATH``) or a parsed :class:`Target`."""
+    if isinstance(target, str):
+        target = parse_target(target)
+    if target.kind == "oci-layout":
+        return OCILayoutSource(target)
+    return RegistryClient(target, options, **client_kw)

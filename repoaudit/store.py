@@ -1,0 +1,216 @@
+"""The DuckDB store: opening, migrating, and writing one snapshot per transaction."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from . import __version__
+from .errors import StoreError
+
+_MIGRATION = re.compile(r"^-- migration: (\d+) (.*)$", re.M)
+
+# Column order of every bulk-written table; rows are tuples in this order.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "repositories": ("snapshot_id", "registry", "repository", "tag_count", "status", "error"),
+    "tags": ("snapshot_id", "registry", "repository", "tag", "digest"),
+    "manifests": ("registry", "digest", "media_type", "kind", "artifact_type", "manifest_size", "config_digest",
+                  "config_size", "layers_size", "layer_count", "total_size", "created", "architecture", "os",
+                  "variant", "labels", "annotations", "subject", "first_seen_snapshot"),
+    "manifest_children": ("registry", "index_digest", "position", "child_digest", "media_type", "size", "os",
+                          "architecture", "variant"),
+    "layers": ("registry", "manifest_digest", "position", "digest", "media_type", "size"),
+    "collection_errors": ("snapshot_id", "registry", "repository", "reference", "error_type", "error"),
+}
+# Arrow types for columns that are not plain strings, so empty and all-NULL batches still load.
+_TYPES = {"snapshot_id": pa.int64(), "tag_count": pa.int32(), "manifest_size": pa.int64(), "config_size": pa.int64(),
+          "layers_size": pa.int64(), "layer_count": pa.int32(), "total_size": pa.int64(), "created": pa.timestamp("us"),
+          "first_seen_snapshot": pa.int64(), "position": pa.int32(), "size": pa.int64()}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _schema_text() -> str:
+    return resources.files("repoaudit").joinpath("schema.sql").read_text()
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, title, sql) for every block of ``schema.sql``, in order."""
+    text = _schema_text()
+    marks = list(_MIGRATION.finditer(text))
+    out = []
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        out.append((int(m.group(1)), m.group(2).strip(), text[m.end():end]))
+    return out
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating and migrating when writable) a repoaudit database."""
+    path = str(path)
+    if read_only and path != ":memory:" and not Path(path).exists():
+        raise StoreError(f"database {path} does not exist (run 'repoaudit collect' or 'repoaudit demo' first)")
+    try:
+        con = duckdb.connect(path, read_only=read_only)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from None
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        migrate(con, path)
+    return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+                         ).fetchone()[0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str = "database") -> int:
+    current = schema_version(con)
+    known = migrations()
+    if current > (known[-1][0] if known else 0):
+        raise StoreError(f"{path} has schema version {current}, newer than this repoaudit knows; upgrade repoaudit")
+    for version, title, sql in known:
+        if version <= current:
+            continue
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(sql)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, title, utcnow()])
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise StoreError(f"{path}: migration {version} ({title}) failed: {str(exc).splitlines()[0]}") from None
+        current = version
+    return current
+
+
+def to_json(value: Any) -> str | None:
+    if value in (None, {}, []):
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> None:
+    """Bulk insert through Arrow: one statement per batch instead of one per row."""
+    if not rows:
+        return
+    cols = COLUMNS[table]
+    arrays = []
+    for i, col in enumerate(cols):
+        values = [r[i] for r in rows]
+        arrays.append(pa.array(values, type=_TYPES.get(col, pa.string())))
+    batch = pa.Table.from_arrays(arrays, names=list(cols))
+    con.register("_repoaudit_batch", batch)
+    try:
+        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _repoaudit_batch")
+    finally:
+        con.unregister("_repoaudit_batch")
+
+
+@dataclass
+class SnapshotInfo:
+    snapshot_id: int
+    registry: str
+    source: str
+    started_at: datetime
+
+
+class SnapshotWriter:
+    """Buffers one snapshot's rows and writes them inside a single transaction.
+
+    Nothing is visible to other connections until :meth:`commit`; an exception
+    or a killed process leaves earlier snapshots exactly as they were. A failed
+    run is then recorded by :meth:`record_failure` in a transaction of its own.
+    """
+
+    FLUSH_AT = 20_000
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, registry: str, source: str, source_kind: str,
+                 started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
+        self.con = con
+        self.registry = registry
+        self.source = source
+        self.source_kind = source_kind
+        self.mode = mode
+        self.options = options or {}
+        self.started_at = started_at or utcnow()
+        self._buffers: dict[str, list[tuple]] = {t: [] for t in COLUMNS}
+        self._open = False
+        self.snapshot_id = con.execute("SELECT nextval('snapshot_id_seq')").fetchone()[0]
+
+    def begin(self) -> "SnapshotWriter":
+        self.con.execute("BEGIN TRANSACTION")
+        self._open = True
+        return self
+
+    def known_manifests(self) -> set[str]:
+        rows = self.con.execute("SELECT digest FROM manifests WHERE registry = ?", [self.registry]).fetchall()
+        return {r[0] for r in rows}
+
+    def add(self, table: str, row: tuple) -> None:
+        buf = self._buffers[table]
+        buf.append(row)
+        if len(buf) >= self.FLUSH_AT:
+            self.flush(table)
+
+    def flush(self, table: str | None = None) -> None:
+        for name in ([table] if table else list(self._buffers)):
+            rows, self._buffers[name] = self._buffers[name], []
+            insert_rows(self.con, name, rows)
+
+    def commit(self, *, status: str, repository_count: int, tag_count: int,
+               new_manifest_count: int, error_count: int, requests: dict | None = None,
+               rate_limit: dict | None = None, finished_at: datetime | None = None,
+               error: str | None = None) -> int:
+        """Write the snapshot row and commit; returns the distinct manifests the snapshot reaches."""
+        self.flush()
+        manifest_count = self.con.execute(
+            "SELECT count(DISTINCT digest) FROM snapshot_manifests WHERE snapshot_id = ?", [self.snapshot_id]
+        ).fetchone()[0]
+        self.con.execute(
+            "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self.snapshot_id, self.registry, self.source, self.source_kind, self.started_at,
+             finished_at or utcnow(), status, self.mode, repository_count, tag_count, manifest_count,
+             new_manifest_count, error_count, error, to_json(requests), to_json(rate_limit),
+             to_json(self.options), __version__])
+        self.con.execute("COMMIT")
+        self._open = False
+        return manifest_count
+
+    def rollback(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+        self._buffers = {t: [] for t in COLUMNS}
+
+    def record_failure(self, error: str, *, error_type: str = "RepoauditError",
+                       requests: dict | None = None) -> None:
+        """Roll back whatever was written and keep only a ``failed`` snapshot row with the reason."""
+        self.rollback()
+        self.con.execute("BEGIN TRANSACTION")
+        self._open = True
+        self.add("collection_errors", (self.snapshot_id, self.registry, None, None, error_type, error))
+        self.commit(status="failed", repository_count=0, tag_count=0, new_manifest_count=0,
+                    error_count=1, requests=requests, error=error)
+
+
+def rows_as_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict]:
+    cols = [d[0] for d in cursor.description]
+    return [dict(zip(cols, row)) for row in cursor.fetchall()]

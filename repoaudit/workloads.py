@@ -1,0 +1,215 @@
+"""Running workloads from Kubernetes pod listings (``kubectl get pods -o json|yaml``).
+
+Each container and init container becomes one row saying which image it runs and
+how sure we are of the exact content:
+
+* ``spec-digest``: the pod spec pins ``image@sha256:…``;
+* ``status-repo-digest``: the runtime reported ``repo@sha256:…`` (containerd, CRI-O)
+  or ``docker-pullable://repo@sha256:…`` (dockershim), a registry manifest digest;
+* ``status-image-id``: the runtime reported only a bare ``sha256:…`` image ID, the
+  *config* digest (kind's preloaded images do this); it lands in ``config_digest``;
+* ``unresolved``: no status yet (Pending pods) or an imageID that cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repoaudit.errors import ConfigError, IngestError
+from repoaudit.reference import parse_image_id, parse_reference
+
+__all__ = ["WORKLOAD_KEYS", "load_pods", "workloads_from_pods"]
+
+WORKLOAD_KEYS = (
+    "cluster",
+    "namespace",
+    "pod",
+    "owner_kind",
+    "owner_name",
+    "container",
+    "init",
+    "image_ref",
+    "registry",
+    "repository",
+    "image_digest",
+    "config_digest",
+    "resolved_by",
+    "pinned_by_digest",
+    "phase",
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _parse_documents(path: Path) -> list[Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    stripped = text.strip()
+    if not stripped:
+        raise IngestError(f"{path}: empty file")
+    # JSON first: its errors say "truncated" precisely, where YAML would guess.
+    if stripped[0] in "{[" or path.suffix.lower() == ".json":
+        try:
+            return [json.loads(text)]
+        except json.JSONDecodeError as exc:
+            if exc.pos >= len(text.rstrip()):
+                raise IngestError(
+                    f"{path}: truncated JSON (input ends at line {exc.lineno} column {exc.colno}: {exc.msg})"
+                ) from None
+            raise IngestError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise IngestError(f"{path}: malformed YAML{where}: {_one_line(problem)}") from None
+    if not documents:
+        raise IngestError(f"{path}: empty file (only comments or '---')")
+    return documents
+
+
+def _pods_from_document(doc: Any, path: Path, where: str) -> list[dict]:
+    if not isinstance(doc, dict):
+        raise IngestError(f"{path}: {where}is a {type(doc).__name__}, expected a Pod, PodList or List of Pods")
+    kind = doc.get("kind")
+    if kind == "Pod":
+        return [doc]
+    if kind in ("PodList", "List"):
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise IngestError(f"{path}: {where}{kind}.items is {type(items).__name__}, expected a list")
+        pods = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise IngestError(f"{path}: {where}{kind}.items[{index}] is {type(item).__name__}, expected a Pod")
+            # Items straight from the API server (not kubectl) carry no kind of their own.
+            item_kind = item.get("kind", "Pod")
+            if item_kind != "Pod":
+                raise IngestError(
+                    f"{path}: {where}{kind}.items[{index}] is kind {item_kind!r}, expected only Pods"
+                )
+            pods.append(item)
+        return pods
+    raise IngestError(f"{path}: {where}kind is {kind!r}, expected Pod, PodList or List of Pods")
+
+
+def load_pods(path: Path) -> list[dict]:
+    """Read pods from a JSON or YAML file holding a ``PodList``, a ``List`` of Pods or a single Pod.
+
+    Multi-document YAML is accepted, each document being one of those. Anything else
+    (empty, malformed, truncated, another kind) raises :class:`IngestError` naming
+    the file and what was found.
+    """
+    path = Path(path)
+    documents = _parse_documents(path)
+    pods: list[dict] = []
+    for index, doc in enumerate(documents):
+        where = f"document {index + 1}: " if len(documents) > 1 else ""
+        pods.extend(_pods_from_document(doc, path, where))
+    return pods
+
+
+def _owner(metadata: dict) -> tuple[str | None, str | None]:
+    owners = [o for o in metadata.get("ownerReferences") or [] if isinstance(o, dict)]
+    # The controller is the one that recreates the pod; other owners are incidental.
+    chosen = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+    if chosen is None:
+        return None, None
+    return chosen.get("kind"), chosen.get("name")
+
+
+def _container_row(base: dict, container: dict, status: dict | None, *, init: bool) -> dict:
+    image = container.get("image")
+    image_ref = image if isinstance(image, str) else None
+    registry = repository = spec_digest = None
+    if image_ref:
+        try:
+            ref = parse_reference(image_ref)
+        except ConfigError:
+            # The kubelet rejects such a pod (InvalidImageName); it still exists, so keep
+            # the row with the image as written.
+            ref = None
+        if ref is not None:
+            image_ref = str(ref)
+            registry, repository, spec_digest = ref.registry, ref.repository, ref.digest
+
+    status_digest = config_digest = None
+    if status is not None:
+        try:
+            _, digest, kind = parse_image_id(status.get("imageID"))
+        except ConfigError:
+            # One unreadable imageID should not fail the listing; the row says unresolved.
+            digest, kind = None, "invalid"
+        if kind == "repo-digest":
+            status_digest = digest
+        elif kind == "image-id":
+            config_digest = digest
+
+    if spec_digest:
+        resolved_by, image_digest = "spec-digest", spec_digest
+    elif status_digest:
+        resolved_by, image_digest = "status-repo-digest", status_digest
+    elif config_digest:
+        resolved_by, image_digest = "status-image-id", None
+    else:
+        resolved_by, image_digest = "unresolved", None
+
+    return {
+        **base,
+        "container": container.get("name"),
+        "init": init,
+        "image_ref": image_ref,
+        "registry": registry,
+        "repository": repository,
+        "image_digest": image_digest,
+        "config_digest": config_digest,
+        "resolved_by": resolved_by,
+        "pinned_by_digest": spec_digest is not None,
+    }
+
+
+def workloads_from_pods(items: list[dict], cluster: str) -> list[dict]:
+    """One row per container and init container of each pod, with keys :data:`WORKLOAD_KEYS`.
+
+    Statuses are matched to containers by name (``initContainerStatuses`` for init
+    containers). Pods without statuses (Pending) still yield rows, ``unresolved``.
+    ``image_ref`` is the spec image in canonical form (``nginx`` →
+    ``index.docker.io/library/nginx``), or as written if it is not a valid reference.
+    """
+    rows: list[dict] = []
+    for pod in items:
+        metadata = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
+        owner_kind, owner_name = _owner(metadata)
+        base = {
+            "cluster": cluster,
+            "namespace": metadata.get("namespace"),
+            "pod": metadata.get("name"),
+            "owner_kind": owner_kind,
+            "owner_name": owner_name,
+            "phase": status.get("phase"),
+        }
+        for init, spec_key, status_key in (
+            (True, "initContainers", "initContainerStatuses"),
+            (False, "containers", "containerStatuses"),
+        ):
+            statuses = {s.get("name"): s for s in status.get(status_key) or [] if isinstance(s, dict)}
+            for container in spec.get(spec_key) or []:
+                if isinstance(container, dict):
+                    row = _container_row(base, container, statuses.get(container.get("name")), init=init)
+                    rows.append({key: row[key] for key in WORKLOAD_KEYS})
+    return rows
