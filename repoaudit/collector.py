@@ -147,9 +147,11 @@ class Collector:
         try:
             if self.incremental:
                 digest = await self.source.head_manifest(repository, tag)
-                if digest and digest in self.stored:
+                if digest:
+                    # By digest, so tags racing for the same new manifest share one GET.
+                    await self._ensure(repository, digest)
                     return digest
-                fetched = await self.source.get_manifest(repository, digest or tag)
+                fetched = await self.source.get_manifest(repository, tag)
             else:
                 fetched = await self.source.get_manifest(repository, tag)
             await self._ensure(repository, fetched.digest, fetched)
