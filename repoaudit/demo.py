@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 from .audit import Audit
-from .demo_estate import EPOCHS, generate_estate
+from .demo_estate import EPOCHS, REGISTRY as DEMO_REGISTRY, generate_estate
 from .formatting import human_bytes
 
-DEMO_REGISTRY = "registry.example.com"
 
 
 def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, *, progress: bool = True,

@@ -217,6 +217,8 @@ def parse_image_id(text: str | None) -> tuple[ImageReference | None, str | None,
     """
     if not text:
         return None, None, "empty"
+    if not isinstance(text, str):
+        raise ConfigError(f"invalid imageID {text!r}: expected a string, got {type(text).__name__}")
     value = text
     for prefix in _IMAGE_ID_PREFIXES:
         if value.startswith(prefix):

@@ -35,6 +35,7 @@ __all__ = [
     "SCANNERS",
     "SEVERITIES",
     "VULNERABILITY_KEYS",
+    "describe_json_error",
     "load_report",
     "normalize_severity",
     "parse_cyclonedx",
@@ -155,6 +156,14 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _strings(value: Any) -> list[str]:
     if not isinstance(value, list):
         return []
@@ -271,7 +280,7 @@ def _trivy_cvss(cvss: Any, preferred: str | None) -> tuple[float | None, str | N
     if not isinstance(cvss, dict) or not cvss:
         return None, None, None
     order = [s for s in (preferred, *_TRIVY_CVSS_SOURCES) if s]
-    order += sorted(k for k in cvss if k not in order)
+    order += sorted(k for k in cvss if isinstance(k, str) and k not in order)
     for source_name in order:
         entry = cvss.get(source_name)
         if not isinstance(entry, dict):
@@ -411,17 +420,18 @@ def _grype_source_name(entry_source: Any, namespace: Any) -> str | None:
 
 
 def _grype_cvss(vuln: dict, related: list) -> tuple[float | None, str | None, str | None]:
-    candidates: list[tuple[dict, Any]] = [(e, vuln.get("namespace")) for e in vuln.get("cvss") or [] if isinstance(e, dict)]
+    own = _list(vuln.get("cvss"))
+    candidates: list[tuple[dict, Any]] = [(e, vuln.get("namespace")) for e in own if isinstance(e, dict)]
     if not candidates:
         related_dicts = [r for r in related if isinstance(r, dict)]
         # NVD's record is the usual carrier of a score when the matched advisory has none.
         related_dicts.sort(key=lambda r: 0 if str(r.get("namespace", "")).startswith("nvd") else 1)
         for rel in related_dicts:
-            entries = [(e, rel.get("namespace")) for e in rel.get("cvss") or [] if isinstance(e, dict)]
+            entries = [(e, rel.get("namespace")) for e in _list(rel.get("cvss")) if isinstance(e, dict)]
             if entries:
                 candidates = entries
                 break
-    scored = [(e, ns) for e, ns in candidates if _float((e.get("metrics") or {}).get("baseScore")) is not None]
+    scored = [(e, ns) for e, ns in candidates if _float(_dict(e.get("metrics")).get("baseScore")) is not None]
     if not scored:
         return None, None, None
     entry, namespace = min(scored, key=lambda pair: _grype_cvss_rank(pair[0]))
@@ -435,7 +445,7 @@ def _grype_cvss(vuln: dict, related: list) -> tuple[float | None, str | None, st
 def _grype_fixed_version(vuln: dict, match: dict) -> str | None:
     # suggestedVersion is grype's pick for *this* installed version; fix.versions lists
     # fixes for every branch in advisory order, so [0] may be another branch's fix.
-    for detail in match.get("matchDetails") or []:
+    for detail in _list(match.get("matchDetails")):
         if isinstance(detail, dict) and isinstance(detail.get("fix"), dict):
             suggested = _text(detail["fix"].get("suggestedVersion"))
             if suggested:
@@ -507,8 +517,8 @@ def parse_grype(data: dict, source: str) -> ParsedScan:
         vuln_id = _text(vuln.get("id"))
         if vuln_id is None:
             raise IngestError(f"{source}: matches[{index}].vulnerability has no id")
-        related = match.get("relatedVulnerabilities") or []
-        score, vector, cvss_source = _grype_cvss(vuln, related if isinstance(related, list) else [])
+        related = _list(match.get("relatedVulnerabilities"))
+        score, vector, cvss_source = _grype_cvss(vuln, related)
         fix = vuln.get("fix") if isinstance(vuln.get("fix"), dict) else {}
         epss_list = vuln.get("epss") if isinstance(vuln.get("epss"), list) else []
         epss = _float(epss_list[0].get("epss")) if epss_list and isinstance(epss_list[0], dict) else None
@@ -563,7 +573,7 @@ _RECOMMENDATION_RE = re.compile(r"\bto version (.+?)\s*$", re.IGNORECASE)
 
 def _properties(component: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for prop in component.get("properties") or []:
+    for prop in _list(component.get("properties")):
         if isinstance(prop, dict) and isinstance(prop.get("name"), str) and isinstance(prop.get("value"), str):
             out.setdefault(prop["name"], []).append(prop["value"])
     return out
@@ -590,7 +600,7 @@ def _oci_purl_reference(purl: str | None) -> ImageReference | None:
 
 
 def _walk_components(components: Any, into: dict[str, dict]) -> None:
-    for component in components or []:
+    for component in _list(components):
         if isinstance(component, dict):
             ref = component.get("bom-ref")
             if isinstance(ref, str):
@@ -601,11 +611,16 @@ def _walk_components(components: Any, into: dict[str, dict]) -> None:
 def _cdx_tool(metadata: dict) -> tuple[str | None, str | None]:
     tools = metadata.get("tools")
     if isinstance(tools, dict):  # CycloneDX 1.5+: {"components": [...], "services": [...]}
-        tools = list(tools.get("components") or []) + list(tools.get("services") or [])
-    for tool in tools or []:
+        tools = _list(tools.get("components")) + _list(tools.get("services"))
+    for tool in _list(tools):
         if isinstance(tool, dict) and _text(tool.get("name")):
             return _text(tool.get("name")), _text(tool.get("version"))
     return None, None
+
+
+def _cdx_source_name(obj: dict) -> str | None:
+    source = obj.get("source")
+    return _text(source.get("name")) if isinstance(source, dict) else None
 
 
 def _cdx_pick_rating(ratings: list[dict], source_name: str | None, want: str) -> dict | None:
@@ -620,7 +635,7 @@ def _cdx_pick_rating(ratings: list[dict], source_name: str | None, want: str) ->
         return _CDX_METHOD_RANK.get(str(rating.get("method")), 4)
 
     for name in [n for n in (source_name, "nvd", "redhat", "ghsa") if n]:
-        same = [r for r in ratings if usable(r) and ((r.get("source") or {}).get("name") == name)]
+        same = [r for r in ratings if usable(r) and _cdx_source_name(r) == name]
         if same:
             return min(same, key=rank)
     rest = [r for r in ratings if usable(r)]
@@ -654,16 +669,16 @@ def parse_cyclonedx(data: dict, source: str) -> ParsedScan:
     subject = metadata.get("component") if isinstance(metadata.get("component"), dict) else {}
     subject_type = _text(subject.get("type"))
     if subject and subject_type != "container":
-        raise IngestError(f"{source}: is a CycloneDX BOM of a {subject_type or 'untyped'} component, not a container image")
+        raise IngestError(
+            f"{source}: is a CycloneDX BOM of a {subject_type or 'untyped'} component, not a container image"
+        )
     props = _properties(subject)
 
-    digest_ref = _first_reference(props.get("aquasecurity:trivy:RepoDigest", []), need_digest=True) or _first_reference(
-        props.get("aquasecurity:trivy:RepoDigests", []), need_digest=True
-    )
+    repo_digests = props.get("aquasecurity:trivy:RepoDigest", []) + props.get("aquasecurity:trivy:RepoDigests", [])
+    digest_ref = _first_reference(repo_digests, need_digest=True)
     purl_ref = _oci_purl_reference(_text(subject.get("purl")) or _text(subject.get("bom-ref")))
-    named_ref = _first_reference(props.get("aquasecurity:trivy:RepoTag", [])) or _explicit_reference(
-        _text(subject.get("name"))
-    )
+    named_ref = _first_reference(props.get("aquasecurity:trivy:RepoTag", []))
+    named_ref = named_ref or _explicit_reference(_text(subject.get("name")))
     image_digest = (digest_ref.digest if digest_ref else None) or (purl_ref.digest if purl_ref else None)
     where = digest_ref or purl_ref or named_ref
     image_ref = named_ref or digest_ref or purl_ref
@@ -672,9 +687,9 @@ def parse_cyclonedx(data: dict, source: str) -> ParsedScan:
     components: dict[str, dict] = {}
     _walk_components(data.get("components"), components)
     parents: dict[str, str] = {}
-    for dep in data.get("dependencies") or []:
+    for dep in _list(data.get("dependencies")):
         if isinstance(dep, dict) and isinstance(dep.get("ref"), str):
-            for child in dep.get("dependsOn") or []:
+            for child in _list(dep.get("dependsOn")):
                 if isinstance(child, str):
                     parents.setdefault(child, dep["ref"])
     os_component = next((c for c in components.values() if c.get("type") == "operating-system"), None)
@@ -703,20 +718,20 @@ def parse_cyclonedx(data: dict, source: str) -> ParsedScan:
         vuln_id = _text(vuln.get("id"))
         if vuln_id is None:
             raise IngestError(f"{source}: vulnerabilities[{index}] has no id")
-        ratings = [r for r in vuln.get("ratings") or [] if isinstance(r, dict)]
-        vuln_source = _text((vuln.get("source") or {}).get("name")) if isinstance(vuln.get("source"), dict) else None
+        ratings = [r for r in _list(vuln.get("ratings")) if isinstance(r, dict)]
+        vuln_source = _cdx_source_name(vuln)
         sev_rating = _cdx_pick_rating(ratings, vuln_source, "severity")
         score_rating = _cdx_pick_rating(ratings, vuln_source, "score")
         fixed = _cdx_fixed_version(vuln)
         analysis = vuln.get("analysis") if isinstance(vuln.get("analysis"), dict) else {}
-        affects = [a for a in vuln.get("affects") or [] if isinstance(a, dict)] or [{}]
+        affects = [a for a in _list(vuln.get("affects")) if isinstance(a, dict)] or [{}]
         for affect in affects:
             ref = _text(affect.get("ref"))
             component = components.get(ref, {}) if ref else {}
             purl = _text(component.get("purl")) or (ref if ref and ref.startswith("pkg:") else None)
             status = None
             installed = _text(component.get("version"))
-            for version in affect.get("versions") or []:
+            for version in _list(affect.get("versions")):
                 if isinstance(version, dict) and version.get("status") == "affected":
                     status = "affected"
                     installed = installed or _text(version.get("version"))
@@ -734,7 +749,7 @@ def parse_cyclonedx(data: dict, source: str) -> ParsedScan:
                     severity=normalize_severity(sev_rating.get("severity") if sev_rating else None),
                     cvss_score=_float(score_rating.get("score")) if score_rating else None,
                     cvss_vector=_text(score_rating.get("vector")) if score_rating else None,
-                    cvss_source=_text((score_rating.get("source") or {}).get("name")) if score_rating else None,
+                    cvss_source=_cdx_source_name(score_rating) if score_rating else None,
                     published_at=parse_timestamp(vuln.get("published")),
                     epss=None,
                     known_exploited=None,
@@ -766,6 +781,36 @@ def parse_cyclonedx(data: dict, source: str) -> ParsedScan:
 _PARSERS = {"trivy": parse_trivy, "grype": parse_grype, "cyclonedx": parse_cyclonedx}
 
 
+def _unclosed_at_end(text: str) -> bool:
+    """True if ``text`` ends inside a string or with brackets still open."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return in_string or depth > 0
+
+
+def describe_json_error(text: str, exc: json.JSONDecodeError) -> str:
+    """One line telling a truncated JSON document (a cut-off download) from a malformed one."""
+    if exc.pos >= len(text.rstrip()) or _unclosed_at_end(text):
+        end = text.rstrip()
+        line = end.count("\n") + 1
+        return f"truncated JSON (input ends inside an unclosed value at line {line})"
+    return f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+
+
 def _read_json(path: Path) -> Any:
     try:
         raw = path.read_bytes()
@@ -783,11 +828,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
-            raise IngestError(
-                f"{path}: truncated JSON (input ends at line {exc.lineno} column {exc.colno}: {exc.msg})"
-            ) from None
-        raise IngestError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise IngestError(f"{path}: {describe_json_error(text, exc)}") from None
 
 
 def load_report(path: Path, scanner: str) -> ParsedScan:

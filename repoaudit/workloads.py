@@ -21,6 +21,7 @@ import yaml
 
 from repoaudit.errors import ConfigError, IngestError
 from repoaudit.reference import parse_image_id, parse_reference
+from repoaudit.scanreports import describe_json_error
 
 __all__ = ["WORKLOAD_KEYS", "load_pods", "workloads_from_pods"]
 
@@ -64,13 +65,11 @@ def _parse_documents(path: Path) -> list[Any]:
         try:
             return [json.loads(text)]
         except json.JSONDecodeError as exc:
-            if exc.pos >= len(text.rstrip()):
-                raise IngestError(
-                    f"{path}: truncated JSON (input ends at line {exc.lineno} column {exc.colno}: {exc.msg})"
-                ) from None
-            raise IngestError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+            raise IngestError(f"{path}: {describe_json_error(text, exc)}") from None
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        # libyaml's loader when present: `kubectl get pods -A -o yaml` runs to many megabytes.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        documents = [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -122,13 +121,25 @@ def load_pods(path: Path) -> list[dict]:
     return pods
 
 
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _owner(metadata: dict) -> tuple[str | None, str | None]:
-    owners = [o for o in metadata.get("ownerReferences") or [] if isinstance(o, dict)]
+    owners = [o for o in _list(metadata.get("ownerReferences")) if isinstance(o, dict)]
     # The controller is the one that recreates the pod; other owners are incidental.
     chosen = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
     if chosen is None:
         return None, None
-    return chosen.get("kind"), chosen.get("name")
+    return _str(chosen.get("kind")), _str(chosen.get("name"))
 
 
 def _container_row(base: dict, container: dict, status: dict | None, *, init: bool) -> dict:
@@ -169,7 +180,7 @@ def _container_row(base: dict, container: dict, status: dict | None, *, init: bo
 
     return {
         **base,
-        "container": container.get("name"),
+        "container": _str(container.get("name")),
         "init": init,
         "image_ref": image_ref,
         "registry": registry,
@@ -190,26 +201,29 @@ def workloads_from_pods(items: list[dict], cluster: str) -> list[dict]:
     ``index.docker.io/library/nginx``), or as written if it is not a valid reference.
     """
     rows: list[dict] = []
-    for pod in items:
-        metadata = pod.get("metadata") or {}
-        spec = pod.get("spec") or {}
-        status = pod.get("status") or {}
+    for index, pod in enumerate(items):
+        if not isinstance(pod, dict):
+            raise IngestError(f"pod {index} is a {type(pod).__name__}, expected a Pod object")
+        metadata, spec, status = _dict(pod.get("metadata")), _dict(pod.get("spec")), _dict(pod.get("status"))
         owner_kind, owner_name = _owner(metadata)
         base = {
             "cluster": cluster,
-            "namespace": metadata.get("namespace"),
-            "pod": metadata.get("name"),
+            "namespace": _str(metadata.get("namespace")),
+            "pod": _str(metadata.get("name")),
             "owner_kind": owner_kind,
             "owner_name": owner_name,
-            "phase": status.get("phase"),
+            "phase": _str(status.get("phase")),
         }
         for init, spec_key, status_key in (
             (True, "initContainers", "initContainerStatuses"),
             (False, "containers", "containerStatuses"),
         ):
-            statuses = {s.get("name"): s for s in status.get(status_key) or [] if isinstance(s, dict)}
-            for container in spec.get(spec_key) or []:
+            statuses = {
+                s["name"]: s for s in _list(status.get(status_key)) if isinstance(s, dict) and _str(s.get("name"))
+            }
+            for container in _list(spec.get(spec_key)):
                 if isinstance(container, dict):
-                    row = _container_row(base, container, statuses.get(container.get("name")), init=init)
+                    container_status = statuses.get(_str(container.get("name")))
+                    row = _container_row(base, container, container_status, init=init)
                     rows.append({key: row[key] for key in WORKLOAD_KEYS})
     return rows
