@@ -151,6 +151,12 @@ class Audit:
 
         return run_sync(go)
 
+    # -- scans and workloads (issue 4) ----------------------------------------
+
+    # -- retention (issue 5) ---------------------------------------------------
+
+    # -- history and merge (issue 7) -------------------------------------------
+
 
 def open(path: str | Path | None = None, *, read_only: bool = False) -> Audit:  # noqa: A001 - mirrors builtins.open on purpose
     """Open (or create) a repoaudit database; ``REPOAUDIT_DB`` or ./repoaudit.duckdb by default."""

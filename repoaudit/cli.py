@@ -188,5 +188,17 @@ def demo(directory, db, no_progress):
     run_demo(directory, db, progress=not no_progress, echo=click.echo)
 
 
+# --- scan and workload commands (issue 4) ---
+
+
+# --- retention commands (issue 5) ---
+
+
+# --- history, sharding and merge commands (issue 7) ---
+
+
+# --- report and export commands (issue 6) ---
+
+
 if __name__ == "__main__":
     main()

@@ -146,3 +146,15 @@ FROM manifests WHERE config_digest IS NOT NULL
 UNION ALL
 SELECT registry, manifest_digest, digest, size, 'layer'
 FROM layers;
+
+-- migration: 2 scans, vulnerabilities and workloads
+CREATE TABLE _migration_2_placeholder (x INTEGER);
+DROP TABLE _migration_2_placeholder;
+
+-- migration: 3 retention deletions
+CREATE TABLE _migration_3_placeholder (x INTEGER);
+DROP TABLE _migration_3_placeholder;
+
+-- migration: 4 tag history
+CREATE TABLE _migration_4_placeholder (x INTEGER);
+DROP TABLE _migration_4_placeholder;
