@@ -123,6 +123,12 @@ class Audit:
         frame.to_csv(path, index=False)
         return len(frame)
 
+    def export_parquet(self, directory: str | Path, *, overwrite: bool = False) -> dict[str, int]:
+        """Every table as Hive-partitioned Parquet under ``directory``; rows per table."""
+        from .exports import export_parquet
+
+        return export_parquet(self.con, directory, overwrite=overwrite)
+
     # -- collecting ------------------------------------------------------------
     def collect(self, url: str | Target, *, username: str | None = None, password: str | None = None,
                 concurrency: int = 16, include: Iterable[str] = (), exclude: Iterable[str] = (),

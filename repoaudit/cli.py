@@ -161,17 +161,32 @@ def list_queries(fmt):
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @db_option
-@click.option("--csv", "csv_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV file to write.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write NAME (a table, view or named query) to this CSV file.")
+@click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write every table as Hive-partitioned Parquet under this directory.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --parquet directory.")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Named-query parameter.")
 @fail_cleanly
-def export(name, db, csv_path, params):
-    """Export a table, view or named query to CSV."""
+def export(name, db, csv_path, parquet_dir, overwrite, params):
+    """Export NAME to CSV (--csv FILE), or every table to partitioned Parquet (--parquet DIR)."""
+    if bool(csv_path) == bool(parquet_dir):
+        raise ConfigError("give exactly one of --csv FILE (with NAME) or --parquet DIR")
     with Audit(db, read_only=True) as audit:
-        count = audit.export_csv(name, csv_path, **parse_params(params))
-    click.echo(f"{count} rows written to {csv_path}")
+        if csv_path:
+            if not name:
+                raise ConfigError("--csv needs the NAME of a table, view or named query")
+            count = audit.export_csv(name, csv_path, **parse_params(params))
+            click.echo(f"{count} rows written to {csv_path}")
+            return
+        if name or params:
+            raise ConfigError("--parquet exports every table; it takes no NAME or --param")
+        counts = audit.export_parquet(parquet_dir, overwrite=overwrite)
+    for table, rows in counts.items():
+        click.echo(f"{table:<24} {rows:>10} rows")
+    click.echo(f"written to {parquet_dir}")
 
 
 @main.command()
