@@ -99,3 +99,15 @@ def skopeo() -> Callable[..., str]:
         return result.stdout
 
     return run
+
+
+# -- demo database -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory) -> Path:
+    """The demo estate collected into a database once per session (about five seconds)."""
+    from repoaudit.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, out / "demo.duckdb", progress=False, echo=lambda *_: None)

@@ -1,0 +1,78 @@
+"""Named queries: headers parse, every query runs on seeded data, parameters are bound and checked."""
+
+from __future__ import annotations
+
+import pytest
+
+import repoaudit
+from pusher import layer_bytes
+from repoaudit.errors import QueryError
+from repoaudit.queries import load_queries, parse_query_file
+
+
+def test_every_query_file_has_a_valid_header():
+    queries = load_queries()
+    assert len(queries) >= 4
+    for name, q in queries.items():
+        assert q.path.stem == name
+        assert q.description, name
+        for p in q.params:
+            assert f"${p.name}" in q.sql, f"{name}: parameter {p.name} is declared but unused"
+
+
+@pytest.mark.parametrize("name", sorted(load_queries()))
+def test_every_query_runs_on_the_demo_database(demo_db, name):
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        frame = audit.query(name)
+        assert list(frame.columns), name
+
+
+def test_header_errors(tmp_path):
+    bad = tmp_path / "thing.sql"
+    bad.write_text("-- name: other\n-- description: x\nSELECT 1")
+    with pytest.raises(QueryError, match="differs from the file name"):
+        parse_query_file(bad)
+    bad.write_text("-- name: thing\n-- param: n NUMBERISH = 3\nSELECT $n")
+    with pytest.raises(QueryError, match="bad param line"):
+        parse_query_file(bad)
+    bad.write_text("SELECT 1")
+    with pytest.raises(QueryError, match="missing '-- name:' header"):
+        parse_query_file(bad)
+
+
+def test_parameters_are_typed_and_bound(demo_db):
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        assert len(audit.query("snapshots", limit="2")) == 2
+        assert audit.query("snapshots", registry="'; DROP TABLE tags; --").empty  # bound, not pasted
+        assert audit.sql("SELECT count(*) FROM tags").iloc[0, 0] > 0
+        with pytest.raises(QueryError, match="valid: registry, limit"):
+            audit.query("snapshots", nope=1)
+        with pytest.raises(QueryError, match="wants INTEGER"):
+            audit.query("snapshots", limit=True)
+        with pytest.raises(QueryError, match="unknown query 'nope'"):
+            audit.query("nope")
+
+
+def test_snapshot_diff_on_the_real_registry(registry, pusher, tmp_path):
+    a = pusher.push_image("team/app", ["1", "latest", "old"], layers=[layer_bytes("a", 100)])
+    pusher.push_image("team/gone", ["1"], layers=[layer_bytes("g", 100)])
+    with repoaudit.open(tmp_path / "db.duckdb") as audit:
+        first = audit.collect(registry.url, progress=False)
+        b = pusher.push_image("team/app", ["2"], layers=[layer_bytes("b", 100)])
+        pusher.tag("team/app", "latest", b)
+        pusher.push_image("team/new", ["1"], layers=[layer_bytes("n", 100)])
+        # Deleting the manifest removes every tag pointing at it: 1 and old, but latest was moved away first.
+        pusher.delete_manifest("team/app", a.digest)
+        second = audit.collect(registry.url, progress=False)
+        diff = audit.query("snapshot_diff")
+        got = sorted((r.change, r.repository, r.tag if isinstance(r.tag, str) else None,
+                      r.from_digest if isinstance(r.from_digest, str) else None,
+                      r.to_digest if isinstance(r.to_digest, str) else None) for r in diff.itertuples())
+        assert got == sorted([
+            ("repository added", "team/new", None, None, None),
+            ("tag added", "team/app", "2", None, b.digest),
+            ("tag moved", "team/app", "latest", a.digest, b.digest),
+            ("tag removed", "team/app", "1", a.digest, None),
+            ("tag removed", "team/app", "old", a.digest, None),
+        ])
+        assert set(diff["from_snapshot"]) == {first.snapshot_id} and set(diff["to_snapshot"]) == {second.snapshot_id}
