@@ -1,0 +1,117 @@
+"""Write the notebooks in notebooks/ from the cell lists below, without outputs.
+
+Notebooks are committed as .ipynb (users open them in Jupyter); this script is
+where they are edited, so a diff of a notebook change stays readable. Run it after
+editing and commit both: ``python tools/make_notebooks.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+OUT = Path(__file__).resolve().parents[1] / "notebooks"
+
+SETUP = """\
+import os
+import matplotlib.pyplot as plt
+import pandas as pd
+import repoaudit
+from repoaudit.formatting import human_bytes
+
+audit = repoaudit.open(db, read_only=True)
+pd.set_option("display.max_colwidth", 80)"""
+
+PARAMS_HEAD = """\
+# Parameters (papermill: this cell is tagged "parameters").
+# The database defaults to $REPOAUDIT_DB, else the demo database built by `repoaudit demo`.
+import os
+db = os.environ.get("REPOAUDIT_DB", "../data/demo/repoaudit-demo.duckdb")"""
+
+
+def params(extra: str = "") -> nbformat.NotebookNode:
+    cell = new_code_cell(PARAMS_HEAD + ("\n" + extra if extra else ""))
+    cell.metadata["tags"] = ["parameters"]
+    return cell
+
+
+NOTEBOOKS: dict[str, list] = {}
+
+NOTEBOOKS["01_inventory.ipynb"] = [
+    new_markdown_cell("""\
+# Registry inventory
+
+What the registries hold: repositories, tags and images per registry, how many bytes they occupy
+once shared layers are counted once (**unique bytes**) against the sum of every image's size
+(**logical bytes**), and how that grew across snapshots.
+
+Every table below comes from a named query in `queries/` (`audit.query(name, …)`), so the same
+numbers appear in `repoaudit query`, the report and CSV exports."""),
+    params('registry = None  # None: every registry in the database\ntop_n = 15'),
+    new_code_cell(SETUP),
+    new_markdown_cell("## Snapshots\n\nEach collection run. `status` is `complete`, `partial` (some repositories "
+                      "failed: see `collection_errors`) or `failed`; `mode` says whether the run was incremental."),
+    new_code_cell('snaps = audit.query("snapshots", registry=registry)\nsnaps'),
+    new_markdown_cell("## Growth\n\nUnique bytes reachable from the tags of each snapshot. A step up is new "
+                      "content; a step down is tags deleted (the registry only frees the space after garbage "
+                      "collection)."),
+    new_code_cell("""\
+ok = snaps[snaps["status"] != "failed"].sort_values("started_at")
+fig, ax = plt.subplots(figsize=(8, 3.5))
+for reg, part in ok.groupby("registry"):
+    ax.plot(part["started_at"], part["unique_bytes"] / 2**30, marker="o", label=reg)
+ax.set_ylabel("unique GiB")
+ax.set_title("Registry size by snapshot")
+ax.legend(loc="best", fontsize="small")
+fig.autofmt_xdate()
+plt.show()"""),
+    new_markdown_cell("## Repositories\n\n`unique_bytes` counts each blob once within the repository; "
+                      "`logical_bytes` sums every distinct image whole. The gap is layer sharing inside "
+                      "the repository."),
+    new_code_cell('repos = audit.query("repository_summary", registry=registry)\nrepos.head(top_n)'),
+    new_code_cell("""\
+top = repos.head(top_n).iloc[::-1]
+fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1))
+ax.barh(top["repository"], top["logical_bytes"] / 2**30, color="#c6dbef", label="logical")
+ax.barh(top["repository"], top["unique_bytes"] / 2**30, color="#2171b5", label="unique")
+ax.set_xlabel("GiB")
+ax.set_title(f"Top {len(top)} repositories by unique bytes")
+ax.legend()
+plt.show()"""),
+    new_markdown_cell("## By team namespace\n\nThe first path component of a repository name (`payments/ledger` "
+                      "→ `payments`) is taken as the owning team."),
+    new_code_cell("""\
+repos["namespace"] = repos["repository"].str.split("/").str[0]
+by_team = (repos.groupby("namespace")[["tags", "images", "unique_bytes", "logical_bytes"]].sum()
+           .sort_values("unique_bytes", ascending=False))
+by_team.assign(unique=by_team["unique_bytes"].map(human_bytes))"""),
+    new_markdown_cell("## Layers shared across repositories\n\nBase layers pushed once and mounted into many "
+                      "repositories. `bytes_saved` is what the registry would store again if every repository "
+                      "had its own copy; these layers are also why deleting one repository's images frees less "
+                      "than their summed size."),
+    new_code_cell("""\
+shared = audit.query("shared_layers", registry=registry)
+print(f"{len(shared)} shared layers save {human_bytes(shared['bytes_saved'].sum())}")
+shared.head(top_n)"""),
+    new_markdown_cell("## Media types and artifacts\n\nImages, indexes, schema 1 manifests and non-image "
+                      "artifacts (cosign signatures, SBOMs, Helm charts) in the latest snapshots."),
+    new_code_cell('audit.query("artifact_inventory", registry=registry)'),
+]
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook(cells=cells, metadata={
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        })
+        nbformat.validate(nb)
+        nbformat.write(nb, OUT / name)
+        print(f"wrote {OUT / name}")
+
+
+if __name__ == "__main__":
+    main()
