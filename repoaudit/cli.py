@@ -215,5 +215,22 @@ def demo(directory, db, no_progress):
 # --- report and export commands (issue 6) ---
 
 
+@main.command()
+@db_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (default report.html or report.md).")
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True)
+@click.option("--since", metavar="SNAPSHOT|DURATION",
+              help="Compare with this snapshot id or look-back (7d, 24h, 2w); default: the previous snapshot.")
+@fail_cleanly
+def report(db, output, fmt, since):
+    """Write the audit report: a self-contained HTML page, or Markdown for chat and e-mail."""
+    from .report import write_report
+
+    with Audit(db, read_only=True) as audit:
+        path = write_report(audit, output or f"report.{fmt}", fmt=fmt, since=since)
+    click.echo(f"report written to {path}")
+
+
 if __name__ == "__main__":
     main()

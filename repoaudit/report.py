@@ -1,0 +1,253 @@
+"""The audit report: one self-contained HTML page (or Markdown) answering the three questions.
+
+Every number comes from a named query, so the report, notebooks and CSV exports
+agree. Charts are matplotlib PNGs embedded as data URIs: the file opens offline,
+from a mail attachment or a CI artifact, with no network resource at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .errors import ConfigError
+from .formatting import human_bytes
+
+MAX_ROWS = 15
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    intro: str
+    headline: str = ""
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    charts: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, PNG bytes)
+
+
+@dataclass
+class Report:
+    generated_at: datetime
+    database: str
+    headlines: list[tuple[str, str]]
+    sections: list[Section]
+    since: str
+
+
+def parse_since(value: str | None) -> tuple[str, Any]:
+    """``--since``: a snapshot id (``12``) or a look-back (``7d``, ``24h``, ``2w``)."""
+    if value is None or value == "":
+        return ("previous", None)
+    if value.isdigit():
+        return ("snapshot", int(value))
+    m = re.fullmatch(r"(\d+)\s*([hdw])", value.strip())
+    if not m:
+        raise ConfigError(f"--since wants a snapshot id or a duration like 7d, 24h, 2w; got {value!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    return ("duration", timedelta(hours=n) if unit == "h" else timedelta(days=n * (7 if unit == "w" else 1)))
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure(width=8.0, height=3.5):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def _bytes_cols(frame: pd.DataFrame) -> pd.DataFrame:
+    """Render *_bytes and size columns for people; the CSV exports keep raw integers."""
+    out = frame.copy()
+    for col in out.columns:
+        if col.endswith("bytes") or col in ("total_size", "size"):
+            out[col] = out[col].map(lambda v: human_bytes(v) if pd.notna(v) else "-")
+    return out
+
+
+# -- sections ------------------------------------------------------------------------
+
+
+def inventory_section(audit) -> Section:
+    snaps = audit.query("snapshots", limit=1000)
+    repos = audit.query("repository_summary")
+    ok = snaps[snaps["status"] != "failed"].sort_values("started_at")
+    sec = Section("inventory", "Inventory",
+                  "Registries, repositories and the bytes they hold. Unique bytes count each blob once; "
+                  "logical bytes sum every image whole, as a registry UI would.")
+    latest = ok.groupby("registry").tail(1)
+    sec.tables.append(("Latest snapshot per registry", latest[[
+        "registry", "snapshot_id", "started_at", "status", "repository_count", "tag_count", "manifest_count",
+        "unique_bytes", "error_count"]]))
+    if len(ok):
+        fig, ax = _figure()
+        for reg, part in ok.groupby("registry"):
+            ax.plot(part["started_at"], part["unique_bytes"] / 2**30, marker="o", label=reg)
+        ax.set_ylabel("unique GiB")
+        ax.set_title("Registry size by snapshot")
+        ax.legend(fontsize="small")
+        fig.autofmt_xdate()
+        sec.charts.append(("Unique bytes reachable from each snapshot's tags", _png(fig)))
+    if len(repos):
+        top = repos.head(MAX_ROWS).iloc[::-1]
+        fig, ax = _figure(8, 0.35 * len(top) + 1)
+        ax.barh(top["repository"], top["logical_bytes"] / 2**30, color="#c6dbef", label="logical")
+        ax.barh(top["repository"], top["unique_bytes"] / 2**30, color="#2171b5", label="unique")
+        ax.set_xlabel("GiB")
+        ax.set_title("Largest repositories")
+        ax.legend()
+        sec.charts.append(("Largest repositories by unique bytes", _png(fig)))
+        sec.tables.append(("Largest repositories", repos.head(MAX_ROWS)))
+    sec.headline = (f"{int(latest['repository_count'].sum())} repositories, {int(latest['tag_count'].sum())} tags, "
+                    f"{human_bytes(latest['unique_bytes'].sum())} unique") if len(latest) else "no snapshots yet"
+    return sec
+
+
+def changes_section(audit, since: str | None) -> Section:
+    kind, value = parse_since(since)
+    sec = Section("changes", "What changed",
+                  "Repositories and tags added or removed, and tags moved to other content, between each "
+                  "registry's latest snapshot and the comparison point. A moved release tag is a "
+                  "supply-chain signal worth a look.")
+    frames = []
+    latest = audit.sql("SELECT registry, snapshot_id, started_at FROM latest_snapshot")
+    for row in latest.itertuples():
+        params: dict[str, Any] = {"registry": row.registry}
+        if kind == "snapshot":
+            params["from_snapshot"] = value
+        elif kind == "duration":
+            older = audit.sql("SELECT max(snapshot_id) AS s FROM snapshots WHERE registry = $r AND status <> 'failed' "
+                              "AND started_at <= $t", {"r": row.registry, "t": row.started_at - value}).iloc[0, 0]
+            if pd.isna(older):
+                continue
+            params["from_snapshot"] = int(older)
+        frames.append(audit.query("snapshot_diff", **params))
+    diff = pd.concat(frames) if frames else pd.DataFrame(columns=["change"])
+    counts = diff["change"].value_counts() if len(diff) else pd.Series(dtype=int)
+    sec.headline = ", ".join(f"{n} {c}" for c, n in counts.items()) or "no changes"
+    if len(diff):
+        sec.tables.append(("Moved tags", diff[diff["change"] == "tag moved"].head(MAX_ROWS)))
+        sec.tables.append(("Repositories added or removed",
+                           diff[diff["change"].str.startswith("repository")].head(MAX_ROWS)))
+        sec.tables.append(("Counts", counts.rename_axis("change").reset_index(name="count")))
+    return sec
+
+
+def build_report(audit, *, since: str | None = None) -> Report:
+    sections = [inventory_section(audit), changes_section(audit, since)]
+    headlines = [(s.title, s.headline) for s in sections if s.headline]
+    return Report(datetime.now().astimezone(), audit.path, headlines, sections, since or "previous snapshot")
+
+
+# -- rendering -----------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{margin-bottom:.2rem}.meta{color:#666;font-size:.9rem}
+.cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1.2rem 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:.7rem 1rem;min-width:220px;flex:1}
+.card b{display:block;font-size:.8rem;color:#666;text-transform:uppercase;letter-spacing:.04em}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.85rem;width:100%}
+th,td{border-bottom:1px solid #eee;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:1rem 0}figcaption{color:#666;font-size:.85rem}img{max-width:100%}
+section{margin-top:2.2rem}.scroll{overflow-x:auto}
+"""
+
+
+def _text(value: Any) -> str:
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p><em>none</em></p>"
+    shown = _bytes_cols(frame.head(MAX_ROWS))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    rows = []
+    for rec in shown.itertuples(index=False):
+        cells = []
+        for v in rec:
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            text = _text(v)
+            cells.append(f'<td class="num">{html.escape(text)}</td>' if num else f"<td>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = f"<p class=meta>{len(frame) - MAX_ROWS} more rows not shown</p>" if len(frame) > MAX_ROWS else ""
+    return (f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+            f"{more}")
+
+
+def render_html(report: Report) -> str:
+    cards = "".join(f"<div class=card><b>{html.escape(t)}</b>{html.escape(h)}</div>" for t, h in report.headlines)
+    body = []
+    for sec in report.sections:
+        parts = [f'<section id="{sec.key}"><h2>{html.escape(sec.title)}</h2><p>{html.escape(sec.intro)}</p>']
+        for caption, png in sec.charts:
+            data = base64.b64encode(png).decode()
+            parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        for title, frame in sec.tables:
+            parts.append(f"<h3>{html.escape(title)}</h3>{_html_table(frame)}")
+        parts.append("</section>")
+        body.append("".join(parts))
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<meta name=viewport content='width=device-width,initial-scale=1'>"
+            f"<title>repoaudit report</title><style>{CSS}</style></head><body>"
+            f"<h1>Registry audit</h1><p class=meta>Generated {report.generated_at:%Y-%m-%d %H:%M %Z} by repoaudit "
+            f"{__version__} from {html.escape(report.database)}; changes since {html.escape(report.since)}.</p>"
+            f"<div class=cards>{cards}</div>{''.join(body)}</body></html>\n")
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_none_\n"
+    shown = _bytes_cols(frame.head(MAX_ROWS))
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(_text(v).replace("|", "\\|") for v in row) + " |"
+              for row in shown.itertuples(index=False)]
+    if len(frame) > MAX_ROWS:
+        lines.append(f"\n_{len(frame) - MAX_ROWS} more rows not shown_")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(report: Report) -> str:
+    out = [f"# Registry audit\n", f"Generated {report.generated_at:%Y-%m-%d %H:%M %Z} by repoaudit {__version__}; "
+           f"changes since {report.since}.\n"]
+    out += [f"- **{t}**: {h}" for t, h in report.headlines]
+    for sec in report.sections:
+        out.append(f"\n## {sec.title}\n\n{sec.intro}\n")
+        for title, frame in sec.tables:
+            out.append(f"### {title}\n\n{_md_table(frame)}")
+    return "\n".join(out) + "\n"
+
+
+def write_report(audit, output: str | Path, *, fmt: str = "html", since: str | None = None) -> Path:
+    report = build_report(audit, since=since)
+    text = render_html(report) if fmt == "html" else render_markdown(report)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    return output

@@ -1,0 +1,86 @@
+"""The audit report: content from the named queries, self-contained, and rendered by a real browser."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import repoaudit
+from repoaudit.errors import ConfigError
+from repoaudit.formatting import human_bytes
+from repoaudit.report import build_report, parse_since, render_html, render_markdown, write_report
+
+# Records failed loads and, after load, every image's size into the DOM that --dump-dom prints.
+PROBE = """<script>window.__errors=[];
+addEventListener('error',e=>__errors.push(String(e.message||(e.target&&(e.target.src||'').slice(0,60)))),true);
+addEventListener('load',()=>document.body.setAttribute('data-probe',JSON.stringify({
+  imgs:[...document.images].map(i=>[i.complete,i.naturalWidth,i.naturalHeight]),errors:__errors})));</script>"""
+
+
+@pytest.fixture(scope="module")
+def report_html(demo_db, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        write_report(audit, out)
+    return out
+
+
+def test_headlines_match_the_queries(demo_db, report_html):
+    text = html.unescape(report_html.read_text())
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        latest = audit.query("snapshots").iloc[0]
+        diff = audit.query("snapshot_diff")
+    assert f"{latest['repository_count']} repositories, {latest['tag_count']} tags, " \
+           f"{human_bytes(latest['unique_bytes'])} unique" in text
+    moved = int((diff["change"] == "tag moved").sum())
+    assert moved > 0 and f"{moved} tag moved" in text
+
+
+def test_self_contained(report_html):
+    text = report_html.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), "no network resources"
+    assert "<link" not in text and "@import" not in text
+    assert len(re.findall(r'src="data:image/png;base64,', text)) >= 2
+
+
+def test_renders_in_headless_chromium(report_html, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is not installed (Debian: apt-get install chromium)"
+    probed = tmp_path / "probed.html"
+    probed.write_text(report_html.read_text().replace("<head>", "<head>" + PROBE, 1))
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", probed.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    m = re.search(r'data-probe="([^"]*)"', result.stdout)
+    assert m, result.stderr[-2000:]
+    probe = json.loads(html.unescape(m.group(1)))
+    assert probe["errors"] == []
+    assert probe["imgs"] and all(done and w > 0 and h > 0 for done, w, h in probe["imgs"]), probe["imgs"]
+    console = [l for l in result.stderr.splitlines() if ":CONSOLE" in l]
+    assert console == []
+
+
+def test_markdown_and_since(demo_db, tmp_path):
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        md = render_markdown(build_report(audit, since="1"))
+        assert md.startswith("# Registry audit")
+        assert "| registry | snapshot_id |" in md
+        week = build_report(audit, since="7d")
+        since_first = build_report(audit, since="1")
+        changes = {s.key: s.headline for s in since_first.sections}["changes"]
+        assert changes != {s.key: s.headline for s in week.sections}["changes"]
+        assert "<img" in render_html(week)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "7 days", "-1d"])
+def test_bad_since(value):
+    with pytest.raises(ConfigError, match="--since wants a snapshot id or a duration"):
+        parse_since(value)
