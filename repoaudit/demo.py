@@ -48,8 +48,29 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
         echo("largest repositories by unique bytes:")
         for row in repos.head(5).itertuples():
             echo(f"  {row.repository:<32} {row.tags:>4} tags {row.images:>4} images {human_bytes(row.unique_bytes):>10}")
+        written = write_outputs(audit, directory)
     echo("")
     echo(f"demo estate: {estate}")
     echo(f"demo database: {db}")
-    echo(f"try: repoaudit snapshots --db {db}")
+    for label, path in written:
+        echo(f"{label}: {path}")
+    echo(f"try: repoaudit queries; repoaudit query repository_summary --db {db}")
     return db
+
+
+# The CSV summaries the demo leaves beside its report: (file name, named query).
+CSV_SUMMARIES = [("snapshots.csv", "snapshots"), ("repository_summary.csv", "repository_summary"),
+                 ("snapshot_diff.csv", "snapshot_diff")]
+
+
+def write_outputs(audit: Audit, directory: Path) -> list[tuple[str, Path]]:
+    """The report and CSV summaries, as a scheduled run would publish them."""
+    from .report import write_report
+
+    out = [("report", write_report(audit, directory / "report.html"))]
+    out.append(("markdown summary", write_report(audit, directory / "report.md", fmt="md")))
+    for name, query in CSV_SUMMARIES:
+        path = directory / "csv" / name
+        audit.export_csv(query, path)
+        out.append((f"csv {query}", path))
+    return out
