@@ -76,6 +76,7 @@ class RegistryClient:
         self.target = target
         self.name = target.name
         self.options = options or ClientOptions()
+        self.concurrency = self.options.concurrency
         self._sleep = sleep
         self._rng = random.Random()
         self._semaphore = asyncio.Semaphore(self.options.concurrency)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,6 +29,9 @@ from .manifest import ImageConfig, Manifest, parse_config, parse_manifest
 from .progress import NullProgress, Progress
 from .sources import Source
 from .store import SnapshotWriter, to_json
+
+
+CONFIG_CACHE = 10_000
 
 
 @dataclass
@@ -49,6 +54,19 @@ def select_repositories(names: list[str], include: tuple[str, ...], exclude: tup
     """Shell-style globs on repository names (``team/*``, ``*-cache``); exclude wins."""
     picked = [n for n in names if not include or any(fnmatch.fnmatchcase(n, g) for g in include)]
     return [n for n in picked if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
+
+
+def shard_of(name: str, count: int) -> int:
+    """The shard (0 to count-1) a repository belongs to: sha256 of its name, so every machine agrees."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % count
+
+
+def select_shard(names: list[str], shard: tuple[int, int] | None) -> list[str]:
+    """Only the repositories of shard ``(i, n)``; all of them when ``shard`` is None."""
+    if shard is None:
+        return names
+    i, n = shard
+    return [name for name in names if shard_of(name, n) == i]
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -83,7 +101,9 @@ class Collector:
         self.stored: set[str] = set()
         self.incremental = False
         self._inflight: dict[str, asyncio.Future] = {}
-        self._configs: dict[str, ImageConfig | None] = {}
+        # Configs are shared by many manifests (the same image in several repositories, rebuilt
+        # tags); a bounded LRU keeps the saving without growing with the registry.
+        self._configs: OrderedDict[str, ImageConfig | None] = OrderedDict()
         self.new_manifests = 0
         self.tag_count = 0
         self.error_count = 0
@@ -96,7 +116,7 @@ class Collector:
         for name in repositories:
             queue.put_nowait(name)
         self.progress.repositories(len(repositories))
-        workers = max(1, min(len(repositories), getattr(getattr(self.source, "options", None), "concurrency", 8)))
+        workers = max(1, min(len(repositories), self.source.concurrency))
         await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
 
     async def _worker(self, queue: asyncio.Queue[str]) -> None:
@@ -201,6 +221,7 @@ class Collector:
 
     async def _config(self, repository: str, digest: str) -> ImageConfig | None:
         if digest in self._configs:
+            self._configs.move_to_end(digest)
             return self._configs[digest]
         body = await self.source.get_blob(repository, digest)
         try:
@@ -208,6 +229,8 @@ class Collector:
         except UnsupportedMediaType:
             cfg = None  # an unreadable config leaves created/platform unknown, not the image uncollected
         self._configs[digest] = cfg
+        if len(self._configs) > CONFIG_CACHE:
+            self._configs.popitem(last=False)
         return cfg
 
     def _write_manifest(self, m: Manifest, cfg: ImageConfig | None) -> None:
@@ -243,11 +266,14 @@ async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options
     writer = SnapshotWriter(con, registry=source.name, source=source.target.url, source_kind=source.kind,
                             started_at=started_at, options={"include": list(options.include),
                                                             "exclude": list(options.exclude),
-                                                            "full": options.full})
+                                                            "full": options.full,
+                                                            **({"shard": "%d/%d" % options.shard}
+                                                               if options.shard else {})})
     progress = progress or NullProgress()
     try:
         await source.ping()
         names = select_repositories(await source.list_repositories(), options.include, options.exclude)
+        names = select_shard(names, options.shard)
     except RepoauditError as exc:
         writer.record_failure(str(exc), error_type=exc.__class__.__name__, requests=dict(source.requests))
         raise

@@ -38,6 +38,8 @@ class OCILayoutSource:
     """The OCI-layout side of :class:`repoaudit.sources.Source`."""
 
     kind = "oci-layout"
+    # Reads are local and quick; a few workers only overlap the JSON parsing with file I/O.
+    concurrency = 4
 
     def __init__(self, target: Target):
         self.target = target

@@ -17,6 +17,7 @@ from .ocilayout import OCILayoutSource
 class Source(Protocol):
     kind: str
     name: str  # the value of the ``registry`` column
+    concurrency: int  # how many repositories the collector works on at once
     target: Target
     requests: Counter[str]
     rate_limit: dict[str, str]
