@@ -94,3 +94,28 @@ class CollectOptions:
     exclude: tuple[str, ...] = ()
     full: bool = False  # refetch manifests even when their digest is stored
     progress: bool = True
+    shard: tuple[int, int] | None = None  # (i, n): only repositories whose name hashes to i mod n
+
+    def __post_init__(self):
+        if self.shard is not None:
+            object.__setattr__(self, "shard", parse_shard(self.shard))
+
+
+def parse_shard(value: str | tuple[int, int]) -> tuple[int, int]:
+    """``"i/n"`` or ``(i, n)`` with ``0 <= i < n``: which hash partition of the repositories to collect."""
+    if isinstance(value, str):
+        head, sep, tail = value.strip().partition("/")
+        try:
+            i, n = int(head), int(tail)
+        except ValueError:
+            raise ConfigError(f"invalid shard {value!r}: want i/n, e.g. 0/4 (shards are numbered 0 to n-1)") from None
+        if not sep:
+            raise ConfigError(f"invalid shard {value!r}: want i/n, e.g. 0/4 (shards are numbered 0 to n-1)")
+    else:
+        try:
+            i, n = (int(x) for x in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"invalid shard {value!r}: want (i, n) or 'i/n'") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"invalid shard {i}/{n}: want 0 <= i < n (shards are numbered 0 to n-1)")
+    return (i, n)
