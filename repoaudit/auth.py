@@ -24,6 +24,7 @@ redirects to another origin (blob storage), and this flow never adds it there.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import threading
@@ -36,7 +37,8 @@ import httpx
 from .errors import AuthenticationError
 
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
-_REPO_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags)/")
+# Greedy name, anchored endpoint: a repository may itself be called "team/tags/app".
+_REPO_PATH = re.compile(r"^/v2/(.+)/(?:manifests/[^/]+|blobs/(?:uploads/[^/]*|[^/]+)|tags/list|referrers/[^/]+)$")
 # Renew a little early so a token never expires between check and use.
 _EXPIRY_MARGIN = 10.0
 
@@ -81,6 +83,7 @@ class RegistryAuth(httpx.Auth):
         self._tokens: dict[tuple[str, str], _Token] = {}
         self._bearer: dict[str, dict[str, str]] = {}  # host -> challenge params (realm, service)
         self._basic_hosts: set[str] = set()
+        self._async_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def __repr__(self) -> str:  # never show secrets in tracebacks or logs
         return f"RegistryAuth(username={self._username!r}, password={'***' if self._password else None})"
@@ -93,11 +96,41 @@ class RegistryAuth(httpx.Auth):
         raw = f"{self._username or ''}:{self._password or ''}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        host = request.url.netloc.decode()
+    @staticmethod
+    def _scope(request: httpx.Request) -> str | None:
         scope = scope_for(request.url)
         if scope and request.method == "DELETE":
             scope = scope.replace(":pull", ":delete")
+        return scope
+
+    async def async_auth_flow(self, request: httpx.Request):
+        """The sync flow, after making concurrent requests for one scope share a single token fetch."""
+        host = request.url.netloc.decode()
+        scope = self._scope(request)
+        if scope and host in self._bearer and self._cached(host, scope) is None:
+            async with self._async_locks.setdefault((host, scope), asyncio.Lock()):
+                if self._cached(host, scope) is None:  # another task may have fetched it meanwhile
+                    fetch = self._fetch_token(host, self._bearer[host], scope)
+                    outgoing = next(fetch)
+                    while True:
+                        response = yield outgoing
+                        await response.aread()
+                        try:
+                            outgoing = fetch.send(response)
+                        except StopIteration:
+                            break
+        flow = super().async_auth_flow(request)
+        outgoing = await flow.__anext__()
+        while True:
+            response = yield outgoing
+            try:
+                outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        host = request.url.netloc.decode()
+        scope = self._scope(request)
         token = self._cached(host, scope)
         if token is None and host in self._bearer and scope:
             token = yield from self._fetch_token(host, self._bearer[host], scope)

@@ -20,7 +20,7 @@ import httpx
 
 from . import __version__
 from .auth import RegistryAuth
-from .config import ClientOptions, Target
+from .config import ClientOptions, Target, ssl_context
 from .errors import (AuthenticationError, DigestMismatch, InvalidResponse, NotFoundError,
                      RegistryHTTPError, RegistryUnreachable)
 from .manifest import ACCEPT, sha256_digest, verify_digest
@@ -88,8 +88,9 @@ class RegistryClient:
                               max_keepalive_connections=self.options.concurrency)
         self._http = httpx.AsyncClient(
             base_url=target.url, auth=self.auth, transport=transport, limits=limits,
-            timeout=httpx.Timeout(self.options.timeout), verify=self.options.verify,
-            cert=self.options.cert, http2=self.options.http2 and transport is None,
+            timeout=httpx.Timeout(self.options.timeout),
+            verify=ssl_context(self.options.verify, self.options.cert), proxy=self.options.proxy,
+            http2=self.options.http2 and transport is None,
             follow_redirects=True, headers={"User-Agent": f"{self.options.user_agent}/{__version__}"},
         )
 
@@ -115,7 +116,7 @@ class RegistryClient:
                     response = await self._http.request(method, url, headers=headers, params=params)
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 if attempt >= policy.attempts or isinstance(exc, httpx.UnsupportedProtocol):
-                    raise RegistryUnreachable(f"cannot reach {self.target.url}: {_describe(exc)}",
+                    raise RegistryUnreachable(f"cannot reach {self.target.url}: {_describe(exc, self.target.url)}",
                                               registry=self.name, repository=repository) from None
                 await self._sleep(policy.delay(attempt, rng=self._rng))
                 continue
@@ -211,7 +212,14 @@ class RegistryClient:
         await self._request("DELETE", f"/v2/{repository}/manifests/{digest}", what="delete", repository=repository)
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: Exception, target_url: str) -> str:
     text = str(exc) or exc.__class__.__name__
     # httpx nests the OS error; its last line is the readable part.
-    return f"{exc.__class__.__name__}: {text.splitlines()[-1]}" if text else exc.__class__.__name__
+    text = f"{exc.__class__.__name__}: {text.splitlines()[-1]}" if text else exc.__class__.__name__
+    try:
+        url = exc.request.url
+    except (AttributeError, RuntimeError):
+        return text
+    origin = f"{url.scheme}://{url.netloc.decode()}"
+    # The token realm or a blob redirect can be another host: name the one that failed.
+    return text if origin == target_url else f"{text} (while contacting {origin})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,14 +75,17 @@ class ClientOptions:
     timeout: float = 30.0
     page_size: int = DEFAULT_PAGE_SIZE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    verify: bool | str = True  # False only with --insecure; a path means a CA bundle
-    cert: tuple[str, str] | None = None
+    verify: bool | str | ssl.SSLContext = True  # False only with --insecure; a path means a CA bundle
+    cert: tuple[str, str] | None = None  # client certificate and key files (mTLS)
+    proxy: str | None = field(default=None, repr=False)  # may carry proxy credentials
     http2: bool = True
     user_agent: str = "repoaudit"
 
     def __post_init__(self):
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.timeout <= 0:
+            raise ConfigError(f"timeout must be positive, got {self.timeout}")
         if not 1 <= self.page_size <= 1000:
             raise ConfigError(f"page size must be between 1 and 1000, got {self.page_size}")
 
@@ -119,3 +123,29 @@ def parse_shard(value: str | tuple[int, int]) -> tuple[int, int]:
     if n < 1 or not 0 <= i < n:
         raise ConfigError(f"invalid shard {i}/{n}: want 0 <= i < n (shards are numbered 0 to n-1)")
     return (i, n)
+
+
+def ssl_context(verify: bool | str | ssl.SSLContext, cert: tuple[str, str] | None = None) -> ssl.SSLContext | bool:
+    """One SSLContext from the CA bundle path and client certificate options (httpx 0.28 wants contexts).
+
+    ``verify=False`` (``--insecure``) stays ``False``; a ready context is used as given.
+    """
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify is False:
+        return False
+    try:
+        ctx = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+        if not isinstance(verify, str):
+            try:
+                import certifi  # httpx's own default trust store, when present
+
+                ctx.load_verify_locations(certifi.where())
+            except ImportError:
+                pass
+        if cert:
+            ctx.load_cert_chain(*cert)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS files ({verify if isinstance(verify, str) else ''} "
+                          f"{' '.join(cert or ())}): {exc}") from None
+    return ctx
