@@ -15,9 +15,11 @@ from typing import Any, Callable, Iterable
 import duckdb
 import pandas as pd
 
-from .collector import CollectResult, collect_source
+from .collector import CollectResult, Part, collect_parts
 from .config import ClientOptions, CollectOptions, Target, default_db_path, parse_target
+from .credentials import Credentials, resolve as resolve_credentials
 from .errors import ConfigError, QueryError, StoreError
+from .fluxconfig import CollectJob
 from .progress import NullProgress, TqdmProgress
 from .queries import NamedQuery, get_query, load_queries
 from .retry import RetryPolicy
@@ -132,36 +134,158 @@ class Audit:
     # -- collecting ------------------------------------------------------------
     def collect(self, url: str | Target, *, username: str | None = None, password: str | None = None,
                 concurrency: int = 16, include: Iterable[str] = (), exclude: Iterable[str] = (),
+                repositories: Iterable[str] = (), exclude_tags: Iterable[str] = (),
                 full: bool = False, progress: bool = True, name: str | None = None,
                 started_at: datetime | None = None, retry: RetryPolicy | None = None,
-                client_options: ClientOptions | None = None, transport=None) -> CollectResult:
-        """Snapshot one registry (``https://…``/``http://…``) or OCI layout tree (``oci:PATH``)."""
-        if self.read_only:
-            raise StoreError(f"{self.path} is open read-only; open it writable to collect")
+                ca_file: str | None = None, cert: tuple[str, str] | None = None, insecure: bool = False,
+                timeout: float | None = None, proxy: str | None = None,
+                client_options: ClientOptions | None = None, transport=None,
+                shard: str | tuple[int, int] | None = None, use_credential_store: bool = True) -> CollectResult:
+        """Snapshot one registry (``https://…``/``http://…``) or OCI layout tree (``oci:PATH``).
+
+        Credentials: ``username``/``password`` when given, else ``REPOAUDIT_USERNAME``/
+        ``REPOAUDIT_PASSWORD``, else the Docker config (``$DOCKER_CONFIG/config.json``, its
+        ``credHelpers``/``credsStore``), else anonymous. ``repositories`` names what to collect
+        on registries without a catalog; ``exclude_tags`` are regexes, as Flux's exclusionList.
+        ``shard="i/n"`` collects only the repositories whose name hashes to ``i`` mod ``n``.
+        """
         target = url if isinstance(url, Target) else parse_target(url, name)
         if client_options is None:
-            client_options = ClientOptions(username=username, password=password, concurrency=concurrency,
-                                           **({"retry": retry} if retry else {}))
-        if client_options.password and not client_options.username:
-            raise ConfigError("a password was given without a username")
-        options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full)
+            if target.kind == "registry" and use_credential_store:
+                creds = resolve_credentials(target.name, username=username, password=password)
+            else:
+                creds = Credentials(username=username, password=password,
+                                    source="flags" if username or password else "anonymous")
+            if creds.password and not creds.username:
+                raise ConfigError("a password was given without a username")
+            client_options = ClientOptions(
+                username=creds.username, password=creds.password, identity_token=creds.identity_token,
+                concurrency=concurrency, verify=False if insecure else (ca_file or True), cert=cert, proxy=proxy,
+                **({"timeout": timeout} if timeout else {}), **({"retry": retry} if retry else {}))
+        options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full, shard=shard,
+                                 repositories=tuple(repositories), exclude_tags=tuple(exclude_tags))
+        kw = {"transport": transport} if transport is not None and target.kind == "registry" else {}
+        return self._collect_parts(target.name, [(target, client_options, options, None, kw)],
+                                   progress=progress, started_at=started_at)
+
+    def collect_jobs(self, jobs: Iterable[CollectJob], *, concurrency: int = 16, full: bool = False,
+                     progress: bool = True, retry: RetryPolicy | None = None
+                     ) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
+        """Collect Flux ImageRepository / config-file jobs: one snapshot per registry.
+
+        Jobs on the same registry (several ImageRepository objects, each with its own
+        secret and exclusion list) share one snapshot. Suspended jobs and unsupported
+        providers are skipped and returned with the reason, as Flux would report them.
+        """
+        skipped: list[tuple[CollectJob, str]] = []
+        groups: dict[str, list] = {}
+        for job in jobs:
+            if job.suspended:
+                skipped.append((job, "suspended"))
+                continue
+            if job.unsupported_reason:
+                skipped.append((job, job.unsupported_reason))
+                continue
+            base = ClientOptions(concurrency=concurrency, **({"retry": retry} if retry else {}))
+            options = CollectOptions(include=job.include, exclude=job.exclude, full=full,
+                                     repositories=job.repositories, exclude_tags=job.exclusion_list)
+            groups.setdefault(job.registry, []).append((job.target, job.client_options(base), options, job.name, {}))
+        results = [self._collect_parts(registry, parts, progress=progress, started_at=None)
+                   for registry, parts in groups.items()]
+        return results, skipped
+
+    def _collect_parts(self, registry: str, parts: list, *, progress: bool, started_at: datetime | None
+                       ) -> CollectResult:
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only; open it writable to collect")
 
         async def go():
-            kw = {"transport": transport} if transport is not None and target.kind == "registry" else {}
-            source = open_source(target, client_options, **kw)
+            sources = [open_source(target, client, **kw) for target, client, _, _, kw in parts]
             try:
-                bar = TqdmProgress(target.name) if progress else NullProgress()
-                return await collect_source(self.con, source, options, progress=bar, started_at=started_at)
+                plan = [Part(src, options, label) for src, (_, _, options, label, _) in zip(sources, parts)]
+                bar = TqdmProgress(registry) if progress else NullProgress()
+                return await collect_parts(self.con, plan, progress=bar, started_at=started_at)
             finally:
-                await source.aclose()
+                for src in sources:
+                    await src.aclose()
 
         return run_sync(go)
 
     # -- scans and workloads (issue 4) ----------------------------------------
+    def ingest(self, kind: str, paths: str | Path | Iterable[str | Path], *, cluster: str | None = None):
+        """Ingest scan reports (``trivy``, ``grype``, ``cyclonedx``) or pod listings (``pods``).
+
+        ``paths`` is a file, a directory (searched recursively) or a list of them. One call
+        is one transaction: a bad file raises :class:`~repoaudit.IngestError` naming it and
+        writes nothing. Returns a :class:`~repoaudit.ingest.ScanIngestResult` or
+        :class:`~repoaudit.ingest.PodIngestResult` (``.summary()`` for a line of text).
+        Pod listings of several files form one snapshot of ``cluster`` (default ``default``).
+        """
+        from .ingest import ingest
+
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only; open it writable to ingest")
+        return ingest(self.con, kind, paths, cluster=cluster)
+
 
     # -- retention (issue 5) ---------------------------------------------------
+    def retention(self, *policies: Any, registry: str | None = None, include: Iterable[str] = (),
+                  as_of: datetime | None = None):
+        """What-if of retention policies on each registry's latest snapshot -> ``RetentionPlan``.
+
+        ``policies``: file paths (native YAML, Harbor, ECR or Artifact Registry JSON),
+        loaded documents, or :class:`repoaudit.policies.Policy`. The plan's DataFrames:
+        ``summary`` (one row per policy, with ``reclaimable_bytes``), ``candidates``,
+        ``by_repository``, ``by_namespace``, ``deletions``; ``whatif()`` puts the
+        policies side by side; ``write_json(path)`` writes what ``retention_apply`` reads.
+        """
+        from .retention import plan_retention
+
+        return plan_retention(self.con, policies, registry=registry, include=include, as_of=as_of,
+                              database=self.path)
+
+    def retention_apply(self, plan: Any, *, policy: str | None = None, yes: bool = False,
+                        username: str | None = None, password: str | None = None,
+                        client_options: ClientOptions | None = None, transport=None):
+        """Apply a plan (file or document) to the live registry -> ``ApplyResult``; a dry run unless ``yes``.
+
+        Each candidate's tags are read again first; changed or now-deployed digests are
+        skipped and reported. Outcomes go to the ``deletions`` table when ``yes``.
+        """
+        from .apply import apply_plan
+
+        if yes and self.read_only:
+            raise StoreError(f"{self.path} is open read-only; open it writable to record deletions")
+        if client_options is None:
+            def options_for(target: Target) -> ClientOptions:
+                creds = (resolve_credentials(target.name, username=username, password=password)
+                         if target.kind == "registry" else Credentials(username=username, password=password))
+                if creds.password and not creds.username:
+                    raise ConfigError("a password was given without a username")
+                return ClientOptions(username=creds.username, password=creds.password,
+                                     identity_token=creds.identity_token)
+            client_options = options_for
+        return run_sync(lambda: apply_plan(self.con, plan, policy=policy, yes=yes, client_options=client_options,
+                                           transport=transport))
 
     # -- history and merge (issue 7) -------------------------------------------
+    def history(self, reference: str, *, registry: str | None = None, limit: int = 1000) -> pd.DataFrame:
+        """The tag history of ``REPO`` or ``REPO:TAG``: each stretch of a tag at one digest, moves marked."""
+        repository, tag = reference.strip(), None
+        head, sep, tail = repository.rpartition(":")
+        if sep and "/" not in tail:
+            repository, tag = head, tail
+        if not repository or (sep and not tail):
+            raise ConfigError(f"invalid reference {reference!r}: want REPOSITORY or REPOSITORY:TAG")
+        return self.query("tag_timeline", registry=registry, repository=repository, tag=tag, limit=limit)
+
+    def merge(self, inputs: Iterable[str | Path], *, max_spread: Any = None) -> list:
+        """Merge shard databases into this one: one new snapshot per registry (see :mod:`repoaudit.merge`)."""
+        from .merge import DEFAULT_MAX_SPREAD, merge_into
+
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only; open it writable to merge into it")
+        return merge_into(self.con, list(inputs), output=self.path, max_spread=max_spread or DEFAULT_MAX_SPREAD)
 
 
 def open(path: str | Path | None = None, *, read_only: bool = False) -> Audit:  # noqa: A001 - mirrors builtins.open on purpose

@@ -16,19 +16,21 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import re
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
 
 from .config import CollectOptions
-from .errors import RepoauditError, UnsupportedMediaType
+from .errors import AuthenticationError, ConfigError, NotFoundError, RepoauditError, UnsupportedMediaType
 from .manifest import ImageConfig, Manifest, parse_config, parse_manifest
 from .progress import NullProgress, Progress
+from .reference import parse_reference
 from .sources import Source
-from .store import SnapshotWriter, to_json
+from .store import SnapshotWriter, to_json, utcnow
 
 
 CONFIG_CACHE = 10_000
@@ -90,14 +92,51 @@ def _parse_time(value: str | None) -> datetime | None:
     return parsed
 
 
+@dataclass(frozen=True)
+class Part:
+    """Repositories of one registry reached with one source and one set of options.
+
+    A plain ``collect URL`` is one part; a Flux configuration with several
+    ImageRepository objects on the same registry (each with its own secret or
+    exclusion list) is several parts written into one snapshot.
+    """
+
+    source: Source
+    options: CollectOptions
+    label: str | None = None  # the Flux object or config entry this part came from
+
+
+@dataclass(frozen=True)
+class Route:
+    source: Source
+    part: Part
+    exclusions: tuple[re.Pattern, ...]
+
+
+# Flux's Ready condition reasons, so `repoaudit status` reads like `kubectl get imagerepository -o yaml`.
+def flux_reason(exc: BaseException) -> str:
+    if isinstance(exc, AuthenticationError):
+        return "AuthenticationFailed"
+    if isinstance(exc, ConfigError) or (isinstance(exc, NotFoundError) and "NAME_UNKNOWN" in exc.codes):
+        return "ImageURLInvalid"
+    return "ReadOperationFailed"
+
+
+def canonical_image_name(registry: str, repository: str) -> str:
+    try:
+        return parse_reference(f"{registry}/{repository}").canonical
+    except ConfigError:
+        return f"{registry}/{repository}"  # oci:/path layouts are not references
+
+
 class Collector:
-    def __init__(self, source: Source, writer: SnapshotWriter, options: CollectOptions,
+    def __init__(self, registry: str, writer: SnapshotWriter, routes: dict[str, Route], *, full: bool = False,
                  progress: Progress | None = None):
-        self.source = source
+        self.registry = registry
         self.writer = writer
-        self.options = options
+        self.routes = routes
+        self.full = full
         self.progress = progress or NullProgress()
-        self.registry = source.name
         self.stored: set[str] = set()
         self.incremental = False
         self._inflight: dict[str, asyncio.Future] = {}
@@ -109,14 +148,18 @@ class Collector:
         self.error_count = 0
         self.failed_repositories = 0
 
-    async def run(self, repositories: list[str]) -> None:
+    def source(self, repository: str) -> Source:
+        return self.routes[repository].source
+
+    async def run(self) -> None:
         self.stored = self.writer.known_manifests()
-        self.incremental = bool(self.stored) and not self.options.full
+        self.incremental = bool(self.stored) and not self.full
         queue: asyncio.Queue[str] = asyncio.Queue()
-        for name in repositories:
+        for name in self.routes:
             queue.put_nowait(name)
-        self.progress.repositories(len(repositories))
-        workers = max(1, min(len(repositories), self.source.concurrency))
+        self.progress.repositories(len(self.routes))
+        concurrency = max((r.source.concurrency for r in self.routes.values()), default=1)
+        workers = max(1, min(len(self.routes), concurrency))
         await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
 
     async def _worker(self, queue: asyncio.Queue[str]) -> None:
@@ -133,15 +176,34 @@ class Collector:
         self.writer.add("collection_errors", (self.writer.snapshot_id, self.registry, repository, reference,
                                               exc.__class__.__name__, str(exc)))
 
+    def status(self, repository: str, *, ready: bool, reason: str, message: str, tags: list[str] = (),
+               scan_time: datetime | None = None, route: Route | None = None) -> None:
+        """One ``repository_status`` row, Flux ImageRepository style."""
+        route = route or self.routes.get(repository)
+        observed = [p.pattern for p in route.exclusions] if route else []
+        latest = sorted(tags, reverse=True)[:10]  # Flux: the first ten tags in descending order
+        self.writer.add("repository_status", (
+            self.writer.snapshot_id, self.registry, repository, route.part.label if route else None,
+            canonical_image_name(self.registry, repository), len(tags) if ready else None,
+            scan_time, to_json(latest) if ready else None, to_json(observed), ready, reason, message,
+            self.writer.started_at))
+
+    def fail_repository(self, repository: str, exc: BaseException, route: Route | None = None) -> None:
+        self._error(repository, None, exc)
+        self.failed_repositories += 1
+        self.writer.add("repositories", (self.writer.snapshot_id, self.registry, repository, None, "failed", str(exc)))
+        self.status(repository, ready=False, reason=flux_reason(exc), message=str(exc), route=route)
+
     async def _repository(self, repository: str) -> None:
         snap = self.writer.snapshot_id
         try:
-            tags = await self.source.list_tags(repository)
+            listed = await self.source(repository).list_tags(repository)
         except RepoauditError as exc:
-            self._error(repository, None, exc)
-            self.failed_repositories += 1
-            self.writer.add("repositories", (snap, self.registry, repository, None, "failed", str(exc)))
+            self.fail_repository(repository, exc)
             return
+        scan_time = utcnow()
+        exclusions = self.routes[repository].exclusions
+        tags = [t for t in listed if not any(p.search(t) for p in exclusions)]
         self.progress.tags_found(len(tags))
         results = await asyncio.gather(*(self._tag(repository, tag) for tag in tags), return_exceptions=True)
         first_error = None
@@ -162,18 +224,24 @@ class Collector:
         else:
             status = "partial" if first_error else "ok"
         self.writer.add("repositories", (snap, self.registry, repository, ok, status, first_error))
+        message = f"successful scan: found {len(tags)} tags"
+        if first_error:
+            message += f"; {len(tags) - ok} could not be read ({first_error})"
+        # Flux is Ready once the tags are listed; unreadable manifests are repoaudit's extra depth.
+        self.status(repository, ready=True, reason="Succeeded", message=message, tags=tags, scan_time=scan_time)
 
     async def _tag(self, repository: str, tag: str) -> str:
         try:
+            source = self.source(repository)
             if self.incremental:
-                digest = await self.source.head_manifest(repository, tag)
+                digest = await source.head_manifest(repository, tag)
                 if digest:
                     # By digest, so tags racing for the same new manifest share one GET.
                     await self._ensure(repository, digest)
                     return digest
-                fetched = await self.source.get_manifest(repository, tag)
+                fetched = await source.get_manifest(repository, tag)
             else:
-                fetched = await self.source.get_manifest(repository, tag)
+                fetched = await source.get_manifest(repository, tag)
             await self._ensure(repository, fetched.digest, fetched)
             return fetched.digest
         finally:
@@ -202,7 +270,7 @@ class Collector:
 
     async def _store(self, repository: str, digest: str, fetched) -> None:
         if fetched is None:
-            fetched = await self.source.get_manifest(repository, digest)
+            fetched = await self.source(repository).get_manifest(repository, digest)
         m = parse_manifest(fetched.body, fetched.digest, fetched.media_type)
         cfg = None
         if m.is_index:
@@ -223,7 +291,7 @@ class Collector:
         if digest in self._configs:
             self._configs.move_to_end(digest)
             return self._configs[digest]
-        body = await self.source.get_blob(repository, digest)
+        body = await self.source(repository).get_blob(repository, digest)
         try:
             cfg = parse_config(body, digest)
         except UnsupportedMediaType:
@@ -253,57 +321,116 @@ class Collector:
             self.writer.add("layers", (self.registry, m.digest, pos, layer.digest, layer.media_type, layer.size))
 
 
-async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options: CollectOptions | None = None, *,
-                         progress: Progress | None = None, started_at: datetime | None = None) -> CollectResult:
-    """Collect ``source`` into one snapshot of ``con``; always returns, failed runs included.
+async def _plan(part: Part, collector: Collector) -> Exception | None:
+    """Ping the part's source and list its repositories into the collector's routes.
 
-    A run that fails before any repository is read (unreachable registry, bad
-    credentials, no catalog) is recorded as a ``failed`` snapshot and its error
-    re-raised, so callers both keep the record and stop.
+    Explicit repository lists (registries without a catalog: Docker Hub, GHCR,
+    public ECR; Flux ImageRepository objects) skip ``/v2/_catalog``. A part
+    that cannot start has its listed repositories marked failed; its error is
+    returned so the caller can tell a dead registry from a partial run.
     """
-    options = options or CollectOptions()
-    t0 = time.monotonic()
-    writer = SnapshotWriter(con, registry=source.name, source=source.target.url, source_kind=source.kind,
-                            started_at=started_at, options={"include": list(options.include),
-                                                            "exclude": list(options.exclude),
-                                                            "full": options.full,
-                                                            **({"shard": "%d/%d" % options.shard}
-                                                               if options.shard else {})})
-    progress = progress or NullProgress()
+    options, source = part.options, part.source
+    try:
+        exclusions = tuple(re.compile(p) for p in options.exclude_tags)
+    except re.error as exc:
+        return ConfigError(f"invalid tag exclusion regex {exc.pattern!r}: {exc}")
+    names = list(options.repositories)
     try:
         await source.ping()
-        names = select_repositories(await source.list_repositories(), options.include, options.exclude)
-        names = select_shard(names, options.shard)
+        if not names:
+            try:
+                names = await source.list_repositories()
+            except (AuthenticationError, NotFoundError) as exc:
+                raise exc.__class__(
+                    f"the catalog is not available ({str(exc).split(': ', 1)[-1]}); name the repositories "
+                    f"to collect (--repository NAME, or a config file)", registry=source.name,
+                    **({"status": exc.status, "codes": exc.codes} if isinstance(exc, NotFoundError) else {})) from None
     except RepoauditError as exc:
-        writer.record_failure(str(exc), error_type=exc.__class__.__name__, requests=dict(source.requests))
-        raise
-    collector = Collector(source, writer, options, progress)
-    writer.mode = "incremental" if writer.known_manifests() and not options.full else "full"
+        for name in names:
+            if name not in collector.routes:  # an earlier part may reach it after all
+                collector.fail_repository(name, exc, Route(source, part, exclusions))
+        if not names:
+            collector._error(None, None, exc)
+        return exc
+    names = select_shard(select_repositories(names, options.include, options.exclude), options.shard)
+    for name in names:
+        collector.routes.setdefault(name, Route(source, part, exclusions))
+    return None
+
+
+async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, progress: Progress | None = None,
+                        started_at: datetime | None = None) -> CollectResult:
+    """Collect every part (all of one registry) into one snapshot of ``con``.
+
+    A run where nothing could start (unreachable registry, refused credentials,
+    no catalog) is committed as a ``failed`` snapshot with its reason, and the
+    error re-raised so callers both keep the record and stop. An unexpected
+    exception or an interrupt rolls everything back and keeps only a ``failed``
+    snapshot row.
+    """
+    if not parts:
+        raise ConfigError("nothing to collect")
+    registry = parts[0].source.name
+    if any(p.source.name != registry for p in parts):
+        raise ConfigError("one snapshot holds one registry: " + ", ".join(sorted({p.source.name for p in parts})))
+    first = parts[0].options
+    t0 = time.monotonic()
+    writer = SnapshotWriter(con, registry=registry, source=parts[0].source.target.url,
+                            source_kind=parts[0].source.kind, started_at=started_at,
+                            options={"include": list(first.include), "exclude": list(first.exclude),
+                                     "full": first.full, "parts": [p.label for p in parts if p.label],
+                                     **({"shard": "%d/%d" % first.shard} if first.shard else {})})
+    writer.mode = "incremental" if writer.known_manifests() and not first.full else "full"
+    progress = progress or NullProgress()
+
+    def requests() -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for src in {id(p.source): p.source for p in parts}.values():
+            total.update(src.requests)
+        return dict(total)
+
+    collector = Collector(registry, writer, {}, full=first.full, progress=progress)
     writer.begin()
     try:
-        await collector.run(names)
+        start_errors = [await _plan(part, collector) for part in parts]
+        failed_parts = [e for e in start_errors if e is not None]
+        await collector.run()
         writer.flush()
-        finalize_indexes(con, source.name, writer.snapshot_id)
-        if names and collector.failed_repositories == len(names):
-            status = "failed"
-            error = f"all {len(names)} repositories failed"
+        finalize_indexes(con, registry, writer.snapshot_id)
+        repositories = len(collector.routes) + sum(len(p.options.repositories) for p, e in zip(parts, start_errors)
+                                                   if e is not None)
+        if len(failed_parts) == len(parts):
+            status, error = "failed", str(failed_parts[0])
+        elif repositories and collector.failed_repositories == repositories:
+            status, error = "failed", f"all {repositories} repositories failed"
         else:
             status = "partial" if collector.error_count else "complete"
             error = None
-        manifest_count = writer.commit(status=status, repository_count=len(names), tag_count=collector.tag_count,
-                      new_manifest_count=collector.new_manifests,
-                      error_count=collector.error_count, requests=dict(source.requests),
-                      rate_limit=dict(source.rate_limit), error=error)
+        rate_limit: dict[str, str] = {}
+        for p in parts:
+            rate_limit.update(p.source.rate_limit)
+        manifest_count = writer.commit(status=status, repository_count=repositories, tag_count=collector.tag_count,
+                                       new_manifest_count=collector.new_manifests, error_count=collector.error_count,
+                                       requests=requests(), rate_limit=rate_limit, error=error)
     except BaseException as exc:
         reason = "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else str(exc)
         writer.record_failure(reason or exc.__class__.__name__, error_type=exc.__class__.__name__,
-                              requests=dict(source.requests))
+                              requests=requests())
         raise
     finally:
         progress.close()
-    return CollectResult(writer.snapshot_id, source.name, status, writer.mode, len(names), collector.tag_count,
+    if len(failed_parts) == len(parts):
+        raise failed_parts[0]
+    return CollectResult(writer.snapshot_id, registry, status, writer.mode, repositories, collector.tag_count,
                          manifest_count, collector.new_manifests, collector.error_count,
-                         time.monotonic() - t0, dict(source.requests), error)
+                         time.monotonic() - t0, requests(), error)
+
+
+async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options: CollectOptions | None = None, *,
+                         progress: Progress | None = None, started_at: datetime | None = None) -> CollectResult:
+    """Collect one source with one set of options: the plain ``repoaudit collect URL``."""
+    return await collect_parts(con, [Part(source, options or CollectOptions())], progress=progress,
+                               started_at=started_at)
 
 
 def finalize_indexes(con: duckdb.DuckDBPyConnection, registry: str, snapshot_id: int) -> None:

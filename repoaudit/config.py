@@ -98,6 +98,8 @@ class CollectOptions:
     exclude: tuple[str, ...] = ()
     full: bool = False  # refetch manifests even when their digest is stored
     progress: bool = True
+    repositories: tuple[str, ...] = ()  # collect exactly these, without /v2/_catalog
+    exclude_tags: tuple[str, ...] = ()  # regexes, as Flux's exclusionList
     shard: tuple[int, int] | None = None  # (i, n): only repositories whose name hashes to i mod n
 
     def __post_init__(self):

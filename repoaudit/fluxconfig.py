@@ -179,8 +179,7 @@ class CollectJob:
         """``base`` (or the defaults) with this job's credentials, timeout and TLS settings.
 
         ``verify`` becomes an :class:`ssl.SSLContext` when the job has a CA or a client
-        certificate (httpx accepts one), ``False`` when ``insecure``. The proxy is not
-        part of :class:`ClientOptions`; read :attr:`proxy`.
+        certificate (httpx accepts one), ``False`` when ``insecure``.
         """
         base = base or ClientOptions()
         changes: dict[str, Any] = {
@@ -190,6 +189,8 @@ class CollectJob:
         }
         if self.timeout is not None:
             changes["timeout"] = self.timeout
+        if self.proxy:
+            changes["proxy"] = self.proxy
         if self.insecure:
             changes["verify"] = False
         else:

@@ -148,13 +148,335 @@ SELECT registry, manifest_digest, digest, size, 'layer'
 FROM layers;
 
 -- migration: 2 scans, vulnerabilities and workloads
-CREATE TABLE _migration_2_placeholder (x INTEGER);
-DROP TABLE _migration_2_placeholder;
+-- Scan reports and Kubernetes pod listings as ingested. A report is stored once (keyed
+-- by the sha256 of its file) with the identity *it* names; which collected manifests
+-- it covers is worked out by the views below at query time, so a report ingested
+-- before its registry was collected still matches once the registry is.
+CREATE SEQUENCE scan_id_seq START 1;
+CREATE SEQUENCE workload_snapshot_id_seq START 1;
+
+CREATE TABLE scans (
+    scan_id          BIGINT PRIMARY KEY,
+    scanner          VARCHAR NOT NULL,   -- trivy | grype | the tool that wrote a CycloneDX BOM
+    scanner_version  VARCHAR,
+    report_format    VARCHAR NOT NULL,   -- trivy | grype | cyclonedx: the ingester that read it
+    db_built         TIMESTAMP,          -- vulnerability database build (grype)
+    scanned_at       TIMESTAMP,
+    artifact_name    VARCHAR,            -- what the scanner was pointed at, as written
+    image_ref        VARCHAR,            -- canonical reference the report names
+    image_digest     VARCHAR,            -- manifest digest the report names (RepoDigests, @digest)
+    config_digest    VARCHAR,            -- image ID, i.e. the config blob digest
+    registry         VARCHAR,            -- Docker Hub is index.docker.io
+    repository       VARCHAR,
+    os_family        VARCHAR,
+    os_name          VARCHAR,
+    eosl             BOOLEAN,            -- OS release past end of support (Trivy)
+    finding_count    INTEGER,
+    source_file      VARCHAR NOT NULL,
+    source_sha256    VARCHAR NOT NULL UNIQUE,
+    ingested_at      TIMESTAMP NOT NULL
+);
+
+-- One row per finding as the scanner reports it: one CVE on four packages is four rows.
+CREATE TABLE vulnerabilities (
+    scan_id            BIGINT NOT NULL,
+    vulnerability_id   VARCHAR NOT NULL,
+    pkg_name           VARCHAR,
+    pkg_type           VARCHAR,
+    installed_version  VARCHAR,
+    fixed_version      VARCHAR,
+    fix_state          VARCHAR,          -- fixed | affected | wont-fix | not-fixed | unknown …
+    severity           VARCHAR NOT NULL, -- CRITICAL | HIGH | MEDIUM | LOW | NEGLIGIBLE | UNKNOWN
+    cvss_score         DOUBLE,
+    cvss_vector        VARCHAR,
+    cvss_source        VARCHAR,          -- nvd | redhat | ghsa | …
+    published_at       TIMESTAMP,
+    epss               DOUBLE,
+    known_exploited    BOOLEAN,
+    target             VARCHAR,
+    class              VARCHAR           -- os-pkgs | lang-pkgs | …
+);
+
+-- One row per pod-listing ingest. Pods are not registry snapshots: these ids are their own.
+CREATE TABLE workload_snapshots (
+    snapshot_id      BIGINT PRIMARY KEY,
+    cluster          VARCHAR NOT NULL,
+    source_files     JSON NOT NULL,      -- the files read, in order
+    source_sha256    VARCHAR NOT NULL,   -- over the files' sha256s; an unchanged re-ingest is skipped
+    ingested_at      TIMESTAMP NOT NULL,
+    pod_count        INTEGER,
+    container_count  INTEGER
+);
+
+CREATE TABLE workloads (
+    snapshot_id      BIGINT NOT NULL,    -- workload_snapshots.snapshot_id, not snapshots.snapshot_id
+    cluster          VARCHAR NOT NULL,
+    namespace        VARCHAR,
+    pod              VARCHAR,
+    owner_kind       VARCHAR,            -- the controlling owner: ReplicaSet, DaemonSet, Job, …
+    owner_name       VARCHAR,
+    container        VARCHAR,
+    init             BOOLEAN,
+    image_ref        VARCHAR,            -- spec image, canonical (nginx -> index.docker.io/library/nginx)
+    tag              VARCHAR,            -- the tag pulled (latest when the spec names neither tag nor digest)
+    registry         VARCHAR,
+    repository       VARCHAR,
+    image_digest     VARCHAR,            -- manifest digest from the spec or from status imageID
+    config_digest    VARCHAR,            -- a bare sha256: imageID: the image ID, not a manifest digest
+    resolved_by      VARCHAR,            -- spec-digest | status-repo-digest | status-image-id | unresolved
+    pinned_by_digest BOOLEAN,
+    phase            VARCHAR,
+    ingested_at      TIMESTAMP NOT NULL
+);
+
+-- Each cluster's newest pod listing: what runs now.
+CREATE VIEW current_workloads AS
+SELECT w.*
+FROM workloads w
+JOIN (
+    SELECT snapshot_id FROM (
+        SELECT snapshot_id,
+               row_number() OVER (PARTITION BY cluster ORDER BY ingested_at DESC, snapshot_id DESC) AS rn
+        FROM workload_snapshots
+    ) WHERE rn = 1
+) latest ON latest.snapshot_id = w.snapshot_id;
+
+-- Current workloads with the manifest digest each container runs (digest_source says how it
+-- was found): the spec or status digest; else the image ID matched to a collected manifest's
+-- config (preferring one reachable in the spec's repository); else, for containers without a
+-- status yet, the digest the tag points at in the registry's latest snapshot.
+CREATE VIEW workload_images AS
+WITH reach AS (
+    SELECT DISTINCT registry, repository, digest FROM snapshot_manifests
+), by_config AS (
+    SELECT * EXCLUDE (rn) FROM (
+        SELECT w.snapshot_id, w.namespace, w.pod, w.container, w.init, m.digest,
+               row_number() OVER (PARTITION BY w.snapshot_id, w.namespace, w.pod, w.container, w.init
+                                  ORDER BY (r.digest IS NOT NULL) DESC, (m.registry = w.registry) DESC NULLS LAST,
+                                           m.digest, m.registry) AS rn
+        FROM current_workloads w
+        JOIN manifests m ON m.config_digest = w.config_digest
+        LEFT JOIN reach r ON r.registry = m.registry AND r.digest = m.digest
+                         AND r.registry = w.registry AND r.repository = w.repository
+        WHERE w.image_digest IS NULL
+    ) WHERE rn = 1
+), by_tag AS (
+    SELECT w.snapshot_id, w.namespace, w.pod, w.container, w.init, i.digest
+    FROM current_workloads w
+    JOIN images i ON i.registry = w.registry AND i.repository = w.repository AND i.tag = w.tag
+    WHERE w.image_digest IS NULL AND w.config_digest IS NULL
+)
+SELECT w.*,
+       coalesce(w.image_digest, c.digest, t.digest) AS digest,
+       CASE WHEN w.image_digest IS NOT NULL THEN w.resolved_by
+            WHEN c.digest IS NOT NULL THEN 'image-id'
+            WHEN t.digest IS NOT NULL THEN 'registry-tag'
+            WHEN w.config_digest IS NOT NULL THEN 'image-id-unmatched'
+            ELSE 'unresolved' END AS digest_source
+FROM current_workloads w
+LEFT JOIN by_config c ON c.snapshot_id = w.snapshot_id AND c.namespace IS NOT DISTINCT FROM w.namespace
+                     AND c.pod IS NOT DISTINCT FROM w.pod AND c.container IS NOT DISTINCT FROM w.container
+                     AND c.init = w.init
+LEFT JOIN by_tag t ON t.snapshot_id = w.snapshot_id AND t.namespace IS NOT DISTINCT FROM w.namespace
+                  AND t.pod IS NOT DISTINCT FROM w.pod AND t.container IS NOT DISTINCT FROM w.container
+                  AND t.init = w.init;
+
+-- What runs now, per image: digest is the manifest digest (NULL when only the image ID is
+-- known, which is then in image_id). Pods are counted across clusters' latest listings;
+-- running_pods only those in phase Running.
+CREATE VIEW deployed_images AS
+SELECT registry, repository, digest,
+       CASE WHEN digest IS NULL THEN config_digest END AS image_id,
+       min(digest_source) AS digest_source,
+       string_agg(DISTINCT image_ref, ', ' ORDER BY image_ref) AS image_refs,
+       count(DISTINCT cluster) AS clusters,
+       count(DISTINCT (cluster, namespace)) AS namespaces,
+       count(DISTINCT (cluster, namespace, pod)) AS pods,
+       count(DISTINCT (cluster, namespace, pod)) FILTER (WHERE phase = 'Running') AS running_pods,
+       count(*) AS containers
+FROM workload_images
+GROUP BY ALL;
+
+-- Which image each scan covers. A digest names content, so a scan of docker.io/x@D also
+-- covers a mirror's copy of D. matched_by: digest (the report names it), image-id (a
+-- collected manifest's config is the report's image ID; a report known only by image ID
+-- also covers that ID itself, for pods that report nothing else), via-child (an index one
+-- of whose platform manifests was scanned), via-index (a platform manifest of a scanned index).
+CREATE VIEW scan_coverage AS
+WITH direct AS (
+    SELECT scan_id, image_digest AS digest, 'digest' AS matched_by, 0 AS priority
+    FROM scans WHERE image_digest IS NOT NULL
+    UNION ALL
+    SELECT DISTINCT s.scan_id, m.digest, 'image-id', 1
+    FROM scans s JOIN manifests m ON m.config_digest = s.config_digest
+    UNION ALL
+    SELECT scan_id, config_digest, 'image-id', 1
+    FROM scans WHERE config_digest IS NOT NULL
+), related AS (
+    SELECT DISTINCT d.scan_id, c.index_digest AS digest, 'via-child' AS matched_by, 2 AS priority
+    FROM direct d JOIN manifest_children c ON c.child_digest = d.digest
+    UNION ALL
+    SELECT DISTINCT d.scan_id, c.child_digest, 'via-index', 3
+    FROM direct d JOIN manifest_children c ON c.index_digest = d.digest
+)
+SELECT scan_id, digest, arg_min(matched_by, priority) AS matched_by, min(priority) AS priority
+FROM (SELECT * FROM direct UNION ALL SELECT * FROM related)
+GROUP BY scan_id, digest;
+
+-- The scan that speaks for each digest (or image ID): one that scanned this very content
+-- before one that scanned a sibling platform, then the newest.
+CREATE VIEW latest_image_scan AS
+SELECT digest, scan_id, matched_by, scanned_at FROM (
+    SELECT c.digest, c.scan_id, c.matched_by, s.scanned_at,
+           row_number() OVER (PARTITION BY c.digest
+                              ORDER BY c.priority >= 2, s.scanned_at DESC NULLS LAST, c.scan_id DESC) AS rn
+    FROM scan_coverage c JOIN scans s ON s.scan_id = c.scan_id
+) WHERE rn = 1;
 
 -- migration: 3 retention deletions
-CREATE TABLE _migration_3_placeholder (x INTEGER);
-DROP TABLE _migration_3_placeholder;
+-- What 'repoaudit retention apply --yes' did, one row per image or index child of the
+-- plan: deleted, skipped (tags changed since the plan, deployed now, its index kept),
+-- not found (already gone) or failed. A dry run records nothing.
+CREATE TABLE deletions (
+    applied_at        TIMESTAMP NOT NULL,   -- when the DELETE was sent, or the candidate skipped
+    registry          VARCHAR NOT NULL,
+    repository        VARCHAR NOT NULL,
+    digest            VARCHAR NOT NULL,
+    tags              VARCHAR[],            -- the tags the plan saw (and the registry confirmed) on the digest
+    role              VARCHAR NOT NULL,     -- image | index child
+    outcome           VARCHAR NOT NULL,     -- deleted | skipped | not found | failed
+    reason            VARCHAR,
+    policy            VARCHAR,              -- the policy's name in the plan
+    plan              VARCHAR,              -- the plan file as given
+    plan_sha256       VARCHAR,              -- of the plan file
+    plan_snapshot_id  BIGINT                -- the snapshot the plan was computed from
+);
 
 -- migration: 4 tag history
-CREATE TABLE _migration_4_placeholder (x INTEGER);
-DROP TABLE _migration_4_placeholder;
+-- History is read from the snapshots that hold data (complete or partial). A
+-- repository is only taken as *observed* in a snapshot when it has a repositories
+-- row there, and a tag's absence only counts where that row says 'ok' (every tag
+-- listed and resolved): a repository that failed, was filtered out or belongs to
+-- another shard never makes its tags look deleted.
+
+-- One row per stretch of consecutive sightings of a tag at one digest: a tag that
+-- goes A -> B -> A has three rows. Sightings skip snapshots where the tag was not
+-- seen, so snapshots_seen below the number of snapshots in the stretch means gaps.
+CREATE VIEW tag_history AS
+WITH sightings AS (
+    SELECT t.registry, t.repository, t.tag, t.digest, t.snapshot_id, s.started_at
+    FROM tags t
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+), marked AS (
+    SELECT *, (lag(digest) OVER w IS DISTINCT FROM digest)::INTEGER AS starts_stretch
+    FROM sightings
+    WINDOW w AS (PARTITION BY registry, repository, tag ORDER BY started_at, snapshot_id)
+), stretches AS (
+    SELECT *, sum(starts_stretch) OVER (PARTITION BY registry, repository, tag ORDER BY started_at, snapshot_id
+                                        ROWS UNBOUNDED PRECEDING) AS stretch
+    FROM marked
+)
+SELECT registry, repository, tag, digest,
+       min(started_at) AS first_seen, max(started_at) AS last_seen, count(*) AS snapshots_seen,
+       arg_min(snapshot_id, started_at) AS first_snapshot, arg_max(snapshot_id, started_at) AS last_snapshot
+FROM stretches
+GROUP BY registry, repository, tag, stretch, digest;
+
+-- A tag re-pointed to other content between two of its sightings (a supply-chain
+-- signal). moved_after / moved_before bracket the move: the last snapshot that saw
+-- from_digest and the first that saw to_digest. rollback: the new content is older
+-- (by config created) than what the tag showed before; NULL when either age is
+-- unknown. recreated: the tag was absent from a complete look at its repository in
+-- between (deleted, then pushed again) rather than moved in place.
+CREATE VIEW tag_moves AS
+WITH sightings AS (
+    SELECT t.registry, t.repository, t.tag, t.digest, t.snapshot_id, s.started_at
+    FROM tags t
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+), steps AS (
+    SELECT registry, repository, tag,
+           lag(digest) OVER w AS from_digest, digest AS to_digest,
+           lag(started_at) OVER w AS moved_after, started_at AS moved_before,
+           lag(snapshot_id) OVER w AS from_snapshot, snapshot_id AS to_snapshot
+    FROM sightings
+    WINDOW w AS (PARTITION BY registry, repository, tag ORDER BY started_at, snapshot_id)
+), moves AS (
+    SELECT * FROM steps WHERE from_digest <> to_digest
+), complete_looks AS (
+    SELECT r.registry, r.repository, s.started_at
+    FROM repositories r
+    JOIN snapshots s ON s.snapshot_id = r.snapshot_id
+    WHERE s.status IN ('complete', 'partial') AND r.status = 'ok'
+), next_look AS (
+    SELECT mv.*, cl.started_at AS next_look_at
+    FROM moves mv
+    ASOF LEFT JOIN complete_looks cl
+        ON cl.registry = mv.registry AND cl.repository = mv.repository AND cl.started_at > mv.moved_after
+)
+SELECT n.registry, n.repository, n.tag, n.from_digest, n.to_digest, n.moved_after, n.moved_before,
+       n.from_snapshot, n.to_snapshot,
+       fm.created AS from_created, tm.created AS to_created,
+       tm.created < fm.created AS rollback,
+       coalesce(n.next_look_at < n.moved_before, false) AS recreated
+FROM next_look n
+LEFT JOIN manifests fm ON fm.registry = n.registry AND fm.digest = n.from_digest
+LEFT JOIN manifests tm ON tm.registry = n.registry AND tm.digest = n.to_digest;
+
+-- Per repository and manifest: when a tag first and last reached it (directly, or as
+-- a child of a tagged index), and untagged_since, the first complete look at the
+-- repository after that where nothing reached it any more (NULL while it is still
+-- reached, or when the repository has not been seen complete since). An untagged
+-- manifest keeps its blobs in the registry until it is deleted and garbage-collected
+-- (the registry's API cannot tell "untagged" from "deleted, not yet collected").
+CREATE VIEW image_lifecycle AS
+WITH tagged AS (
+    SELECT t.registry, t.repository, t.digest,
+           min(s.started_at) AS first_seen, max(s.started_at) AS last_seen_tagged,
+           arg_max(t.snapshot_id, s.started_at) AS last_tagged_snapshot
+    FROM tags t
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+    GROUP BY t.registry, t.repository, t.digest
+), reached AS (
+    SELECT * FROM tagged
+    UNION ALL
+    SELECT x.registry, x.repository, c.child_digest, x.first_seen, x.last_seen_tagged, x.last_tagged_snapshot
+    FROM tagged x
+    JOIN manifest_children c ON c.registry = x.registry AND c.index_digest = x.digest
+), lifecycle AS (
+    SELECT registry, repository, digest, min(first_seen) AS first_seen, max(last_seen_tagged) AS last_seen_tagged,
+           arg_max(last_tagged_snapshot, last_seen_tagged) AS last_tagged_snapshot
+    FROM reached
+    GROUP BY registry, repository, digest
+), complete_looks AS (
+    SELECT r.registry, r.repository, s.started_at, r.snapshot_id
+    FROM repositories r
+    JOIN snapshots s ON s.snapshot_id = r.snapshot_id
+    WHERE s.status IN ('complete', 'partial') AND r.status = 'ok'
+)
+SELECT l.registry, l.repository, l.digest, l.first_seen, l.last_seen_tagged, cl.started_at AS untagged_since,
+       l.last_tagged_snapshot, cl.snapshot_id AS untagged_snapshot
+FROM lifecycle l
+ASOF LEFT JOIN complete_looks cl
+    ON cl.registry = l.registry AND cl.repository = l.repository AND cl.started_at > l.last_seen_tagged;
+
+-- migration: 5 flux-style repository status
+-- Per snapshot and repository, what Flux's image-reflector-controller would put in an
+-- ImageRepository's status, so a collection can be compared with `kubectl get imagerepository -o yaml`.
+CREATE TABLE repository_status (
+    snapshot_id                BIGINT NOT NULL,
+    registry                   VARCHAR NOT NULL,
+    repository                 VARCHAR NOT NULL,
+    name                       VARCHAR,    -- the Flux object (namespace/name) or config entry, when there is one
+    canonical_image_name       VARCHAR,    -- index.docker.io/library/nginx for nginx, as Flux writes it
+    tag_count                  INTEGER,    -- lastScanResult.tagCount: tags after the exclusion list
+    scan_time                  TIMESTAMP,  -- lastScanResult.scanTime
+    latest_tags                JSON,       -- lastScanResult.latestTags: the first ten in descending order
+    observed_exclusion_list    JSON,
+    ready                      BOOLEAN,    -- the Ready condition
+    reason                     VARCHAR,    -- Succeeded | AuthenticationFailed | ImageURLInvalid | ReadOperationFailed
+    message                    VARCHAR,
+    last_handled_reconcile_at  TIMESTAMP
+);

@@ -29,11 +29,15 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                           "architecture", "variant"),
     "layers": ("registry", "manifest_digest", "position", "digest", "media_type", "size"),
     "collection_errors": ("snapshot_id", "registry", "repository", "reference", "error_type", "error"),
+    "repository_status": ("snapshot_id", "registry", "repository", "name", "canonical_image_name", "tag_count",
+                          "scan_time", "latest_tags", "observed_exclusion_list", "ready", "reason", "message",
+                          "last_handled_reconcile_at"),
 }
 # Arrow types for columns that are not plain strings, so empty and all-NULL batches still load.
 _TYPES = {"snapshot_id": pa.int64(), "tag_count": pa.int32(), "manifest_size": pa.int64(), "config_size": pa.int64(),
           "layers_size": pa.int64(), "layer_count": pa.int32(), "total_size": pa.int64(), "created": pa.timestamp("us"),
-          "first_seen_snapshot": pa.int64(), "position": pa.int32(), "size": pa.int64()}
+          "first_seen_snapshot": pa.int64(), "position": pa.int32(), "size": pa.int64(),
+          "scan_time": pa.timestamp("us"), "last_handled_reconcile_at": pa.timestamp("us"), "ready": pa.bool_()}
 
 
 def utcnow() -> datetime:
