@@ -7,6 +7,7 @@ job see the same behaviour.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,11 @@ from .queries import NamedQuery, get_query, load_queries
 from .retry import RetryPolicy
 from .sources import open_source
 from .store import connect
+
+
+def _json_list(value: Any) -> list:
+    """A JSON list column: NULL (an empty list is stored as NULL) reads back as []."""
+    return json.loads(value) if isinstance(value, str) else []
 
 
 def run_sync(make_coro: Callable[[], Any]) -> Any:
@@ -98,6 +104,31 @@ class Audit:
 
     def snapshots(self) -> pd.DataFrame:
         return self.query("snapshots")
+
+    def flux_status(self, registry: str | None = None) -> list[dict]:
+        """The latest status of each repository as Flux ImageRepository objects (plain dicts)."""
+        docs = []
+        for row in self.query("repository_status", registry=registry).itertuples():
+            namespace, _, name = (row.name or "").rpartition("/") if isinstance(row.name, str) else ("", "", "")
+            meta = {"name": name or row.repository}
+            if namespace:
+                meta["namespace"] = namespace
+
+            def iso(value):
+                return None if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+            condition = {"type": "Ready", "status": "True" if row.ready else "False", "reason": row.reason,
+                         "message": row.message, "lastTransitionTime": iso(row.scan_time)
+                         or iso(row.last_handled_reconcile_at)}
+            status: dict[str, Any] = {"canonicalImageName": row.canonical_image_name, "conditions": [condition],
+                                      "lastHandledReconcileAt": iso(row.last_handled_reconcile_at)}
+            if row.ready:
+                status["lastScanResult"] = {"latestTags": _json_list(row.latest_tags),
+                                            "scanTime": iso(row.scan_time), "tagCount": int(row.tag_count)}
+            status["observedExclusionList"] = _json_list(row.observed_exclusion_list)
+            docs.append({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "metadata": meta,
+                         "spec": {"image": row.canonical_image_name}, "status": status})
+        return docs
 
     def relations(self) -> list[str]:
         rows = self.con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
