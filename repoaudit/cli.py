@@ -117,7 +117,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
                        f"  repositories {result.repositories}, tags {result.tags}, manifests {result.manifests} "
                        f"({result.new_manifests} new), unique bytes {human_bytes(summary['unique_bytes'])}, "
                        f"errors {result.errors}, {result.seconds:.1f}s")
-            if result.errors:
+            if result.errors and result.status != "failed":
                 click.echo(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
                            f"WHERE snapshot_id = {result.snapshot_id}\"", err=True)
     failed = [r for r in results if r.status == "failed"]

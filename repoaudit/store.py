@@ -122,7 +122,10 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -
     try:
         con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _repoaudit_batch")
     finally:
-        con.unregister("_repoaudit_batch")
+        try:
+            con.unregister("_repoaudit_batch")
+        except duckdb.TransactionException:
+            pass  # the INSERT failed and aborted the transaction; its own error is the one to see
 
 
 @dataclass
