@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .audit import Audit
+from .demo_scans import write_demo_scans
 from .demo_estate import EPOCHS, REGISTRY as DEMO_REGISTRY, generate_estate
 from .formatting import human_bytes
 
@@ -35,6 +36,10 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
                                    progress=progress)
             echo(f"epoch {epoch} ({summary.snapshot_time:%Y-%m-%d}): snapshot {result.snapshot_id} {result.status}, "
                  f"{result.repositories} repositories, {result.tags} tags, {result.new_manifests} new manifests")
+        # Scanner reports and a pod listing for the latest snapshot, as a cluster would provide them.
+        reports, pods = write_demo_scans(audit, directory / "scans")
+        echo(audit.ingest("trivy", reports).summary())
+        echo(audit.ingest("pods", pods, cluster="demo").summary())
         snaps = audit.query("snapshots", registry=DEMO_REGISTRY)
         repos = audit.query("repository_summary", registry=DEMO_REGISTRY)
         shared = audit.query("shared_layers", registry=DEMO_REGISTRY)
