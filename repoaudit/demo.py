@@ -65,7 +65,8 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
 
 # The CSV summaries the demo leaves beside its report: (file name, named query).
 CSV_SUMMARIES = [("snapshots.csv", "snapshots"), ("repository_summary.csv", "repository_summary"),
-                 ("snapshot_diff.csv", "snapshot_diff")]
+                 ("snapshot_diff.csv", "snapshot_diff"), ("risk_exposure.csv", "risk_exposure"),
+                 ("unscanned_images.csv", "unscanned_images"), ("vulnerability_summary.csv", "vulnerability_summary")]
 
 
 def write_outputs(audit: Audit, directory: Path) -> list[tuple[str, Path]]:

@@ -145,15 +145,64 @@ def changes_section(audit, since: str | None) -> Section:
     counts = diff["change"].value_counts() if len(diff) else pd.Series(dtype=int)
     sec.headline = ", ".join(f"{n} {c}" for c, n in counts.items()) or "no changes"
     if len(diff):
-        sec.tables.append(("Moved tags", diff[diff["change"] == "tag moved"].head(MAX_ROWS)))
-        sec.tables.append(("Repositories added or removed",
-                           diff[diff["change"].str.startswith("repository")].head(MAX_ROWS)))
+        sec.tables.append(("Moved tags", diff.loc[diff["change"] == "tag moved", [
+            "registry", "repository", "tag", "from_digest", "to_digest", "from_snapshot", "to_snapshot"]]))
+        sec.tables.append(("Repositories added or removed", diff.loc[diff["change"].str.startswith("repository"), [
+            "registry", "repository", "change", "from_snapshot", "to_snapshot"]]))
         sec.tables.append(("Counts", counts.rename_axis("change").reset_index(name="count")))
     return sec
 
 
+def risk_section(audit, since_time: datetime | None) -> Section:
+    exposure = audit.query("risk_exposure", include_unscanned=False)
+    fixable = audit.query("fixable_critical_deployed")
+    unscanned = audit.query("unscanned_images")
+    unscanned_deployed = unscanned[unscanned["deployed"].fillna(False).astype(bool)]
+    new_critical = audit.query("new_critical_findings", since=since_time)
+    sec = Section("risk", "Vulnerability exposure",
+                  "Findings of the newest scan of each running image, weighted by how much of it runs: "
+                  "risk score = critical×10 + high×5 + medium×3 + low×1 + unassigned×5 (Dependency-Track's "
+                  "inherited risk score) and exposure = risk score × running pods.")
+    critical_running = int((exposure["critical"] * (exposure["running_pods"] > 0)).sum()) if len(exposure) else 0
+    sec.headline = (f"{len(exposure)} running images scanned, {critical_running} critical findings in them, "
+                    f"{len(fixable)} fixable critical/high findings, {len(unscanned_deployed)} running images "
+                    f"unscanned, {len(new_critical)} new critical findings")
+    if len(exposure):
+        top = exposure.head(12).iloc[::-1]
+        labels = top["repository"] + "@" + top["digest"].str[7:19]
+        fig, ax = _figure(8, 0.35 * len(top) + 1)
+        ax.barh(labels, top["exposure"], color="#cb181d")
+        ax.set_xlabel("exposure (risk score × running pods)")
+        ax.set_title("Most exposed running images")
+        sec.charts.append(("Running images by exposure", _png(fig)))
+        sec.tables.append(("Top risk exposure", exposure[[
+            "repository", "image_refs", "critical", "high", "medium", "low", "fixable", "max_cvss", "risk_score",
+            "running_pods", "namespaces", "exposure"]].head(MAX_ROWS)))
+    sec.tables.append(("Fixable critical and high findings in running images", fixable[[
+        "repository", "image_refs", "vulnerability_id", "severity", "pkg_name", "installed_version",
+        "fixed_version", "days_since_published", "newer_tag"]].head(MAX_ROWS)))
+    sec.tables.append(("Running images without a recent scan", unscanned_deployed[[
+        "registry", "repository", "image_refs", "running_pods", "last_scanned_at", "reason"]].head(MAX_ROWS)))
+    sec.tables.append(("New critical findings", new_critical[[
+        "repository", "tags", "vulnerability_id", "pkg_name", "fixed_version", "cvss_score", "running_pods"]]))
+    return sec
+
+
+def _since_time(audit, since: str | None) -> datetime | None:
+    """The moment ``--since`` points at, for the queries that compare by time rather than by snapshot."""
+    kind, value = parse_since(since)
+    if kind == "snapshot":
+        found = audit.sql("SELECT started_at FROM snapshots WHERE snapshot_id = $s", {"s": value})
+        return None if found.empty else found.iloc[0, 0].to_pydatetime()
+    if kind == "duration":
+        newest = audit.sql("SELECT max(started_at) FROM latest_snapshot").iloc[0, 0]
+        return None if pd.isna(newest) else (newest - value).to_pydatetime()
+    return None  # the queries default to each registry's previous snapshot
+
+
 def build_report(audit, *, since: str | None = None) -> Report:
-    sections = [inventory_section(audit), changes_section(audit, since)]
+    sections = [inventory_section(audit), changes_section(audit, since),
+                risk_section(audit, _since_time(audit, since))]
     headlines = [(s.title, s.headline) for s in sections if s.headline]
     return Report(datetime.now().astimezone(), audit.path, headlines, sections, since or "previous snapshot")
 
@@ -179,7 +228,10 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M")
-    return str(value)
+    text = str(value)
+    if text.startswith("sha256:") and len(text) == 71:
+        return text[:19]  # 12 hex digits identify an image to a reader, as `docker images` shows them
+    return text
 
 
 def _html_table(frame: pd.DataFrame) -> str:

@@ -76,3 +76,17 @@ def test_snapshot_diff_on_the_real_registry(registry, pusher, tmp_path):
             ("tag removed", "team/app", "old", a.digest, None),
         ])
         assert set(diff["from_snapshot"]) == {first.snapshot_id} and set(diff["to_snapshot"]) == {second.snapshot_id}
+
+
+def test_new_critical_findings_depends_on_the_cutoff(demo_db):
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        everything = audit.query("new_critical_findings", since="1970-01-01T00:00:00")
+        critical_now = audit.sql("""
+            SELECT count(*) FROM (SELECT DISTINCT i.registry, i.repository, i.digest FROM images i
+                                  WHERE i.artifact_type IS NULL) i
+            JOIN latest_image_scan l ON l.digest = i.digest
+            JOIN vulnerabilities v ON v.scan_id = l.scan_id AND v.severity = 'CRITICAL'""").iloc[0, 0]
+        assert len(everything) == critical_now > 0
+        assert audit.query("new_critical_findings", since="2999-01-01T00:00:00").empty
+        default = audit.query("new_critical_findings")
+        assert 0 < len(default) < len(everything)
