@@ -101,6 +101,60 @@ shared.head(top_n)"""),
 ]
 
 
+NOTEBOOKS["03_risk_exposure.ipynb"] = [
+    new_markdown_cell("""\
+# Vulnerability exposure
+
+Scanner findings only matter where the image runs. This notebook joins the newest scan of each
+image (Trivy, Grype or CycloneDX reports ingested with `repoaudit ingest`) with the pods that run
+it (`repoaudit ingest pods`), and ranks images by **exposure = risk score × running pods**, where the
+risk score is Dependency-Track's inherited risk score:
+critical×10 + high×5 + medium×3 + low×1 + unassigned×5."""),
+    params('cluster = None  # None: every cluster\nnamespace = None\ntop_n = 15'),
+    new_code_cell(SETUP),
+    new_markdown_cell("## Most exposed running images\n\nOne row per running image. `matched_by` says how its "
+                      "scan was found: by manifest digest, by image ID (config digest), or through its index."),
+    new_code_cell("""\
+exposure = audit.query("risk_exposure", cluster=cluster, namespace=namespace)
+scanned = exposure[exposure["scan_id"].notna()]
+scanned.head(top_n)[["repository", "image_refs", "critical", "high", "medium", "low", "fixable",
+                     "max_cvss", "risk_score", "running_pods", "namespaces", "exposure"]]"""),
+    new_code_cell("""\
+top = scanned.head(top_n).iloc[::-1]
+labels = top["repository"] + "@" + top["digest"].str[7:19]
+fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1))
+ax.barh(labels, top["exposure"], color="#cb181d")
+ax.set_xlabel("exposure = risk score × running pods")
+ax.set_title("Most exposed running images")
+plt.show()"""),
+    new_markdown_cell("## Severity mix by namespace\n\nDistinct vulnerabilities of the images each namespace "
+                      "runs. A team with few images but many criticals is where a base-image bump pays off first."),
+    new_code_cell("""\
+by_ns = audit.query("vulnerability_summary", by="namespace", scope="deployed").set_index("group_name")
+sev = by_ns[["critical", "high", "medium", "low"]]
+ax = sev.plot.bar(stacked=True, figsize=(8, 3.5), color=["#67000d", "#cb181d", "#fb6a4a", "#fcbba1"])
+ax.set_ylabel("distinct vulnerabilities")
+ax.set_title("Vulnerabilities of running images by namespace")
+plt.show()
+by_ns"""),
+    new_markdown_cell("## Fix now\n\nCritical and high findings with a fixed version in running images, how long "
+                      "the advisory has been public, and a newer tag of the same repository whose scan no longer "
+                      "has the finding (the upgrade path), when there is one."),
+    new_code_cell("""\
+fix = audit.query("fixable_critical_deployed")
+fix.head(top_n)[["repository", "image_refs", "vulnerability_id", "severity", "pkg_name", "installed_version",
+                 "fixed_version", "days_since_published", "newer_tag"]]"""),
+    new_markdown_cell("## Blind spots\n\nRunning images with no scan (or only an old one), workloads that "
+                      "follow a mutable tag rather than a digest, and workloads pulling straight from public "
+                      "registries."),
+    new_code_cell("""\
+unscanned = audit.query("unscanned_images")
+unscanned[unscanned["deployed"].fillna(False).astype(bool)]"""),
+    new_code_cell('audit.query("mutable_tag_deployments").head(top_n)'),
+    new_code_cell('audit.query("public_registry_workloads")'),
+]
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
