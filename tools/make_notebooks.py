@@ -7,6 +7,7 @@ editing and commit both: ``python tools/make_notebooks.py``.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import nbformat
@@ -158,6 +159,9 @@ unscanned[unscanned["deployed"].fillna(False).astype(bool)]"""),
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
+        for index, cell in enumerate(cells):
+            # Stable ids keep regenerated notebooks diff-free where the cells did not change.
+            cell.id = hashlib.sha1(f"{name}:{index}".encode()).hexdigest()[:8]
         nb = new_notebook(cells=cells, metadata={
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},
