@@ -261,19 +261,21 @@ class Audit:
 
     # -- retention (issue 5) ---------------------------------------------------
     def retention(self, *policies: Any, registry: str | None = None, include: Iterable[str] = (),
-                  as_of: datetime | None = None):
+                  as_of: datetime | None = None, blobs: bool = True, detail: bool = True):
         """What-if of retention policies on each registry's latest snapshot -> ``RetentionPlan``.
 
         ``policies``: file paths (native YAML, Harbor, ECR or Artifact Registry JSON),
         loaded documents, or :class:`repoaudit.policies.Policy`. The plan's DataFrames:
         ``summary`` (one row per policy, with ``reclaimable_bytes``), ``candidates``,
-        ``by_repository``, ``by_namespace``, ``deletions``; ``whatif()`` puts the
-        policies side by side; ``write_json(path)`` writes what ``retention_apply`` reads.
+        ``by_repository``, ``by_namespace``, ``deletions``, ``freed_blobs``; ``whatif()`` puts
+        the policies side by side; ``write_json(path)`` writes what ``retention_apply`` reads.
+        ``blobs=False`` skips the freed-blob list and ``detail=False`` everything but
+        ``summary`` and ``by_namespace`` (both are faster on large estates).
         """
         from .retention import plan_retention
 
         return plan_retention(self.con, policies, registry=registry, include=include, as_of=as_of,
-                              database=self.path)
+                              database=self.path, blobs=blobs, detail=detail)
 
     def retention_apply(self, plan: Any, *, policy: str | None = None, yes: bool = False,
                         username: str | None = None, password: str | None = None,

@@ -371,7 +371,8 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output):
     from .retention import whatif_table
 
     with Audit(db, read_only=True) as audit:
-        plan = audit.retention(*policies, registry=registry, include=include, as_of=_as_of(as_of))
+        plan = audit.retention(*policies, registry=registry, include=include, as_of=_as_of(as_of), blobs=False,
+                               detail=bool(output) or fmt != "table")
     if output:
         plan.write_json(output)
     if fmt == "json":
@@ -386,7 +387,7 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output):
         click.echo(whatif_table(plan), nl=False)
         pushed = plan.summary[["pushed_from_first_seen", "pushed_from_created"]].sum()
         click.echo(f"\npush time of candidates: first snapshot that saw them for {int(pushed.iloc[0])}, "
-                   f"config created for {int(pushed.iloc[1])} (seen since the first look at their repository)")
+                   f"config created for {int(pushed.iloc[1])} (already there at the first look at their repository)")
         for warning in plan.warnings:
             click.echo(f"warning: {warning}", err=True)
     if output:

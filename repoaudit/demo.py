@@ -15,6 +15,7 @@ from .audit import Audit
 from .demo_scans import write_demo_scans
 from .demo_estate import EPOCHS, REGISTRY as DEMO_REGISTRY, generate_estate
 from .formatting import human_bytes
+from .retention import demo_whatif, whatif_table
 
 
 
@@ -53,6 +54,9 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
         echo("largest repositories by unique bytes:")
         for row in repos.head(5).itertuples():
             echo(f"  {row.repository:<32} {row.tags:>4} tags {row.images:>4} images {human_bytes(row.unique_bytes):>10}")
+        echo("")
+        echo("retention what-if of the example policies in data/policies (reclaimable = what GC really frees):")
+        echo(whatif_table(demo_whatif(audit)))
         written = write_outputs(audit, directory)
     echo("")
     echo(f"demo estate: {estate}")

@@ -1,0 +1,110 @@
+-- name: stale_namespaces
+-- description: Staleness per team namespace (first path component of the repository) in each registry's latest
+-- snapshot: repositories and how many had no push in repo_older_than_days, images and tags and how many are stale
+-- by the stale_images definition (same parameters), the unique bytes the namespace reaches, and
+-- stale_reclaimable_bytes: the blobs that only this namespace's stale images (and their index children) hold
+-- anywhere in the registry, i.e. what deleting exactly those images would free.
+-- param: older_than_days INTEGER = 90 | an image is stale when older than this, by created and by push time
+-- param: keep_newest INTEGER = 3 | the newest K images of a repository (by created) are never stale
+-- param: protect_tags VARCHAR = 'latest,stable,prod,production,release,main,master' | comma-separated tags that protect
+-- param: protect_regex VARCHAR = NULL | a tag matching this regular expression protects the image
+-- param: repo_older_than_days INTEGER = 180 | a repository is stale with no push in this many days
+-- param: registry VARCHAR = NULL | only this registry
+WITH ls AS (
+    SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
+), tagged AS (
+    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags,
+           any_value(ls.started_at) AS snapshot_at
+    FROM tags t JOIN ls ON ls.snapshot_id = t.snapshot_id
+    GROUP BY t.registry, t.repository, t.digest
+), first_look AS (
+    SELECT r.registry, r.repository, min(s.started_at) AS first_look
+    FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+    GROUP BY r.registry, r.repository
+), dated AS (
+    -- Push time as repoaudit.retention defines it; the stale test is the one of stale_images.
+    SELECT g.*, m.created, coalesce(m.total_size, 0) AS size,
+           CASE WHEN l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen
+                THEN m.created ELSE l.first_seen END AS pushed_at
+    FROM tagged g
+    LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
+    LEFT JOIN image_lifecycle l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
+    LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
+), ranked AS (
+    SELECT *, split_part(repository, '/', 1) AS namespace,
+           date_diff('day', created, snapshot_at) AS age_days, date_diff('day', pushed_at, snapshot_at) AS pushed_days,
+           row_number() OVER (PARTITION BY registry, repository ORDER BY coalesce(created, pushed_at) DESC,
+                              digest DESC) AS newest_rank
+    FROM dated
+), deployed_direct AS (
+    SELECT DISTINCT registry, repository, digest FROM deployed_images WHERE digest IS NOT NULL
+), deployed AS (
+    SELECT registry, repository, digest FROM deployed_direct
+    UNION
+    SELECT d.registry, d.repository, c.index_digest
+    FROM deployed_direct d JOIN manifest_children c ON c.registry = d.registry AND c.child_digest = d.digest
+), flagged AS (
+    SELECT r.*,
+           (r.newest_rank > $keep_newest
+            AND coalesce(r.age_days, r.pushed_days) > $older_than_days
+            AND r.pushed_days > $older_than_days
+            AND NOT ($protect_tags IS NOT NULL AND list_has_any(r.tags, string_split($protect_tags, ',')))
+            AND NOT ($protect_regex IS NOT NULL
+                     AND coalesce(list_bool_or(list_transform(r.tags, lambda t: regexp_matches(t, $protect_regex))),
+                                  false))
+            AND d.digest IS NULL) AS stale
+    FROM ranked r
+    LEFT JOIN deployed d ON d.registry = r.registry AND d.repository = r.repository AND d.digest = r.digest
+), repos AS (
+    SELECT registry, namespace, repository,
+           date_diff('day', max(pushed_at), any_value(snapshot_at)) > $repo_older_than_days AS stale_repository
+    FROM flagged GROUP BY registry, namespace, repository
+), links AS (
+    SELECT DISTINCT l.registry, l.repository, l.digest FROM image_lifecycle l JOIN ls ON ls.registry = l.registry
+), refs AS (
+    SELECT registry, blob_digest, count(*) AS refs FROM (
+        SELECT DISTINCT k.registry, k.repository, k.digest, b.blob_digest
+        FROM links k JOIN manifest_blobs b ON b.registry = k.registry AND b.manifest_digest = k.digest
+    ) GROUP BY registry, blob_digest
+), stale_links AS (
+    SELECT registry, namespace, repository, digest FROM flagged WHERE stale
+    UNION
+    SELECT f.registry, f.namespace, f.repository, c.child_digest
+    FROM flagged f JOIN manifest_children c ON c.registry = f.registry AND c.index_digest = f.digest
+    WHERE f.stale
+), stale_blobs AS (
+    SELECT s.registry, s.namespace, b.blob_digest, max(b.size) AS size,
+           count(DISTINCT (s.repository, s.digest)) AS n
+    FROM stale_links s JOIN manifest_blobs b ON b.registry = s.registry AND b.manifest_digest = s.digest
+    GROUP BY s.registry, s.namespace, b.blob_digest
+), reclaim AS (
+    SELECT sb.registry, sb.namespace, sum(sb.size)::BIGINT AS stale_reclaimable_bytes
+    FROM stale_blobs sb JOIN refs r ON r.registry = sb.registry AND r.blob_digest = sb.blob_digest
+    WHERE sb.n = r.refs
+    GROUP BY sb.registry, sb.namespace
+), reach AS (
+    SELECT DISTINCT sm.registry, split_part(sm.repository, '/', 1) AS namespace, b.blob_digest, b.size
+    FROM snapshot_manifests sm
+    JOIN ls ON ls.snapshot_id = sm.snapshot_id
+    JOIN manifest_blobs b ON b.registry = sm.registry AND b.manifest_digest = sm.digest
+), ns_bytes AS (
+    SELECT registry, namespace, sum(size)::BIGINT AS unique_bytes FROM reach GROUP BY registry, namespace
+), per_ns AS (
+    SELECT registry, namespace, count(DISTINCT repository) AS repositories, count(*) AS images,
+           sum(len(tags))::BIGINT AS tags, count(*) FILTER (WHERE stale) AS stale_images,
+           coalesce(sum(len(tags)) FILTER (WHERE stale), 0)::BIGINT AS stale_tags,
+           coalesce(sum(size) FILTER (WHERE stale), 0)::BIGINT AS stale_logical_bytes
+    FROM flagged GROUP BY registry, namespace
+), ns_repos AS (
+    SELECT registry, namespace, count(*) FILTER (WHERE stale_repository) AS stale_repositories
+    FROM repos GROUP BY registry, namespace
+)
+SELECT p.registry, p.namespace, p.repositories, nr.stale_repositories, p.images, p.tags, p.stale_images,
+       p.stale_tags, p.stale_logical_bytes, coalesce(b.unique_bytes, 0) AS unique_bytes,
+       coalesce(r.stale_reclaimable_bytes, 0) AS stale_reclaimable_bytes
+FROM per_ns p
+JOIN ns_repos nr ON nr.registry = p.registry AND nr.namespace = p.namespace
+LEFT JOIN ns_bytes b ON b.registry = p.registry AND b.namespace = p.namespace
+LEFT JOIN reclaim r ON r.registry = p.registry AND r.namespace = p.namespace
+ORDER BY stale_reclaimable_bytes DESC, p.registry, p.namespace;

@@ -1,0 +1,73 @@
+-- name: stale_repositories
+-- description: Repositories of each registry's latest snapshot with no new image in N days: the newest push
+-- (first snapshot that saw an image there, or its config created when that was the first look at the repository)
+-- is older than N days. unique_bytes: blobs the repository reaches now; exclusive_bytes: blobs no link outside
+-- the repository holds (untagged revisions included), i.e. what deleting the whole repository would free.
+-- param: older_than_days INTEGER = 180 | no image pushed in this many days before the snapshot
+-- param: registry VARCHAR = NULL | only this registry
+-- param: namespace VARCHAR = NULL | only this team namespace (first path component of the repository)
+WITH ls AS (
+    SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
+), tagged AS (
+    SELECT t.registry, t.repository, t.digest, count(*) AS tags, any_value(ls.started_at) AS snapshot_at
+    FROM tags t JOIN ls ON ls.snapshot_id = t.snapshot_id
+    WHERE $namespace IS NULL OR split_part(t.repository, '/', 1) = $namespace
+    GROUP BY t.registry, t.repository, t.digest
+), first_look AS (
+    SELECT r.registry, r.repository, min(s.started_at) AS first_look
+    FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+    GROUP BY r.registry, r.repository
+), dated AS (
+    -- Push time as repoaudit.retention defines it.
+    SELECT g.*, m.created, coalesce(m.total_size, 0) AS size,
+           CASE WHEN l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen
+                THEN m.created ELSE l.first_seen END AS pushed_at
+    FROM tagged g
+    LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
+    LEFT JOIN image_lifecycle l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
+    LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
+), deployed AS (
+    SELECT registry, repository, count(DISTINCT digest) AS deployed_images
+    FROM deployed_images WHERE digest IS NOT NULL GROUP BY registry, repository
+), per_repo AS (
+    SELECT registry, repository, sum(tags)::BIGINT AS tags, count(*) AS images, max(pushed_at) AS newest_pushed,
+           max(created) AS newest_created, min(created) AS oldest_created, sum(size)::BIGINT AS logical_bytes,
+           date_diff('day', max(pushed_at), any_value(snapshot_at)) AS days_since_push
+    FROM dated GROUP BY registry, repository
+), stale AS (
+    SELECT * FROM per_repo WHERE days_since_push > $older_than_days
+), links AS (
+    SELECT DISTINCT l.registry, l.repository, l.digest, sm.digest IS NOT NULL AS live
+    FROM image_lifecycle l
+    JOIN ls ON ls.registry = l.registry
+    LEFT JOIN (SELECT DISTINCT s.registry, s.repository, s.digest FROM snapshot_manifests s
+               JOIN ls ON ls.snapshot_id = s.snapshot_id) sm
+        ON sm.registry = l.registry AND sm.repository = l.repository AND sm.digest = l.digest
+), link_blobs AS (
+    SELECT DISTINCT k.registry, k.repository, k.digest, k.live, b.blob_digest, b.size
+    FROM links k JOIN manifest_blobs b ON b.registry = k.registry AND b.manifest_digest = k.digest
+), blob_repos AS (
+    SELECT registry, blob_digest, max(size) AS size, count(DISTINCT repository) AS repositories
+    FROM link_blobs GROUP BY registry, blob_digest
+), repo_blobs AS (
+    SELECT DISTINCT lb.registry, lb.repository, lb.blob_digest, lb.live, br.size, br.repositories
+    FROM link_blobs lb JOIN stale s ON s.registry = lb.registry AND s.repository = lb.repository
+    JOIN blob_repos br ON br.registry = lb.registry AND br.blob_digest = lb.blob_digest
+), repo_bytes AS (
+    SELECT registry, repository,
+           coalesce(sum(size) FILTER (WHERE live), 0)::BIGINT AS unique_bytes,
+           coalesce(sum(size) FILTER (WHERE repositories = 1), 0)::BIGINT AS exclusive_bytes
+    FROM (SELECT registry, repository, blob_digest, bool_or(live) AS live, any_value(size) AS size,
+                 any_value(repositories) AS repositories
+          FROM repo_blobs GROUP BY registry, repository, blob_digest)
+    GROUP BY registry, repository
+)
+SELECT s.registry, split_part(s.repository, '/', 1) AS namespace, s.repository, s.tags, s.images,
+       s.newest_pushed, s.days_since_push, s.newest_created, s.oldest_created,
+       coalesce(d.deployed_images, 0) AS deployed_images, s.logical_bytes,
+       coalesce(b.unique_bytes, 0) AS unique_bytes, coalesce(b.exclusive_bytes, 0) AS exclusive_bytes
+FROM stale s
+LEFT JOIN deployed d ON d.registry = s.registry AND d.repository = s.repository
+LEFT JOIN repo_bytes b ON b.registry = s.registry AND b.repository = s.repository
+ORDER BY exclusive_bytes DESC, s.registry, s.repository;
