@@ -472,13 +472,15 @@ def merge(inputs, output, max_spread_hours):
 @click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True)
 @click.option("--since", metavar="SNAPSHOT|DURATION",
               help="Compare with this snapshot id or look-back (7d, 24h, 2w); default: the previous snapshot.")
+@click.option("--policy", "policies", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Retention policy for the what-if section (native YAML, Harbor, ECR or GAR JSON; repeatable).")
 @fail_cleanly
-def report(db, output, fmt, since):
+def report(db, output, fmt, since, policies):
     """Write the audit report: a self-contained HTML page, or Markdown for chat and e-mail."""
     from .report import write_report
 
     with Audit(db, read_only=True) as audit:
-        path = write_report(audit, output or f"report.{fmt}", fmt=fmt, since=since)
+        path = write_report(audit, output or f"report.{fmt}", fmt=fmt, since=since, policies=list(policies))
     click.echo(f"report written to {path}")
 
 

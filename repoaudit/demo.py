@@ -15,7 +15,7 @@ from .audit import Audit
 from .demo_scans import write_demo_scans
 from .demo_estate import EPOCHS, REGISTRY as DEMO_REGISTRY, generate_estate
 from .formatting import human_bytes
-from .retention import demo_whatif, whatif_table
+from .retention import default_policies_dir, demo_whatif, whatif_table
 
 
 
@@ -70,15 +70,17 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
 # The CSV summaries the demo leaves beside its report: (file name, named query).
 CSV_SUMMARIES = [("snapshots.csv", "snapshots"), ("repository_summary.csv", "repository_summary"),
                  ("snapshot_diff.csv", "snapshot_diff"), ("risk_exposure.csv", "risk_exposure"),
-                 ("unscanned_images.csv", "unscanned_images"), ("vulnerability_summary.csv", "vulnerability_summary")]
+                 ("unscanned_images.csv", "unscanned_images"), ("vulnerability_summary.csv", "vulnerability_summary"),
+                 ("stale_images.csv", "stale_images"), ("stale_namespaces.csv", "stale_namespaces")]
 
 
 def write_outputs(audit: Audit, directory: Path) -> list[tuple[str, Path]]:
     """The report and CSV summaries, as a scheduled run would publish them."""
     from .report import write_report
 
-    out = [("report", write_report(audit, directory / "report.html"))]
-    out.append(("markdown summary", write_report(audit, directory / "report.md", fmt="md")))
+    policies = sorted(default_policies_dir().iterdir())
+    out = [("report", write_report(audit, directory / "report.html", policies=policies))]
+    out.append(("markdown summary", write_report(audit, directory / "report.md", fmt="md", policies=policies)))
     for name, query in CSV_SUMMARIES:
         path = directory / "csv" / name
         audit.export_csv(query, path)

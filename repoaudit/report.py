@@ -153,6 +153,63 @@ def changes_section(audit, since: str | None) -> Section:
     return sec
 
 
+def stale_section(audit) -> Section:
+    namespaces = audit.query("stale_namespaces")
+    images = audit.query("stale_images")
+    repos = audit.query("stale_repositories")
+    sec = Section("stale", "Stale images",
+                  "Images older than 90 days by both config created and push time, outside the newest 3 of "
+                  "their repository, not running and without a protected tag (latest, stable, prod, …). "
+                  "Reclaimable bytes count only blobs nothing else in the registry holds.")
+    if len(namespaces):
+        sec.headline = (f"{int(namespaces['stale_images'].sum())} stale images in "
+                        f"{int(namespaces['stale_repositories'].sum())} stale repositories; deleting them frees at least "
+                        f"{human_bytes(namespaces['stale_reclaimable_bytes'].sum())}")
+        ns = namespaces.sort_values("stale_reclaimable_bytes")
+        fig, ax = _figure(8, 0.4 * len(ns) + 1)
+        ax.barh(ns["namespace"], ns["stale_logical_bytes"] / 2**30, color="#fdd0a2", label="stale, logical")
+        ax.barh(ns["namespace"], ns["stale_reclaimable_bytes"] / 2**30, color="#d94801", label="stale, reclaimable")
+        ax.set_xlabel("GiB")
+        ax.set_title("Stale images by team namespace")
+        ax.legend()
+        sec.charts.append(("Stale bytes per namespace: what the images weigh, and what deleting them frees", _png(fig)))
+    sec.tables.append(("By team namespace", namespaces[[
+        "registry", "namespace", "repositories", "stale_repositories", "images", "stale_images",
+        "stale_logical_bytes", "stale_reclaimable_bytes"]]))
+    sec.tables.append(("Largest stale images", images.sort_values("unique_bytes", ascending=False)[[
+        "repository", "tags", "kind", "created", "pushed_days", "size", "unique_bytes"]]))
+    sec.tables.append(("Repositories without a push in 180 days", repos))
+    return sec
+
+
+def retention_section(audit, policies: list[Path]) -> Section:
+    sec = Section("retention", "Retention what-if",
+                  "What each policy would delete and how many bytes the registry's garbage collector would then "
+                  "really free: a layer, config or manifest counts only when every image holding it, in any "
+                  "repository, is deleted too. Logical bytes sum the deleted images whole, as registry UIs do.")
+    if not policies:
+        sec.headline = "no policy given (repoaudit report --policy FILE)"
+        return sec
+    plan = audit.retention(*policies, blobs=False)
+    summary = plan.summary
+    best = summary.sort_values("reclaimable_bytes").iloc[-1]
+    sec.headline = (f"{best['policy']} frees {human_bytes(best['reclaimable_bytes'])} of "
+                    f"{human_bytes(best['logical_bytes'])} logical ({best['reclaimable_pct']:.1f}% of stored)")
+    fig, ax = _figure(8, 0.5 * len(summary) + 1.2)
+    ordered = summary.sort_values("reclaimable_bytes")
+    ax.barh(ordered["policy"], ordered["logical_bytes"] / 2**30, color="#c7e9c0", label="logical (sum of images)")
+    ax.barh(ordered["policy"], ordered["reclaimable_bytes"] / 2**30, color="#238b45", label="reclaimable (GC frees)")
+    ax.set_xlabel("GiB")
+    ax.set_title("Retention policies: logical vs really reclaimable bytes")
+    ax.legend()
+    sec.charts.append(("Per policy: bytes of the candidate images, and bytes garbage collection would free",
+                       _png(fig)))
+    sec.tables.append(("Policies side by side", plan.whatif().reset_index().rename(columns={"index": "measure"})))
+    sec.tables.append(("By namespace", plan.by_namespace.sort_values(["policy", "reclaimable_bytes"],
+                                                                     ascending=[True, False])))
+    return sec
+
+
 def risk_section(audit, since_time: datetime | None) -> Section:
     exposure = audit.query("risk_exposure", include_unscanned=False)
     fixable = audit.query("fixable_critical_deployed")
@@ -200,9 +257,10 @@ def _since_time(audit, since: str | None) -> datetime | None:
     return None  # the queries default to each registry's previous snapshot
 
 
-def build_report(audit, *, since: str | None = None) -> Report:
-    sections = [inventory_section(audit), changes_section(audit, since),
-                risk_section(audit, _since_time(audit, since))]
+def build_report(audit, *, since: str | None = None, policies: list[str | Path] = ()) -> Report:
+    sections = [inventory_section(audit), stale_section(audit),
+                retention_section(audit, [Path(p) for p in policies]),
+                risk_section(audit, _since_time(audit, since)), changes_section(audit, since)]
     headlines = [(s.title, s.headline) for s in sections if s.headline]
     return Report(datetime.now().astimezone(), audit.path, headlines, sections, since or "previous snapshot")
 
@@ -228,6 +286,8 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) == 1:  # DuckDB lists arrive as arrays
+        return ", ".join(_text(v) for v in value)
     text = str(value)
     if text.startswith("sha256:") and len(text) == 71:
         return text[:19]  # 12 hex digits identify an image to a reader, as `docker images` shows them
@@ -296,8 +356,9 @@ def render_markdown(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(audit, output: str | Path, *, fmt: str = "html", since: str | None = None) -> Path:
-    report = build_report(audit, since=since)
+def write_report(audit, output: str | Path, *, fmt: str = "html", since: str | None = None,
+                 policies: list[str | Path] = ()) -> Path:
+    report = build_report(audit, since=since, policies=policies)
     text = render_html(report) if fmt == "html" else render_markdown(report)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
