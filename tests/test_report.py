@@ -13,6 +13,7 @@ import pytest
 import repoaudit
 from repoaudit.errors import ConfigError
 from repoaudit.formatting import human_bytes
+from repoaudit.retention import default_policies_dir
 from repoaudit.report import build_report, parse_since, render_html, render_markdown, write_report
 
 # Records failed loads and, after load, every image's size into the DOM that --dump-dom prints.
@@ -22,11 +23,14 @@ addEventListener('load',()=>document.body.setAttribute('data-probe',JSON.stringi
   imgs:[...document.images].map(i=>[i.complete,i.naturalWidth,i.naturalHeight]),errors:__errors})));</script>"""
 
 
+POLICIES = sorted(default_policies_dir().iterdir())
+
+
 @pytest.fixture(scope="module")
 def report_html(demo_db, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
     with repoaudit.open(demo_db, read_only=True) as audit:
-        write_report(audit, out)
+        write_report(audit, out, policies=POLICIES)
     return out
 
 
@@ -39,6 +43,16 @@ def test_headlines_match_the_queries(demo_db, report_html):
            f"{human_bytes(latest['unique_bytes'])} unique" in text
     moved = int((diff["change"] == "tag moved").sum())
     assert moved > 0 and f"{moved} tag moved" in text
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        summary = audit.retention(*POLICIES, blobs=False).summary
+        namespaces = audit.query("stale_namespaces")
+        exposure = audit.query("risk_exposure", include_unscanned=False)
+    best = summary.sort_values("reclaimable_bytes").iloc[-1]
+    assert f"{best['policy']} frees {human_bytes(best['reclaimable_bytes'])}" in text
+    assert f"{int(namespaces['stale_images'].sum())} stale images" in text
+    assert f"{len(exposure)} running images scanned" in text
+    for section in ("Inventory", "Stale images", "Retention what-if", "Vulnerability exposure", "What changed"):
+        assert f"<h2>{section}</h2>" in text
 
 
 def test_self_contained(report_html):
