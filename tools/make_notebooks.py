@@ -102,6 +102,77 @@ shared.head(top_n)"""),
 ]
 
 
+NOTEBOOKS["02_stale_and_retention.ipynb"] = [
+    new_markdown_cell("""\
+# Stale images and what a retention policy would really free
+
+Two questions: which images nobody needs any more, and how many bytes a cleanup policy would give
+back. Registries answer the second with counts or with the summed size of the images deleted
+(**logical bytes**). The registry's garbage collector frees far less, because base layers, configs and
+even whole manifests are shared between images and repositories: a blob is freed only when *every*
+manifest holding it, in any repository, is deleted. repoaudit computes those **reclaimable bytes**
+exactly, from the same reference graph the collector stored."""),
+    params('older_than_days = 90   # stale: older than this by created and by push time\n'
+           'keep_newest = 3         # ... and not among the newest K of its repository\n'
+           'policies_dir = None     # None: the example policies shipped with repoaudit'),
+    new_code_cell(SETUP + """
+from pathlib import Path
+from repoaudit.retention import default_policies_dir
+
+policies = sorted(Path(policies_dir or default_policies_dir()).iterdir())
+[p.name for p in policies]"""),
+    new_markdown_cell("## Stale images by team\n\n`stale_logical_bytes` is what the stale images weigh; "
+                      "`stale_reclaimable_bytes` is what deleting exactly them would free."),
+    new_code_cell("""\
+teams = audit.query("stale_namespaces", older_than_days=older_than_days, keep_newest=keep_newest)
+teams[["namespace", "repositories", "stale_repositories", "images", "stale_images",
+       "stale_logical_bytes", "stale_reclaimable_bytes"]]"""),
+    new_code_cell("""\
+t = teams.sort_values("stale_reclaimable_bytes")
+fig, ax = plt.subplots(figsize=(8, 0.45 * len(t) + 1))
+ax.barh(t["namespace"], t["stale_logical_bytes"] / 2**30, color="#fdd0a2", label="stale, logical")
+ax.barh(t["namespace"], t["stale_reclaimable_bytes"] / 2**30, color="#d94801", label="stale, reclaimable")
+ax.set_xlabel("GiB")
+ax.legend()
+ax.set_title("Stale images by team namespace")
+plt.show()"""),
+    new_markdown_cell("## The stalest images\n\n`unique_bytes` is what deleting that image alone frees."),
+    new_code_cell("""\
+stale = audit.query("stale_images", older_than_days=older_than_days, keep_newest=keep_newest)
+stale.sort_values("unique_bytes", ascending=False).head(15)[
+    ["repository", "tags", "kind", "created", "pushed_days", "pushed_source", "size", "unique_bytes"]]"""),
+    new_markdown_cell("## Repositories nobody pushes to"),
+    new_code_cell('audit.query("stale_repositories").head(15)'),
+    new_markdown_cell("## Retention what-if\n\nEvery policy evaluated on the latest snapshot. Read the gap between "
+                      "the two bars as the part of a dashboard's \"space saved\" that never comes back."),
+    new_code_cell("""\
+plan = audit.retention(*policies, blobs=False)
+plan.whatif()"""),
+    new_code_cell("""\
+summary = plan.summary.sort_values("reclaimable_bytes")
+fig, ax = plt.subplots(figsize=(8, 0.6 * len(summary) + 1.2))
+ax.barh(summary["policy"], summary["logical_bytes"] / 2**30, color="#c7e9c0", label="logical (sum of images)")
+ax.barh(summary["policy"], summary["reclaimable_bytes"] / 2**30, color="#238b45", label="reclaimable (GC frees)")
+ax.set_xlabel("GiB")
+ax.legend()
+ax.set_title("Logical vs really reclaimable bytes per policy")
+plt.show()"""),
+    new_markdown_cell("## Where the bytes come from\n\nPer namespace and policy. `reclaimable_alone_bytes` is what "
+                      "the namespace's candidates would free if only they were deleted."),
+    new_code_cell("""\
+by_ns = plan.by_namespace.pivot_table(index="namespace", columns="policy", values="reclaimable_bytes",
+                                      aggfunc="sum").fillna(0)
+(by_ns / 2**30).plot.bar(figsize=(8, 3.5)).set_ylabel("reclaimable GiB")
+plt.show()
+by_ns.map(human_bytes)"""),
+    new_markdown_cell("## Which images, and why\n\nEach candidate names the rule that expired it, where its push "
+                      "time came from (`first-seen` snapshot or config `created`), and whether it is deployed "
+                      "(a policy that ignores deployments, such as ECR's, can expire running images)."),
+    new_code_cell("""\
+cands = plan.candidates
+cands[cands["deployed"]].head(10) if cands["deployed"].any() else cands.head(10)"""),
+]
+
 NOTEBOOKS["03_risk_exposure.ipynb"] = [
     new_markdown_cell("""\
 # Vulnerability exposure
