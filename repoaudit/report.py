@@ -75,6 +75,17 @@ def _figure(width=8.0, height=3.5):
     return plt.subplots(figsize=(width, height))
 
 
+def _overlay_bars(labels, back, front, *, colors: tuple[str, str], legend: tuple[str, str], title: str) -> bytes:
+    """Horizontal bars, one pale bar (the logical size) behind a dark one (what is unique or freed)."""
+    fig, ax = _figure(8, 0.4 * len(labels) + 1.2)
+    ax.barh(labels, back / 2**30, color=colors[0], label=legend[0])
+    ax.barh(labels, front / 2**30, color=colors[1], label=legend[1])
+    ax.set_xlabel("GiB")
+    ax.set_title(title)
+    ax.legend()
+    return _png(fig)
+
+
 def _bytes_cols(frame: pd.DataFrame) -> pd.DataFrame:
     """Render *_bytes and size columns for people; the CSV exports keep raw integers."""
     out = frame.copy()
@@ -109,13 +120,9 @@ def inventory_section(audit) -> Section:
         sec.charts.append(("Unique bytes reachable from each snapshot's tags", _png(fig)))
     if len(repos):
         top = repos.head(MAX_ROWS).iloc[::-1]
-        fig, ax = _figure(8, 0.35 * len(top) + 1)
-        ax.barh(top["repository"], top["logical_bytes"] / 2**30, color="#c6dbef", label="logical")
-        ax.barh(top["repository"], top["unique_bytes"] / 2**30, color="#2171b5", label="unique")
-        ax.set_xlabel("GiB")
-        ax.set_title("Largest repositories")
-        ax.legend()
-        sec.charts.append(("Largest repositories by unique bytes", _png(fig)))
+        sec.charts.append(("Largest repositories by unique bytes", _overlay_bars(
+            top["repository"], top["logical_bytes"], top["unique_bytes"], colors=("#c6dbef", "#2171b5"),
+            legend=("logical", "unique"), title="Largest repositories")))
         sec.tables.append(("Largest repositories", repos.head(MAX_ROWS)))
     sec.headline = (f"{int(latest['repository_count'].sum())} repositories, {int(latest['tag_count'].sum())} tags, "
                     f"{human_bytes(latest['unique_bytes'].sum())} unique") if len(latest) else "no snapshots yet"
@@ -166,13 +173,10 @@ def stale_section(audit) -> Section:
                         f"{int(namespaces['stale_repositories'].sum())} stale repositories; deleting them frees at least "
                         f"{human_bytes(namespaces['stale_reclaimable_bytes'].sum())}")
         ns = namespaces.sort_values("stale_reclaimable_bytes")
-        fig, ax = _figure(8, 0.4 * len(ns) + 1)
-        ax.barh(ns["namespace"], ns["stale_logical_bytes"] / 2**30, color="#fdd0a2", label="stale, logical")
-        ax.barh(ns["namespace"], ns["stale_reclaimable_bytes"] / 2**30, color="#d94801", label="stale, reclaimable")
-        ax.set_xlabel("GiB")
-        ax.set_title("Stale images by team namespace")
-        ax.legend()
-        sec.charts.append(("Stale bytes per namespace: what the images weigh, and what deleting them frees", _png(fig)))
+        sec.charts.append(("Stale bytes per namespace: what the images weigh, and what deleting them frees",
+                           _overlay_bars(ns["namespace"], ns["stale_logical_bytes"], ns["stale_reclaimable_bytes"],
+                                         colors=("#fdd0a2", "#d94801"), legend=("stale, logical", "stale, reclaimable"),
+                                         title="Stale images by team namespace")))
     sec.tables.append(("By team namespace", namespaces[[
         "registry", "namespace", "repositories", "stale_repositories", "images", "stale_images",
         "stale_logical_bytes", "stale_reclaimable_bytes"]]))
@@ -195,15 +199,12 @@ def retention_section(audit, policies: list[Path]) -> Section:
     best = summary.sort_values("reclaimable_bytes").iloc[-1]
     sec.headline = (f"{best['policy']} frees {human_bytes(best['reclaimable_bytes'])} of "
                     f"{human_bytes(best['logical_bytes'])} logical ({best['reclaimable_pct']:.1f}% of stored)")
-    fig, ax = _figure(8, 0.5 * len(summary) + 1.2)
     ordered = summary.sort_values("reclaimable_bytes")
-    ax.barh(ordered["policy"], ordered["logical_bytes"] / 2**30, color="#c7e9c0", label="logical (sum of images)")
-    ax.barh(ordered["policy"], ordered["reclaimable_bytes"] / 2**30, color="#238b45", label="reclaimable (GC frees)")
-    ax.set_xlabel("GiB")
-    ax.set_title("Retention policies: logical vs really reclaimable bytes")
-    ax.legend()
     sec.charts.append(("Per policy: bytes of the candidate images, and bytes garbage collection would free",
-                       _png(fig)))
+                       _overlay_bars(ordered["policy"], ordered["logical_bytes"], ordered["reclaimable_bytes"],
+                                     colors=("#c7e9c0", "#238b45"),
+                                     legend=("logical (sum of images)", "reclaimable (GC frees)"),
+                                     title="Retention policies: logical vs really reclaimable bytes")))
     sec.tables.append(("Policies side by side", plan.whatif().reset_index().rename(columns={"index": "measure"})))
     sec.tables.append(("By namespace", plan.by_namespace.sort_values(["policy", "reclaimable_bytes"],
                                                                      ascending=[True, False])))

@@ -811,7 +811,8 @@ def describe_json_error(text: str, exc: json.JSONDecodeError) -> str:
     return f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
 
 
-def _read_json(path: Path) -> Any:
+def read_text(path: Path) -> str:
+    """A report or manifest file as text: unreadable, non-UTF-8 and empty files are :class:`IngestError`."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -820,9 +821,14 @@ def _read_json(path: Path) -> Any:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    stripped = text.strip()
-    if not stripped:
+    if not text.strip():
         raise IngestError(f"{path}: empty file")
+    return text
+
+
+def _read_json(path: Path) -> Any:
+    text = read_text(path)
+    stripped = text.strip()
     if stripped.startswith("<"):
         raise IngestError(f"{path}: looks like XML; only JSON reports are supported")
     try:

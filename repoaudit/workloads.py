@@ -21,7 +21,7 @@ import yaml
 
 from repoaudit.errors import ConfigError, IngestError
 from repoaudit.reference import parse_image_id, parse_reference
-from repoaudit.scanreports import describe_json_error
+from repoaudit.scanreports import describe_json_error, read_text
 
 __all__ = ["WORKLOAD_KEYS", "load_pods", "workloads_from_pods"]
 
@@ -49,17 +49,8 @@ def _one_line(text: str) -> str:
 
 
 def _parse_documents(path: Path) -> list[Any]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise IngestError(f"{path}: cannot read file: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    text = read_text(path)
     stripped = text.strip()
-    if not stripped:
-        raise IngestError(f"{path}: empty file")
     # JSON first: its errors say "truncated" precisely, where YAML would guess.
     if stripped[0] in "{[" or path.suffix.lower() == ".json":
         try:
