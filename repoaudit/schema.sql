@@ -359,29 +359,96 @@ CREATE TABLE deletions (
 -- listed and resolved): a repository that failed, was filtered out or belongs to
 -- another shard never makes its tags look deleted.
 
--- One row per stretch of consecutive sightings of a tag at one digest: a tag that
--- goes A -> B -> A has three rows. Sightings skip snapshots where the tag was not
--- seen, so snapshots_seen below the number of snapshots in the stretch means gaps.
-CREATE VIEW tag_history AS
-WITH sightings AS (
-    SELECT t.registry, t.repository, t.tag, t.digest, t.snapshot_id, s.started_at
+-- Each registry's snapshots that hold data, numbered in order (seq). History works on
+-- these small integers and maps them back to times and ids at the end: aggregating
+-- and ordering integers is several times cheaper than timestamps with id tie-breaks.
+CREATE VIEW snapshot_sequence AS
+SELECT snapshot_id, registry, started_at,
+       row_number() OVER (PARTITION BY registry ORDER BY started_at, snapshot_id) AS seq
+FROM snapshots
+WHERE status IN ('complete', 'partial');
+
+-- The snapshots in which each repository was seen whole (status 'ok'): only there
+-- does a missing tag mean the tag was gone.
+CREATE VIEW complete_repository_looks AS
+SELECT r.registry, r.repository, q.seq, q.snapshot_id, q.started_at
+FROM repositories r
+JOIN snapshot_sequence q ON q.snapshot_id = r.snapshot_id
+WHERE r.status = 'ok';
+
+-- One row per stretch of consecutive sightings of a tag at one digest (a tag that
+-- goes A -> B -> A has three), with the stretch before it: previous_digest, when
+-- that was last seen, and recreated (the tag was missing from a complete look at
+-- its repository in between: deleted and pushed again, not moved in place).
+-- Most tags never change digest, so one aggregate settles them and only the tags
+-- that did are ordered (a window over every sighting is several times slower).
+-- tag_stretches_of(registry, repository, tag) is the same for one registry,
+-- repository or tag (NULL: all), filtered where tags are read: a view's filter
+-- with a bound parameter does not reach through the aggregates.
+CREATE MACRO tag_stretches_of(in_registry, in_repository, in_tag) AS TABLE
+-- Not materialized: each use scans tags again, which is cheaper than buffering every sighting.
+WITH sightings AS NOT MATERIALIZED (
+    SELECT t.registry, t.repository, t.tag, t.digest, q.seq
     FROM tags t
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
-    WHERE s.status IN ('complete', 'partial')
-), marked AS (
-    SELECT *, (lag(digest) OVER w IS DISTINCT FROM digest)::INTEGER AS starts_stretch
+    JOIN snapshot_sequence q ON q.snapshot_id = t.snapshot_id
+    WHERE (in_registry IS NULL OR t.registry = in_registry)
+      AND (in_repository IS NULL OR t.repository = in_repository)
+      AND (in_tag IS NULL OR t.tag = in_tag)
+), per_tag AS (
+    SELECT registry, repository, tag, min(digest) AS digest, min(digest) <> max(digest) AS changed,
+           min(seq) AS first_seq, max(seq) AS last_seq, count(*) AS snapshots_seen
     FROM sightings
-    WINDOW w AS (PARTITION BY registry, repository, tag ORDER BY started_at, snapshot_id)
-), stretches AS (
-    SELECT *, sum(starts_stretch) OVER (PARTITION BY registry, repository, tag ORDER BY started_at, snapshot_id
+    GROUP BY registry, repository, tag
+), changing AS (
+    SELECT s.*, (lag(s.digest) OVER w IS DISTINCT FROM s.digest)::INTEGER AS starts_stretch
+    FROM sightings s
+    SEMI JOIN per_tag p ON p.registry = s.registry AND p.repository = s.repository AND p.tag = s.tag AND p.changed
+    WINDOW w AS (PARTITION BY s.registry, s.repository, s.tag ORDER BY s.seq)
+), numbered AS (
+    SELECT *, sum(starts_stretch) OVER (PARTITION BY registry, repository, tag ORDER BY seq
                                         ROWS UNBOUNDED PRECEDING) AS stretch
-    FROM marked
+    FROM changing
+), stretches AS (
+    SELECT registry, repository, tag, any_value(digest) AS digest,
+           min(seq) AS first_seq, max(seq) AS last_seq, count(*) AS snapshots_seen
+    FROM numbered
+    GROUP BY registry, repository, tag, stretch
+), chained AS (
+    SELECT *, lag(digest) OVER w AS previous_digest, lag(last_seq) OVER w AS previous_seq
+    FROM stretches
+    WINDOW w AS (PARTITION BY registry, repository, tag ORDER BY first_seq)
+), moves AS (
+    SELECT c.*, coalesce(cl.seq < c.first_seq, false) AS recreated
+    FROM (SELECT * FROM chained WHERE previous_digest IS NOT NULL) c
+    ASOF LEFT JOIN complete_repository_looks cl
+        ON cl.registry = c.registry AND cl.repository = c.repository AND cl.seq > c.previous_seq
+), all_stretches AS (
+    SELECT registry, repository, tag, digest, first_seq, last_seq, snapshots_seen,
+           NULL::VARCHAR AS previous_digest, NULL::BIGINT AS previous_seq, NULL::BOOLEAN AS recreated
+    FROM per_tag WHERE NOT changed
+    UNION ALL
+    SELECT registry, repository, tag, digest, first_seq, last_seq, snapshots_seen, NULL, NULL, NULL
+    FROM chained WHERE previous_digest IS NULL
+    UNION ALL
+    SELECT registry, repository, tag, digest, first_seq, last_seq, snapshots_seen, previous_digest, previous_seq,
+           recreated
+    FROM moves
 )
-SELECT registry, repository, tag, digest,
-       min(started_at) AS first_seen, max(started_at) AS last_seen, count(*) AS snapshots_seen,
-       arg_min(snapshot_id, started_at) AS first_snapshot, arg_max(snapshot_id, started_at) AS last_snapshot
-FROM stretches
-GROUP BY registry, repository, tag, stretch, digest;
+SELECT a.registry, a.repository, a.tag, a.digest, f.started_at AS first_seen, l.started_at AS last_seen,
+       a.snapshots_seen, f.snapshot_id AS first_snapshot, l.snapshot_id AS last_snapshot,
+       a.previous_digest, p.started_at AS previous_seen, p.snapshot_id AS previous_snapshot, a.recreated
+FROM all_stretches a
+JOIN snapshot_sequence f ON f.registry = a.registry AND f.seq = a.first_seq
+JOIN snapshot_sequence l ON l.registry = a.registry AND l.seq = a.last_seq
+LEFT JOIN snapshot_sequence p ON p.registry = a.registry AND p.seq = a.previous_seq;
+
+CREATE VIEW tag_stretches AS SELECT * FROM tag_stretches_of(NULL, NULL, NULL);
+
+-- Sightings skip snapshots where the tag was not seen, so snapshots_seen below the
+-- number of snapshots in [first_seen, last_seen] means the tag was missing meanwhile.
+CREATE VIEW tag_history AS
+SELECT registry, repository, tag, digest, first_seen, last_seen, snapshots_seen, first_snapshot, last_snapshot
+FROM tag_stretches;
 
 -- A tag re-pointed to other content between two of its sightings (a supply-chain
 -- signal). moved_after / moved_before bracket the move: the last snapshot that saw
@@ -389,40 +456,19 @@ GROUP BY registry, repository, tag, stretch, digest;
 -- (by config created) than what the tag showed before; NULL when either age is
 -- unknown. recreated: the tag was absent from a complete look at its repository in
 -- between (deleted, then pushed again) rather than moved in place.
-CREATE VIEW tag_moves AS
-WITH sightings AS (
-    SELECT t.registry, t.repository, t.tag, t.digest, t.snapshot_id, s.started_at
-    FROM tags t
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
-    WHERE s.status IN ('complete', 'partial')
-), steps AS (
-    SELECT registry, repository, tag,
-           lag(digest) OVER w AS from_digest, digest AS to_digest,
-           lag(started_at) OVER w AS moved_after, started_at AS moved_before,
-           lag(snapshot_id) OVER w AS from_snapshot, snapshot_id AS to_snapshot
-    FROM sightings
-    WINDOW w AS (PARTITION BY registry, repository, tag ORDER BY started_at, snapshot_id)
-), moves AS (
-    SELECT * FROM steps WHERE from_digest <> to_digest
-), complete_looks AS (
-    SELECT r.registry, r.repository, s.started_at
-    FROM repositories r
-    JOIN snapshots s ON s.snapshot_id = r.snapshot_id
-    WHERE s.status IN ('complete', 'partial') AND r.status = 'ok'
-), next_look AS (
-    SELECT mv.*, cl.started_at AS next_look_at
-    FROM moves mv
-    ASOF LEFT JOIN complete_looks cl
-        ON cl.registry = mv.registry AND cl.repository = mv.repository AND cl.started_at > mv.moved_after
-)
-SELECT n.registry, n.repository, n.tag, n.from_digest, n.to_digest, n.moved_after, n.moved_before,
-       n.from_snapshot, n.to_snapshot,
+-- tag_moves_of(registry, repository): the same for one registry or repository (NULL: all).
+CREATE MACRO tag_moves_of(in_registry, in_repository) AS TABLE
+SELECT s.registry, s.repository, s.tag, s.previous_digest AS from_digest, s.digest AS to_digest,
+       s.previous_seen AS moved_after, s.first_seen AS moved_before,
+       s.previous_snapshot AS from_snapshot, s.first_snapshot AS to_snapshot,
        fm.created AS from_created, tm.created AS to_created,
-       tm.created < fm.created AS rollback,
-       coalesce(n.next_look_at < n.moved_before, false) AS recreated
-FROM next_look n
-LEFT JOIN manifests fm ON fm.registry = n.registry AND fm.digest = n.from_digest
-LEFT JOIN manifests tm ON tm.registry = n.registry AND tm.digest = n.to_digest;
+       tm.created < fm.created AS rollback, s.recreated
+FROM tag_stretches_of(in_registry, in_repository, NULL) s
+LEFT JOIN manifests fm ON fm.registry = s.registry AND fm.digest = s.previous_digest
+LEFT JOIN manifests tm ON tm.registry = s.registry AND tm.digest = s.digest
+WHERE s.previous_digest IS NOT NULL;
+
+CREATE VIEW tag_moves AS SELECT * FROM tag_moves_of(NULL, NULL);
 
 -- Per repository and manifest: when a tag first and last reached it (directly, or as
 -- a child of a tagged index), and untagged_since, the first complete look at the
@@ -432,35 +478,40 @@ LEFT JOIN manifests tm ON tm.registry = n.registry AND tm.digest = n.to_digest;
 -- (the registry's API cannot tell "untagged" from "deleted, not yet collected").
 CREATE VIEW image_lifecycle AS
 WITH tagged AS (
-    SELECT t.registry, t.repository, t.digest,
-           min(s.started_at) AS first_seen, max(s.started_at) AS last_seen_tagged,
-           arg_max(t.snapshot_id, s.started_at) AS last_tagged_snapshot
+    SELECT t.registry, t.repository, t.digest, min(q.seq) AS first_seq, max(q.seq) AS last_seq
     FROM tags t
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
-    WHERE s.status IN ('complete', 'partial')
+    JOIN snapshot_sequence q ON q.snapshot_id = t.snapshot_id
     GROUP BY t.registry, t.repository, t.digest
-), reached AS (
-    SELECT * FROM tagged
-    UNION ALL
-    SELECT x.registry, x.repository, c.child_digest, x.first_seen, x.last_seen_tagged, x.last_tagged_snapshot
+), children AS (
+    SELECT x.registry, x.repository, c.child_digest AS digest, min(x.first_seq) AS first_seq,
+           max(x.last_seq) AS last_seq
     FROM tagged x
     JOIN manifest_children c ON c.registry = x.registry AND c.index_digest = x.digest
+    GROUP BY ALL
 ), lifecycle AS (
-    SELECT registry, repository, digest, min(first_seen) AS first_seen, max(last_seen_tagged) AS last_seen_tagged,
-           arg_max(last_tagged_snapshot, last_seen_tagged) AS last_tagged_snapshot
-    FROM reached
-    GROUP BY registry, repository, digest
-), complete_looks AS (
-    SELECT r.registry, r.repository, s.started_at, r.snapshot_id
-    FROM repositories r
-    JOIN snapshots s ON s.snapshot_id = r.snapshot_id
-    WHERE s.status IN ('complete', 'partial') AND r.status = 'ok'
+    -- A child can also be tagged itself; an outer join merges the two without regrouping everything.
+    SELECT coalesce(t.registry, c.registry) AS registry, coalesce(t.repository, c.repository) AS repository,
+           coalesce(t.digest, c.digest) AS digest,
+           least(t.first_seq, c.first_seq) AS first_seq, greatest(t.last_seq, c.last_seq) AS last_seq
+    FROM tagged t
+    FULL JOIN children c ON c.registry = t.registry AND c.repository = t.repository AND c.digest = t.digest
+), last_look AS (
+    SELECT registry, repository, max(seq) AS seq FROM complete_repository_looks GROUP BY ALL
+), untagged AS (
+    -- Only manifests last reached before their repository's latest complete look can be untagged.
+    SELECT l.registry, l.repository, l.digest, cl.seq AS untagged_seq
+    FROM (SELECT l.* FROM lifecycle l
+          JOIN last_look ll ON ll.registry = l.registry AND ll.repository = l.repository AND l.last_seq < ll.seq) l
+    ASOF JOIN complete_repository_looks cl
+        ON cl.registry = l.registry AND cl.repository = l.repository AND cl.seq > l.last_seq
 )
-SELECT l.registry, l.repository, l.digest, l.first_seen, l.last_seen_tagged, cl.started_at AS untagged_since,
-       l.last_tagged_snapshot, cl.snapshot_id AS untagged_snapshot
+SELECT l.registry, l.repository, l.digest, f.started_at AS first_seen, s.started_at AS last_seen_tagged,
+       x.started_at AS untagged_since, s.snapshot_id AS last_tagged_snapshot, x.snapshot_id AS untagged_snapshot
 FROM lifecycle l
-ASOF LEFT JOIN complete_looks cl
-    ON cl.registry = l.registry AND cl.repository = l.repository AND cl.started_at > l.last_seen_tagged;
+JOIN snapshot_sequence f ON f.registry = l.registry AND f.seq = l.first_seq
+JOIN snapshot_sequence s ON s.registry = l.registry AND s.seq = l.last_seq
+LEFT JOIN untagged u ON u.registry = l.registry AND u.repository = l.repository AND u.digest = l.digest
+LEFT JOIN snapshot_sequence x ON x.registry = l.registry AND x.seq = u.untagged_seq;
 
 -- migration: 5 flux-style repository status
 -- Per snapshot and repository, what Flux's image-reflector-controller would put in an
