@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import repoaudit  # noqa: E402
 from repoaudit.queries import load_queries  # noqa: E402
-from repoaudit.store import connect  # noqa: E402
+from repoaudit.store import SNAPSHOT_TOTALS, connect  # noqa: E402
 
 REGISTRY = "synthetic.example.com"
 VISIBLE = 80         # version tags visible in each snapshot
@@ -123,7 +123,7 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
                TIMESTAMP '2026-01-05 06:20' + to_days((7 * (k.range - 1))::INTEGER),
                CASE WHEN k.range = 2 THEN 'partial' ELSE 'complete' END,
                CASE WHEN k.range = 1 THEN 'full' ELSE 'incremental' END,
-               $repos, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 'bench'
+               $repos, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 'bench', NULL
         FROM range(1, $snaps + 1) k""", {"reg": REGISTRY, "repos": repos, "snaps": snapshots})
     con.execute(f"SELECT setval('snapshot_id_seq', {snapshots})")
     # Tag slots per repository and snapshot: 80 versions, 16 build tags, latest, stable, prod, dev.
@@ -162,6 +162,10 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
     con.execute("""
         UPDATE snapshots s SET tag_count = c.n
         FROM (SELECT snapshot_id, count(*) AS n FROM tags GROUP BY 1) c WHERE c.snapshot_id = s.snapshot_id""")
+    for (snapshot_id,) in con.execute("SELECT snapshot_id FROM snapshots").fetchall():
+        # The figure SnapshotWriter.commit stores, so the snapshots query reads what a collection leaves.
+        _, unique_bytes = con.execute(SNAPSHOT_TOTALS, [snapshot_id]).fetchall()[0]
+        con.execute("UPDATE snapshots SET unique_bytes = ? WHERE snapshot_id = ?", [unique_bytes, snapshot_id])
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
               for t in ("snapshots", "repositories", "tags", "manifests", "layers", "manifest_children")}
     counts["tags in the latest snapshot"] = con.execute(

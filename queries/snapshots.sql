@@ -1,17 +1,12 @@
 -- name: snapshots
--- description: Every collection run, newest first, with its status, counts and the unique bytes it reaches.
+-- description: Every collection run, newest first, with its status, counts and the unique bytes it reaches
+-- (each layer, config and manifest blob reachable from its tags counted once).
 -- param: registry VARCHAR = NULL | only this registry
 -- param: limit INTEGER = 100 | at most this many snapshots
-WITH blobs AS (
-    SELECT DISTINCT sm.snapshot_id, b.blob_digest, b.size
-    FROM snapshot_manifests sm
-    JOIN manifest_blobs b ON b.registry = sm.registry AND b.manifest_digest = sm.digest
-)
 SELECT s.snapshot_id, s.registry, s.status, s.mode, s.started_at,
        round(date_diff('millisecond', s.started_at, s.finished_at) / 1000.0, 2) AS seconds,
        s.repository_count, s.tag_count, s.manifest_count, s.new_manifest_count, s.error_count,
-       coalesce((SELECT sum(size) FROM blobs b WHERE b.snapshot_id = s.snapshot_id), 0) AS unique_bytes,
-       s.error
+       coalesce(s.unique_bytes, 0) AS unique_bytes, s.error
 FROM snapshots s
 WHERE $registry IS NULL OR s.registry = $registry
 ORDER BY s.started_at DESC, s.snapshot_id DESC

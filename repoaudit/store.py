@@ -136,6 +136,16 @@ class SnapshotInfo:
     started_at: datetime
 
 
+# Stored with each snapshot so that listing snapshots never re-walks every blob of every snapshot.
+SNAPSHOT_TOTALS = """
+    WITH reach AS (SELECT DISTINCT registry, digest FROM snapshot_manifests WHERE snapshot_id = $1)
+    SELECT (SELECT count(*) FROM reach),
+           coalesce((SELECT sum(size) FROM (
+               SELECT DISTINCT b.blob_digest, b.size FROM reach r
+               JOIN manifest_blobs b ON b.registry = r.registry AND b.manifest_digest = r.digest)), 0)
+"""
+
+
 class SnapshotWriter:
     """Buffers one snapshot's rows and writes them inside a single transaction.
 
@@ -185,15 +195,13 @@ class SnapshotWriter:
                error: str | None = None) -> int:
         """Write the snapshot row and commit; returns the distinct manifests the snapshot reaches."""
         self.flush()
-        manifest_count = self.con.execute(
-            "SELECT count(DISTINCT digest) FROM snapshot_manifests WHERE snapshot_id = ?", [self.snapshot_id]
-        ).fetchone()[0]
+        manifest_count, unique_bytes = self.con.execute(SNAPSHOT_TOTALS, [self.snapshot_id]).fetchall()[0]
         self.con.execute(
-            "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [self.snapshot_id, self.registry, self.source, self.source_kind, self.started_at,
              finished_at or utcnow(), status, self.mode, repository_count, tag_count, manifest_count,
              new_manifest_count, error_count, error, to_json(requests), to_json(rate_limit),
-             to_json(self.options), __version__])
+             to_json(self.options), __version__, unique_bytes])
         self.con.execute("COMMIT")
         self._open = False
         return manifest_count

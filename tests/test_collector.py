@@ -179,3 +179,22 @@ def test_images_view_reads_latest_snapshot(registry, estate, audit):
     assert set(images["snapshot_id"]) == {second.snapshot_id}
     assert len(images) == 7
     assert images.loc[images["tag"] == "v0.9", "age_days"].iloc[0] > 365
+
+
+def test_snapshot_unique_bytes_count_every_reachable_blob_once(registry, estate, audit):
+    audit.collect(registry.url, progress=False)
+    blobs: dict[str, int] = {}
+
+    def add(image):
+        blobs[image.digest] = len(image.manifest)
+        for blob in (image.config, *image.layers):
+            blobs[blob.digest] = blob.size
+
+    for pushed in estate.images.values():
+        if isinstance(pushed, PushedIndex):
+            blobs[pushed.digest] = len(pushed.manifest)
+            for child in pushed.children:
+                add(child)
+        else:
+            add(pushed)
+    assert audit.query("snapshots").iloc[0]["unique_bytes"] == sum(blobs.values())
