@@ -227,6 +227,58 @@ unscanned[unscanned["deployed"].fillna(False).astype(bool)]"""),
 ]
 
 
+NOTEBOOKS["04_tag_history.ipynb"] = [
+    new_markdown_cell("""\
+# Tag history
+
+A registry only knows what its tags point at *now*. Snapshots remember what they pointed at
+before, which answers two questions no registry UI does:
+
+* **Which tags moved?** A release tag re-pointed to other content is a supply-chain signal (tags
+  are meant to name one build), and a move to an *older* image is a rollback someone should know
+  about.
+* **Which manifests lost every tag?** Untagged manifests still hold their layers until they are
+  deleted and garbage-collected (distribution/distribution#1844)."""),
+    params('repository = None  # e.g. "payments/ledger"; None: every repository\n'
+           'tag = None          # with repository: one tag\ntop_n = 15'),
+    new_code_cell(SETUP),
+    new_markdown_cell("## Moves between snapshots\n\n`rollback` marks a move to an image with an older "
+                      "config `created`; `recreated` a tag that was deleted and pushed again."),
+    new_code_cell("""\
+moves = audit.query("tag_moves", repository=repository)
+print(f"{len(moves)} moves, {int(moves['rollback'].sum())} of them rollbacks")
+moves[moves["rollback"]].head(top_n) if moves["rollback"].any() else moves.head(top_n)"""),
+    new_code_cell("""\
+per_snapshot = moves.groupby(["to_snapshot", "rollback"]).size().unstack(fill_value=0)
+ax = per_snapshot.plot.bar(stacked=True, figsize=(7, 3), color={False: "#6baed6", True: "#cb181d"})
+ax.set_xlabel("snapshot")
+ax.set_ylabel("tags moved")
+ax.set_title("Tag moves per snapshot (red: rollbacks)")
+plt.show()"""),
+    new_markdown_cell("## Which tags move\n\nFloating tags (`latest`, `stable`) are expected to move; a "
+                      "version tag that moves is not."),
+    new_code_cell("""\
+moves.groupby("tag").size().sort_values(ascending=False).head(top_n)"""),
+    new_markdown_cell("## One tag's timeline\n\nEach stretch of the tag at one digest. Without parameters this "
+                      "shows the most recent rollback's tag."),
+    new_code_cell("""\
+if repository and tag:
+    ref = f"{repository}:{tag}"
+elif moves["rollback"].any():
+    first = moves[moves["rollback"]].iloc[0]
+    ref = f"{first['repository']}:{first['tag']}"
+else:
+    ref = None
+audit.history(ref) if ref else "no moves recorded yet" """),
+    new_markdown_cell("## Orphaned manifests\n\nManifests that lost every tag and still hold storage. "
+                      "`unique_bytes` is what deleting them and running garbage collection would free."),
+    new_code_cell("""\
+orphans = audit.query("orphaned_manifests", repository=repository)
+print(f"{len(orphans)} orphaned manifests holding {human_bytes(orphans['unique_bytes'].sum())} only they use")
+orphans.head(top_n)[["repository", "digest", "kind", "created", "last_tags", "untagged_since", "unique_bytes"]]"""),
+]
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
