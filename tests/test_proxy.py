@@ -1,0 +1,132 @@
+"""Collection through an HTTP proxy that demands credentials, as Flux's proxySecretRef describes one.
+
+The proxy is a small forwarding proxy on loopback: it checks ``Proxy-Authorization``,
+counts what it forwarded and relays to the real registry. The test proves requests
+really went through it and that the proxy password is stored nowhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import threading
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+import repoaudit
+from pusher import layer_bytes
+from repoaudit.cli import main
+from repoaudit.exports import base_tables
+
+PROXY_USER, PROXY_PASSWORD = "egress", "proxy-pass-never-stored"
+
+
+class ForwardingProxy(http.server.ThreadingHTTPServer):
+    """Plain-HTTP forward proxy: absolute-URI requests in, the same request to the origin out."""
+
+    def __init__(self):
+        self.forwarded: list[str] = []
+        self.refused = 0
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ForwardingProxy
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def _relay(self):
+        expected = "Basic " + base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+        if self.headers.get("Proxy-Authorization") != expected:
+            self.server.refused += 1
+            self.send_response(407)
+            self.send_header("Proxy-Authenticate", 'Basic realm="egress"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.server.forwarded.append(f"{self.command} {self.path}")
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("proxy-authorization", "proxy-connection", "connection", "host")}
+        request = urllib.request.Request(self.path, method=self.command, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as upstream:
+                status, body, upstream_headers = upstream.status, upstream.read(), upstream.headers
+        except urllib.error.HTTPError as exc:
+            status, body, upstream_headers = exc.code, exc.read(), exc.headers
+        self.send_response(status)
+        for key, value in upstream_headers.items():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = _relay
+
+
+@pytest.fixture
+def proxy():
+    server = ForwardingProxy()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_collect_through_an_authenticating_proxy(registry, pusher, proxy, tmp_path, monkeypatch):
+    pusher.push_image("team/app", ["1.0", "2.0"], layers=[layer_bytes("proxied", 600)])
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "none"))
+    proxy_url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.server_address[1]}"
+    db = tmp_path / "proxy.duckdb"
+    result = CliRunner().invoke(main, ["collect", registry.url, "--db", str(db), "--proxy", proxy_url,
+                                       "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "tags 2" in result.stdout
+    assert f"GET {registry.url}/v2/_catalog?n=1000" in proxy.forwarded
+    assert any("/v2/team/app/manifests/" in line for line in proxy.forwarded)
+    assert proxy.refused == 0
+
+    with repoaudit.open(db, read_only=True) as audit:
+        dump = "\n".join(audit.relation(t).to_csv(index=False) for t in base_tables(audit.con))
+    assert PROXY_PASSWORD not in dump + result.output
+
+
+def test_wrong_proxy_credentials_fail_in_one_line(registry, proxy, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "none"))
+    bad = f"http://{PROXY_USER}:wrong@127.0.0.1:{proxy.server_address[1]}"
+    result = CliRunner().invoke(main, ["collect", registry.url, "--db", str(tmp_path / "p.duckdb"), "--proxy", bad,
+                                       "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 1
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "407" in lines[0]
+    assert "wrong" not in lines[0]
+    assert proxy.refused >= 1
+
+
+def test_flux_proxy_secret_ref_reaches_the_client(tmp_path):
+    from repoaudit.fluxconfig import load_flux
+
+    docs = [
+        {"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
+         "metadata": {"name": "app", "namespace": "team"},
+         "spec": {"image": "registry.example.com/team/app", "proxySecretRef": {"name": "egress"}}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "egress", "namespace": "team"},
+         "stringData": {"address": "http://127.0.0.1:3128", "username": PROXY_USER, "password": PROXY_PASSWORD}},
+    ]
+    path = tmp_path / "flux.yaml"
+    path.write_text("---\n".join(json.dumps(d) + "\n" for d in docs))
+    (job,) = load_flux([path])
+    options = job.client_options()
+    assert options.proxy == f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:3128"
+    assert PROXY_PASSWORD not in repr(options) and PROXY_PASSWORD not in repr(job)
