@@ -31,6 +31,7 @@ from .progress import NullProgress, Progress
 from .reference import parse_reference
 from .sources import Source
 from .store import SnapshotWriter, to_json, utcnow
+from .timestamps import utc_naive
 
 
 CONFIG_CACHE = 10_000
@@ -71,25 +72,10 @@ def select_shard(names: list[str], shard: tuple[int, int] | None) -> list[str]:
     return [name for name in names if shard_of(name, n) == i]
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    # Go writes nanoseconds; Python takes at most microseconds.
-    if "." in text:
-        head, _, rest = text.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        tz = rest[len(digits):]
-        text = f"{head}.{digits[:6]}{tz}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        parsed = (parsed - parsed.utcoffset()).replace(tzinfo=None)
-    if parsed.year < 1971:
-        return None  # reproducible builds set created to the epoch: that is "unknown", not 1970
-    return parsed
+def _created(value: str | None) -> datetime | None:
+    """An image config's ``created`` as naive UTC; the epoch of reproducible builds means unknown."""
+    parsed = utc_naive(value)
+    return parsed if parsed is not None and parsed.year >= 1971 else None
 
 
 @dataclass(frozen=True)
@@ -314,7 +300,7 @@ class Collector:
         self.writer.add("manifests", (
             self.registry, m.digest, m.media_type, m.kind, m.artifact_type, m.size,
             m.config.digest if m.config else None, config_size, layers_size, len(m.layers), total,
-            _parse_time(cfg.created) if cfg else None, cfg.architecture if cfg else None,
+            _created(cfg.created) if cfg else None, cfg.architecture if cfg else None,
             cfg.os if cfg else None, cfg.variant if cfg else None,
             to_json(cfg.labels) if cfg else None, to_json(m.annotations), m.subject, self.writer.snapshot_id))
         for pos, layer in enumerate(m.layers):

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from repoaudit.errors import ConfigError, IngestError
 from repoaudit.reference import ImageReference, parse_reference
+from repoaudit.timestamps import parse_timestamp  # noqa: F401 - part of this module's API
 
 __all__ = [
     "OS_PACKAGE_TYPES",
@@ -106,35 +107,6 @@ def normalize_severity(value: Any) -> str:
     if upper in ("INFO", "NONE"):
         return "NEGLIGIBLE"
     return upper if upper in SEVERITIES else "UNKNOWN"
-
-
-_FRACTION_RE = re.compile(r"^(.*T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE)
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """Parse an RFC 3339 timestamp into an aware UTC datetime; ``""``/None/garbage → None.
-
-    Scanners emit nanoseconds (``.000000005Z``) and odd fraction lengths (``.13Z``),
-    which ``datetime.fromisoformat`` only accepts from Python 3.11 on.
-    """
-    if not isinstance(value, str) or not value.strip():
-        return None
-    match = _FRACTION_RE.match(value.strip())
-    if not match:
-        return None
-    base, fraction, zone = match.groups()
-    text = base
-    if fraction:
-        text += "." + fraction[:6].ljust(6, "0")
-    if zone is None or zone.upper() == "Z":
-        text += "+00:00"
-    else:
-        text += zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed.astimezone(timezone.utc)
 
 
 def _text(value: Any) -> str | None:
