@@ -347,7 +347,7 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    out = [f"# Registry audit\n", f"Generated {report.generated_at:%Y-%m-%d %H:%M %Z} by repoaudit {__version__}; "
+    out = ["# Registry audit\n", f"Generated {report.generated_at:%Y-%m-%d %H:%M %Z} by repoaudit {__version__}; "
            f"changes since {report.since}.\n"]
     out += [f"- **{t}**: {h}" for t, h in report.headlines]
     for sec in report.sections:

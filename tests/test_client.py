@@ -84,7 +84,7 @@ def test_503_then_success(fake):
 
     fetched = run(go())
     assert fetched.digest == fake.tags["team/a"]["1"]
-    assert fake.hits[f"GET /v2/team/a/manifests/1"] == 2
+    assert fake.hits["GET /v2/team/a/manifests/1"] == 2
 
 
 def test_backoff_grows_and_is_bounded():

@@ -171,7 +171,7 @@ def test_gc_frees_exactly_the_planned_bytes(registry, pusher, tmp_path):
 def test_moved_tag_is_skipped_and_reported(registry, pusher, tmp_path):
     old = pusher.push_image("svc", ["a", "b"], layers=[layer_bytes("old", 3_000)], created="2024-01-01T00:00:00Z")
     other = pusher.push_image("svc", ["c"], layers=[layer_bytes("other", 3_100)], created="2024-02-01T00:00:00Z")
-    new = pusher.push_image("svc", ["latest"], layers=[layer_bytes("new", 3_200)], created="2025-01-01T00:00:00Z")
+    pusher.push_image("svc", ["latest"], layers=[layer_bytes("new", 3_200)], created="2025-01-01T00:00:00Z")
     with repoaudit.open(tmp_path / "audit.duckdb") as audit:
         audit.collect(registry.url, progress=False)
         plan = audit.retention({"rules": [{"keep": {"most_recent": 1}}]})

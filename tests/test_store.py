@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import duckdb
-import httpx
 import pytest
 
 import repoaudit
