@@ -152,9 +152,18 @@ class SnapshotWriter:
     Nothing is visible to other connections until :meth:`commit`; an exception
     or a killed process leaves earlier snapshots exactly as they were. A failed
     run is then recorded by :meth:`record_failure` in a transaction of its own.
+
+    DuckDB keeps a transaction's uncommitted rows in memory, uncompressed. So that
+    memory stays flat however large the registry, the bulky tables (``STAGED``) are
+    first written to a staging database beside the file, committed batch by batch
+    there, and copied into the real tables in the snapshot's one transaction at the
+    end; large copies are written to disk as they go. A killed run leaves only that
+    staging file, which the next writer of the database removes.
     """
 
     FLUSH_AT = 20_000
+    STAGED = ("tags", "manifests", "layers", "manifest_children")
+    STAGE_MEMORY = "128MB"
 
     def __init__(self, con: duckdb.DuckDBPyConnection, *, registry: str, source: str, source_kind: str,
                  started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
@@ -167,12 +176,52 @@ class SnapshotWriter:
         self.started_at = started_at or utcnow()
         self._buffers: dict[str, list[tuple]] = {t: [] for t in COLUMNS}
         self._open = False
+        self._stage: duckdb.DuckDBPyConnection | None = None
+        self._stage_path: Path | None = None
+        self._stage_attached = False
         self.snapshot_id = con.execute("SELECT nextval('snapshot_id_seq')").fetchone()[0]
 
     def begin(self) -> "SnapshotWriter":
+        self._open_stage()
         self.con.execute("BEGIN TRANSACTION")
         self._open = True
         return self
+
+    def _database_path(self) -> Path | None:
+        rows = self.con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                                ).fetchall()
+        return Path(rows[0][0]) if rows and rows[0][0] else None  # None: an in-memory database
+
+    def _open_stage(self) -> None:
+        db = self._database_path()
+        if db is None:
+            return  # nothing to spare: an in-memory database holds everything in memory anyway
+        for leftover in db.parent.glob(f"{db.name}.stage-*"):
+            leftover.unlink(missing_ok=True)  # from a killed run; this process holds the database's write lock
+        self._stage_path = db.parent / f"{db.name}.stage-{self.snapshot_id}"
+        self._stage = duckdb.connect(str(self._stage_path))
+        self._stage.execute(f"SET memory_limit = '{self.STAGE_MEMORY}'")
+        for table in self.STAGED:
+            cols = self.con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                    "WHERE table_catalog = current_database() AND table_schema = 'main' "
+                                    "AND table_name = ? ORDER BY ordinal_position",
+                                    [table]).fetchall()
+            self._stage.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in cols)})")
+
+    def _close_stage(self) -> None:
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
+        if self._stage_attached:
+            try:
+                self.con.execute("DETACH _repoaudit_stage")
+            except duckdb.Error:
+                pass
+            self._stage_attached = False
+        if self._stage_path is not None:
+            for path in (self._stage_path, Path(f"{self._stage_path}.wal")):
+                path.unlink(missing_ok=True)
+            self._stage_path = None
 
     def known_manifests(self) -> set[str]:
         rows = self.con.execute("SELECT digest FROM manifests WHERE registry = ?", [self.registry]).fetchall()
@@ -185,9 +234,19 @@ class SnapshotWriter:
             self.flush(table)
 
     def flush(self, table: str | None = None) -> None:
+        """Write buffered rows; without ``table``, everything, staged rows included, into the transaction."""
         for name in ([table] if table else list(self._buffers)):
             rows, self._buffers[name] = self._buffers[name], []
-            insert_rows(self.con, name, rows)
+            staged = self._stage is not None and name in self.STAGED
+            insert_rows(self._stage if staged else self.con, name, rows)
+        if table is None and self._stage is not None:
+            self._stage.close()
+            self._stage = None
+            path = str(self._stage_path).replace("'", "''")
+            self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage (READ_ONLY)")
+            self._stage_attached = True
+            for name in self.STAGED:
+                self.con.execute(f"INSERT INTO main.{name} SELECT * FROM _repoaudit_stage.{name}")
 
     def commit(self, *, status: str, repository_count: int, tag_count: int,
                new_manifest_count: int, error_count: int, requests: dict | None = None,
@@ -204,6 +263,7 @@ class SnapshotWriter:
              to_json(self.options), __version__, unique_bytes])
         self.con.execute("COMMIT")
         self._open = False
+        self._close_stage()
         return manifest_count
 
     def rollback(self) -> None:
@@ -213,6 +273,7 @@ class SnapshotWriter:
                 self.con.execute("ROLLBACK")
             except duckdb.Error:
                 pass
+        self._close_stage()
         self._buffers = {t: [] for t in COLUMNS}
 
     def record_failure(self, error: str, *, error_type: str = "RepoauditError",

@@ -23,6 +23,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def estate() -> FakeRegistry:
+    """The three-repository registry the kill test's child process serves too."""
     fake = FakeRegistry()
     for repo in ("a", "b", "c"):
         fake.add_image(f"team/{repo}", "1", repo.encode())
@@ -120,6 +121,12 @@ def test_killed_run_leaves_no_trace(tmp_path):
         assert list(snaps["status"]) == ["complete"]
         assert counts(audit)["tags"] == 3
         assert audit.sql("SELECT count(*) FROM manifests WHERE first_seen_snapshot <> 1").iloc[0, 0] == 0
+    # The killed run's staging file is all that is left, and the next run clears it away.
+    assert "db.duckdb.stage-2" in {p.name for p in tmp_path.glob("db.duckdb.stage-*")}
+    with repoaudit.open(db) as audit:
+        again = audit.collect(URL, transport=estate().transport(), retry=NO_BACKOFF, progress=False)
+        assert again.status == "complete" and again.tags == 3
+    assert not list(tmp_path.glob("db.duckdb.stage-*"))
 
 
 def test_insert_rows_keeps_types_for_empty_and_null_batches(tmp_path):
