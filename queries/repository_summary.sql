@@ -4,16 +4,8 @@
 -- param: registry VARCHAR = NULL | only this registry
 WITH tagged AS (
     SELECT i.* FROM images i WHERE $registry IS NULL OR i.registry = $registry
-), latest_tags AS (
-    -- Read tags through the latest snapshot ids first: far cheaper than filtering the snapshot_manifests view.
-    SELECT DISTINCT t.registry, t.repository, t.digest FROM tags t
-    WHERE t.snapshot_id IN (SELECT snapshot_id FROM latest_snapshot)
-      AND ($registry IS NULL OR t.registry = $registry)
 ), reach AS (
-    SELECT registry, repository, digest FROM latest_tags
-    UNION
-    SELECT l.registry, l.repository, c.child_digest
-    FROM latest_tags l JOIN manifest_children c ON c.registry = l.registry AND c.index_digest = l.digest
+    SELECT registry, repository, digest FROM latest_manifests WHERE $registry IS NULL OR registry = $registry
 ), blobs AS (
     SELECT DISTINCT r.registry, r.repository, b.blob_digest, b.size
     FROM reach r JOIN manifest_blobs b ON b.registry = r.registry AND b.manifest_digest = r.digest

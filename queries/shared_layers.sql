@@ -3,15 +3,8 @@
 -- Bytes saved is what the registry would store again if every repository kept its own copy.
 -- param: registry VARCHAR = NULL | only this registry
 -- param: min_repositories INTEGER = 2 | shared by at least this many repositories
-WITH latest_tags AS (
-    SELECT DISTINCT t.registry, t.repository, t.digest FROM tags t
-    WHERE t.snapshot_id IN (SELECT snapshot_id FROM latest_snapshot)
-      AND ($registry IS NULL OR t.registry = $registry)
-), reach AS (
-    SELECT registry, repository, digest FROM latest_tags
-    UNION
-    SELECT l.registry, l.repository, c.child_digest
-    FROM latest_tags l JOIN manifest_children c ON c.registry = l.registry AND c.index_digest = l.digest
+WITH reach AS (
+    SELECT registry, repository, digest FROM latest_manifests WHERE $registry IS NULL OR registry = $registry
 )
 SELECT l.registry, l.digest AS layer_digest, any_value(l.size) AS size,
        count(DISTINCT r.repository) AS repositories, count(DISTINCT r.digest) AS manifests,

@@ -12,12 +12,31 @@
 -- param: namespace VARCHAR = NULL | only this team namespace (first path component of the repository)
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
-), tagged AS (
-    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags,
-           any_value(ls.started_at) AS snapshot_at
-    FROM tags t JOIN ls ON ls.snapshot_id = t.snapshot_id
-    WHERE $namespace IS NULL OR split_part(t.repository, '/', 1) = $namespace
+), sightings AS (
+    -- One pass over the tags of every snapshot that holds data gives the latest snapshot's tags and when each
+    -- of its images was first seen in its repository (image_lifecycle's first_seen, without its whole history).
+    SELECT t.registry, t.repository, t.digest,
+           list(t.tag ORDER BY t.tag) FILTER (WHERE t.snapshot_id = ls.snapshot_id) AS tags,
+           any_value(ls.started_at) AS snapshot_at, min(s.started_at) AS first_seen
+    FROM tags t
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
+      AND ($namespace IS NULL OR split_part(t.repository, '/', 1) = $namespace)
     GROUP BY t.registry, t.repository, t.digest
+    HAVING bool_or(t.snapshot_id = ls.snapshot_id)
+), via_index AS (
+    -- A tagged index reaches its children too: an image was seen from the first snapshot that reached it either way.
+    SELECT t.registry, t.repository, c.child_digest AS digest, min(s.started_at) AS first_seen
+    FROM tags t
+    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+    GROUP BY ALL
+), tagged AS (
+    SELECT g.* EXCLUDE (first_seen), least(g.first_seen, v.first_seen) AS first_seen
+    FROM sightings g
+    LEFT JOIN via_index v ON v.registry = g.registry AND v.repository = g.repository AND v.digest = g.digest
 ), first_look AS (
     SELECT r.registry, r.repository, min(s.started_at) AS first_look
     FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
@@ -25,11 +44,10 @@ WITH ls AS (
     GROUP BY r.registry, r.repository
 ), dated AS (
     -- Push time as repoaudit.retention defines it.
-    SELECT g.*, m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size, l.first_seen,
-           (l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created
+    SELECT g.*, m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
+           (g.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= g.first_seen) AS from_created
     FROM tagged g
     LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
-    LEFT JOIN image_lifecycle l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
     LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
 ), ranked AS (
     SELECT * EXCLUDE (from_created),
@@ -57,31 +75,69 @@ WITH ls AS (
       AND NOT ($protect_regex IS NOT NULL
                AND coalesce(list_bool_or(list_transform(r.tags, lambda t: regexp_matches(t, $protect_regex))), false))
 ), links AS (
-    SELECT DISTINCT l.registry, l.repository, l.digest
-    FROM image_lifecycle l JOIN ls ON ls.registry = l.registry
-), refs AS (
-    SELECT registry, blob_digest, count(*) AS refs FROM (
-        SELECT DISTINCT k.registry, k.repository, k.digest, b.blob_digest
-        FROM links k JOIN manifest_blobs b ON b.registry = k.registry AND b.manifest_digest = k.digest
-    ) GROUP BY registry, blob_digest
+    -- Every (repository, manifest) a tag reached in a snapshot that holds data (image_lifecycle's rows).
+    SELECT t.registry, t.repository, t.digest
+    FROM tags t JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
+    UNION ALL
+    SELECT t.registry, t.repository, c.child_digest
+    FROM tags t
+    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
+), repository_ids AS (
+    -- Small integers stand in for names and digests below: min/max over millions of strings is the slow part.
+    SELECT repository, row_number() OVER () AS rid FROM (SELECT DISTINCT repository FROM links)
+), manifest_repos AS (
+    SELECT *, row_number() OVER () AS mid FROM (
+        SELECT l.registry, l.digest, min(r.rid) AS lo, max(r.rid) AS hi
+        FROM links l JOIN repository_ids r ON r.repository = l.repository
+        GROUP BY l.registry, l.digest)
+), blob_holders AS (
+    -- Blobs held by a single link (one manifest, from one repository): a stale image without children frees
+    -- exactly those it holds, so these need no count of distinct links per blob.
+    SELECT b.registry, b.blob_digest, min(mr.mid) AS mid, max(b.size) AS size
+    FROM manifest_repos mr JOIN manifest_blobs b ON b.registry = mr.registry AND b.manifest_digest = mr.digest
+    GROUP BY b.registry, b.blob_digest
+    HAVING min(mr.lo) = max(mr.hi) AND min(mr.mid) = max(mr.mid)
+), sole_bytes AS (
+    SELECT mr.registry, r.repository, mr.digest, h.unique_bytes
+    FROM (SELECT mid, sum(size)::BIGINT AS unique_bytes FROM blob_holders GROUP BY mid) h
+    JOIN manifest_repos mr ON mr.mid = h.mid
+    JOIN repository_ids r ON r.rid = mr.lo
+), index_units AS (
+    SELECT * FROM stale s SEMI JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
 ), unit_links AS (
-    SELECT registry, repository, digest AS unit, digest AS link FROM stale
+    SELECT registry, repository, digest AS unit, digest AS link FROM index_units
     UNION
     SELECT s.registry, s.repository, s.digest, c.child_digest
-    FROM stale s JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
+    FROM index_units s JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
 ), unit_blobs AS (
     SELECT u.registry, u.repository, u.unit, b.blob_digest, max(b.size) AS size, count(DISTINCT u.link) AS n
     FROM unit_links u JOIN manifest_blobs b ON b.registry = u.registry AND b.manifest_digest = u.link
     GROUP BY u.registry, u.repository, u.unit, b.blob_digest
-), unique_bytes AS (
+), refs AS (
+    -- The links holding each of these blobs, counted only when they all are in the unit's repository.
+    SELECT b.registry, b.blob_digest, min(mr.lo) AS lo, max(mr.hi) AS hi, count(DISTINCT b.manifest_digest) AS refs
+    FROM (SELECT * FROM manifest_blobs mb
+          SEMI JOIN unit_blobs ub ON ub.registry = mb.registry AND ub.blob_digest = mb.blob_digest) b
+    JOIN manifest_repos mr ON mr.registry = b.registry AND mr.digest = b.manifest_digest
+    GROUP BY b.registry, b.blob_digest
+), index_bytes AS (
     SELECT ub.registry, ub.repository, ub.unit, sum(ub.size)::BIGINT AS unique_bytes
     FROM unit_blobs ub JOIN refs r ON r.registry = ub.registry AND r.blob_digest = ub.blob_digest
-    WHERE ub.n = r.refs
+    JOIN repository_ids ri ON ri.repository = ub.repository
+    WHERE r.lo = ri.rid AND r.hi = ri.rid AND ub.n = r.refs
     GROUP BY ub.registry, ub.repository, ub.unit
+), indexes AS (
+    SELECT DISTINCT registry, index_digest FROM manifest_children
 )
 SELECT s.registry, split_part(s.repository, '/', 1) AS namespace, s.repository, s.digest, s.tags, s.kind,
        s.artifact_type, s.created, s.age_days, s.pushed_at, s.pushed_source, s.pushed_days, s.newest_rank,
-       s.size, coalesce(u.unique_bytes, 0) AS unique_bytes
+       s.size, coalesce(CASE WHEN x.index_digest IS NULL THEN o.unique_bytes ELSE i.unique_bytes END, 0)
+           AS unique_bytes
 FROM stale s
-LEFT JOIN unique_bytes u ON u.registry = s.registry AND u.repository = s.repository AND u.unit = s.digest
+LEFT JOIN index_bytes i ON i.registry = s.registry AND i.repository = s.repository AND i.unit = s.digest
+LEFT JOIN indexes x ON x.registry = s.registry AND x.index_digest = s.digest
+LEFT JOIN sole_bytes o ON o.registry = s.registry AND o.repository = s.repository AND o.digest = s.digest
 ORDER BY unique_bytes DESC, s.registry, s.repository, s.pushed_at, s.digest;

@@ -12,11 +12,30 @@
 -- param: registry VARCHAR = NULL | only this registry
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
-), tagged AS (
-    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags,
-           any_value(ls.started_at) AS snapshot_at
-    FROM tags t JOIN ls ON ls.snapshot_id = t.snapshot_id
+), sightings AS (
+    -- One pass over the tags of every snapshot that holds data gives the latest snapshot's tags and when each
+    -- of its images was first seen in its repository (image_lifecycle's first_seen, without its whole history).
+    SELECT t.registry, t.repository, t.digest,
+           list(t.tag ORDER BY t.tag) FILTER (WHERE t.snapshot_id = ls.snapshot_id) AS tags,
+           any_value(ls.started_at) AS snapshot_at, min(s.started_at) AS first_seen
+    FROM tags t
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
     GROUP BY t.registry, t.repository, t.digest
+    HAVING bool_or(t.snapshot_id = ls.snapshot_id)
+), via_index AS (
+    -- A tagged index reaches its children too: an image was seen from the first snapshot that reached it either way.
+    SELECT t.registry, t.repository, c.child_digest AS digest, min(s.started_at) AS first_seen
+    FROM tags t
+    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+    GROUP BY ALL
+), tagged AS (
+    SELECT g.* EXCLUDE (first_seen), least(g.first_seen, v.first_seen) AS first_seen
+    FROM sightings g
+    LEFT JOIN via_index v ON v.registry = g.registry AND v.repository = g.repository AND v.digest = g.digest
 ), first_look AS (
     SELECT r.registry, r.repository, min(s.started_at) AS first_look
     FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
@@ -25,11 +44,10 @@ WITH ls AS (
 ), dated AS (
     -- Push time as repoaudit.retention defines it; the stale test is the one of stale_images.
     SELECT g.*, m.created, coalesce(m.total_size, 0) AS size,
-           CASE WHEN l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen
-                THEN m.created ELSE l.first_seen END AS pushed_at
+           CASE WHEN g.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= g.first_seen
+                THEN m.created ELSE g.first_seen END AS pushed_at
     FROM tagged g
     LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
-    LEFT JOIN image_lifecycle l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
     LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
 ), ranked AS (
     SELECT *, split_part(repository, '/', 1) AS namespace,
@@ -61,28 +79,44 @@ WITH ls AS (
            date_diff('day', max(pushed_at), any_value(snapshot_at)) > $repo_older_than_days AS stale_repository
     FROM flagged GROUP BY registry, namespace, repository
 ), links AS (
-    SELECT DISTINCT l.registry, l.repository, l.digest FROM image_lifecycle l JOIN ls ON ls.registry = l.registry
-), refs AS (
-    SELECT registry, blob_digest, count(*) AS refs FROM (
-        SELECT DISTINCT k.registry, k.repository, k.digest, b.blob_digest
-        FROM links k JOIN manifest_blobs b ON b.registry = k.registry AND b.manifest_digest = k.digest
-    ) GROUP BY registry, blob_digest
+    -- Every (repository, manifest) a tag reached in a snapshot that holds data (image_lifecycle's rows).
+    SELECT t.registry, t.repository, t.digest
+    FROM tags t JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
+    UNION ALL
+    SELECT t.registry, t.repository, c.child_digest
+    FROM tags t
+    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
 ), stale_links AS (
     SELECT registry, namespace, repository, digest FROM flagged WHERE stale
     UNION
     SELECT f.registry, f.namespace, f.repository, c.child_digest
     FROM flagged f JOIN manifest_children c ON c.registry = f.registry AND c.index_digest = f.digest
     WHERE f.stale
-), stale_blobs AS (
-    SELECT s.registry, s.namespace, b.blob_digest, max(b.size) AS size,
-           count(DISTINCT (s.repository, s.digest)) AS n
-    FROM stale_links s JOIN manifest_blobs b ON b.registry = s.registry AND b.manifest_digest = s.digest
-    GROUP BY s.registry, s.namespace, b.blob_digest
+), namespace_ids AS (
+    -- Small integers stand in for names below: min/max over millions of strings is the slow part.
+    SELECT repository, namespace, dense_rank() OVER (ORDER BY namespace) AS nsid
+    FROM (SELECT DISTINCT repository, split_part(repository, '/', 1) AS namespace FROM links)
+), manifest_links AS (
+    -- Per manifest: are all the links holding it stale, and in which namespaces are they.
+    SELECT l.registry, l.digest, bool_and(s.digest IS NOT NULL) AS all_stale, min(n.nsid) AS lo, max(n.nsid) AS hi
+    FROM links l
+    JOIN namespace_ids n ON n.repository = l.repository
+    LEFT JOIN stale_links s ON s.registry = l.registry AND s.repository = l.repository AND s.digest = l.digest
+    GROUP BY l.registry, l.digest
+), reclaim_blobs AS (
+    -- Deleting a namespace's stale images frees a blob exactly when every link holding it is one of them
+    -- (the same as counting the distinct links per blob, without counting them).
+    SELECT b.registry, b.blob_digest, min(ml.lo) AS nsid, max(b.size) AS size
+    FROM manifest_links ml JOIN manifest_blobs b ON b.registry = ml.registry AND b.manifest_digest = ml.digest
+    GROUP BY b.registry, b.blob_digest
+    HAVING bool_and(ml.all_stale) AND min(ml.lo) = max(ml.hi)
 ), reclaim AS (
-    SELECT sb.registry, sb.namespace, sum(sb.size)::BIGINT AS stale_reclaimable_bytes
-    FROM stale_blobs sb JOIN refs r ON r.registry = sb.registry AND r.blob_digest = sb.blob_digest
-    WHERE sb.n = r.refs
-    GROUP BY sb.registry, sb.namespace
+    SELECT rb.registry, n.namespace, sum(rb.size)::BIGINT AS stale_reclaimable_bytes
+    FROM reclaim_blobs rb JOIN (SELECT DISTINCT namespace, nsid FROM namespace_ids) n ON n.nsid = rb.nsid
+    GROUP BY rb.registry, n.namespace
 ), reach AS (
     SELECT DISTINCT sm.registry, split_part(sm.repository, '/', 1) AS namespace, b.blob_digest, b.size
     FROM snapshot_manifests sm

@@ -8,11 +8,31 @@
 -- param: namespace VARCHAR = NULL | only this team namespace (first path component of the repository)
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
-), tagged AS (
-    SELECT t.registry, t.repository, t.digest, count(*) AS tags, any_value(ls.started_at) AS snapshot_at
-    FROM tags t JOIN ls ON ls.snapshot_id = t.snapshot_id
-    WHERE $namespace IS NULL OR split_part(t.repository, '/', 1) = $namespace
+), sightings AS (
+    -- One pass over the tags of every snapshot that holds data gives the latest snapshot's tags and when each
+    -- of its images was first seen in its repository (image_lifecycle's first_seen, without its whole history).
+    SELECT t.registry, t.repository, t.digest,
+           count(*) FILTER (WHERE t.snapshot_id = ls.snapshot_id) AS tags,
+           any_value(ls.started_at) AS snapshot_at, min(s.started_at) AS first_seen
+    FROM tags t
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
+      AND ($namespace IS NULL OR split_part(t.repository, '/', 1) = $namespace)
     GROUP BY t.registry, t.repository, t.digest
+    HAVING bool_or(t.snapshot_id = ls.snapshot_id)
+), via_index AS (
+    -- A tagged index reaches its children too: an image was seen from the first snapshot that reached it either way.
+    SELECT t.registry, t.repository, c.child_digest AS digest, min(s.started_at) AS first_seen
+    FROM tags t
+    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+    GROUP BY ALL
+), tagged AS (
+    SELECT g.* EXCLUDE (first_seen), least(g.first_seen, v.first_seen) AS first_seen
+    FROM sightings g
+    LEFT JOIN via_index v ON v.registry = g.registry AND v.repository = g.repository AND v.digest = g.digest
 ), first_look AS (
     SELECT r.registry, r.repository, min(s.started_at) AS first_look
     FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
@@ -21,11 +41,10 @@ WITH ls AS (
 ), dated AS (
     -- Push time as repoaudit.retention defines it.
     SELECT g.*, m.created, coalesce(m.total_size, 0) AS size,
-           CASE WHEN l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen
-                THEN m.created ELSE l.first_seen END AS pushed_at
+           CASE WHEN g.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= g.first_seen
+                THEN m.created ELSE g.first_seen END AS pushed_at
     FROM tagged g
     LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
-    LEFT JOIN image_lifecycle l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
     LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
 ), deployed AS (
     SELECT registry, repository, count(DISTINCT digest) AS deployed_images
@@ -37,10 +56,22 @@ WITH ls AS (
     FROM dated GROUP BY registry, repository
 ), stale AS (
     SELECT * FROM per_repo WHERE days_since_push > $older_than_days
+), all_links AS (
+    -- Every (repository, manifest) a tag reached in a snapshot that holds data (image_lifecycle's rows).
+    SELECT t.registry, t.repository, t.digest
+    FROM tags t JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
+    UNION ALL
+    SELECT t.registry, t.repository, c.child_digest
+    FROM tags t
+    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
+    WHERE s.status IN ('complete', 'partial')
 ), links AS (
+    -- Only the stale repositories' links: every other link matters only for the blobs these hold.
     SELECT DISTINCT l.registry, l.repository, l.digest, sm.digest IS NOT NULL AS live
-    FROM image_lifecycle l
-    JOIN ls ON ls.registry = l.registry
+    FROM (SELECT * FROM all_links a
+          SEMI JOIN stale s ON s.registry = a.registry AND s.repository = a.repository) l
     LEFT JOIN (SELECT DISTINCT s.registry, s.repository, s.digest FROM snapshot_manifests s
                JOIN ls ON ls.snapshot_id = s.snapshot_id) sm
         ON sm.registry = l.registry AND sm.repository = l.repository AND sm.digest = l.digest
@@ -48,8 +79,13 @@ WITH ls AS (
     SELECT DISTINCT k.registry, k.repository, k.digest, k.live, b.blob_digest, b.size
     FROM links k JOIN manifest_blobs b ON b.registry = k.registry AND b.manifest_digest = k.digest
 ), blob_repos AS (
-    SELECT registry, blob_digest, max(size) AS size, count(DISTINCT repository) AS repositories
-    FROM link_blobs GROUP BY registry, blob_digest
+    -- Across every link, but only for the blobs the stale repositories hold.
+    SELECT b.registry, b.blob_digest, max(b.size) AS size, count(DISTINCT k.repository) AS repositories
+    FROM (SELECT * FROM manifest_blobs mb
+          SEMI JOIN (SELECT DISTINCT registry, blob_digest FROM link_blobs) x
+              ON x.registry = mb.registry AND x.blob_digest = mb.blob_digest) b
+    JOIN all_links k ON k.registry = b.registry AND k.digest = b.manifest_digest
+    GROUP BY b.registry, b.blob_digest
 ), repo_blobs AS (
     SELECT DISTINCT lb.registry, lb.repository, lb.blob_digest, lb.live, br.size, br.repositories
     FROM link_blobs lb JOIN stale s ON s.registry = lb.registry AND s.repository = lb.repository

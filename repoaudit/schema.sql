@@ -546,3 +546,16 @@ FROM (
 ) AS b
 WHERE b.snapshot_id = s.snapshot_id;
 UPDATE snapshots SET unique_bytes = 0 WHERE unique_bytes IS NULL AND status <> 'failed';
+
+-- migration: 7 latest manifests view
+-- What each registry's latest snapshot reaches, per repository: snapshot_manifests for the latest
+-- snapshots, but reading tags by snapshot id first, which is several times cheaper at a million tags.
+CREATE VIEW latest_manifests AS
+WITH latest_tags AS (
+    SELECT DISTINCT t.registry, t.repository, t.digest FROM tags t
+    WHERE t.snapshot_id IN (SELECT snapshot_id FROM latest_snapshot)
+)
+SELECT registry, repository, digest FROM latest_tags
+UNION
+SELECT l.registry, l.repository, c.child_digest
+FROM latest_tags l JOIN manifest_children c ON c.registry = l.registry AND c.index_digest = l.digest;
