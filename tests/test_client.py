@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -240,3 +241,17 @@ def test_targets_normalise():
     assert parse_target("registry.example.com").url == "https://registry.example.com"
     assert parse_target("http://127.0.0.1:5000").name == "127.0.0.1:5000"
     assert parse_target("oci:/tmp/x").kind == "oci-layout"
+
+
+def test_docker_hub_rate_limit_headers_are_recorded(fake, tmp_path):
+    def with_quota(request):
+        response = fake.handle(request)
+        response.headers["ratelimit-limit"] = "100;w=21600"
+        response.headers["ratelimit-remaining"] = "76;w=21600"
+        return response
+
+    with repoaudit.open(tmp_path / "db.duckdb") as audit:
+        audit.collect(URL, transport=httpx.MockTransport(with_quota), retry=NO_BACKOFF, progress=False,
+                      use_credential_store=False)
+        recorded = json.loads(audit.sql("SELECT rate_limit FROM snapshots").iloc[0, 0])
+    assert recorded == {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "76;w=21600"}
