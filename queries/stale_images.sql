@@ -12,49 +12,12 @@
 -- param: namespace VARCHAR = NULL | only this team namespace (first path component of the repository)
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
-), sightings AS (
-    -- One pass over the tags of every snapshot that holds data gives the latest snapshot's tags and when each
-    -- of its images was first seen in its repository (image_lifecycle's first_seen, without its whole history).
-    SELECT t.registry, t.repository, t.digest,
-           list(t.tag ORDER BY t.tag) FILTER (WHERE t.snapshot_id = ls.snapshot_id) AS tags,
-           any_value(ls.started_at) AS snapshot_at, min(s.started_at) AS first_seen
-    FROM tags t
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
-    JOIN ls ON ls.registry = t.registry
-    WHERE s.status IN ('complete', 'partial')
-      AND ($namespace IS NULL OR split_part(t.repository, '/', 1) = $namespace)
-    GROUP BY t.registry, t.repository, t.digest
-    HAVING bool_or(t.snapshot_id = ls.snapshot_id)
-), via_index AS (
-    -- A tagged index reaches its children too: an image was seen from the first snapshot that reached it either way.
-    SELECT t.registry, t.repository, c.child_digest AS digest, min(s.started_at) AS first_seen
-    FROM tags t
-    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
-    WHERE s.status IN ('complete', 'partial')
-    GROUP BY ALL
-), tagged AS (
-    SELECT g.* EXCLUDE (first_seen), least(g.first_seen, v.first_seen) AS first_seen
-    FROM sightings g
-    LEFT JOIN via_index v ON v.registry = g.registry AND v.repository = g.repository AND v.digest = g.digest
-), first_look AS (
-    SELECT r.registry, r.repository, min(s.started_at) AS first_look
-    FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
-    WHERE s.status IN ('complete', 'partial')
-    GROUP BY r.registry, r.repository
 ), dated AS (
-    -- Push time as repoaudit.retention defines it.
-    SELECT g.*, m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
-           (g.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= g.first_seen) AS from_created
-    FROM tagged g
-    LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
-    LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
+    SELECT * FROM latest_image_push($registry, $namespace)
 ), ranked AS (
-    SELECT * EXCLUDE (from_created),
-           CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
-           CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source,
+    SELECT *,
            date_diff('day', created, snapshot_at) AS age_days,
-           date_diff('day', CASE WHEN from_created THEN created ELSE first_seen END, snapshot_at) AS pushed_days,
+           date_diff('day', pushed_at, snapshot_at) AS pushed_days,
            row_number() OVER (PARTITION BY registry, repository
                               ORDER BY coalesce(created, first_seen) DESC, digest DESC) AS newest_rank
     FROM dated

@@ -12,43 +12,9 @@
 -- param: registry VARCHAR = NULL | only this registry
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
-), sightings AS (
-    -- One pass over the tags of every snapshot that holds data gives the latest snapshot's tags and when each
-    -- of its images was first seen in its repository (image_lifecycle's first_seen, without its whole history).
-    SELECT t.registry, t.repository, t.digest,
-           list(t.tag ORDER BY t.tag) FILTER (WHERE t.snapshot_id = ls.snapshot_id) AS tags,
-           any_value(ls.started_at) AS snapshot_at, min(s.started_at) AS first_seen
-    FROM tags t
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
-    JOIN ls ON ls.registry = t.registry
-    WHERE s.status IN ('complete', 'partial')
-    GROUP BY t.registry, t.repository, t.digest
-    HAVING bool_or(t.snapshot_id = ls.snapshot_id)
-), via_index AS (
-    -- A tagged index reaches its children too: an image was seen from the first snapshot that reached it either way.
-    SELECT t.registry, t.repository, c.child_digest AS digest, min(s.started_at) AS first_seen
-    FROM tags t
-    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
-    WHERE s.status IN ('complete', 'partial')
-    GROUP BY ALL
-), tagged AS (
-    SELECT g.* EXCLUDE (first_seen), least(g.first_seen, v.first_seen) AS first_seen
-    FROM sightings g
-    LEFT JOIN via_index v ON v.registry = g.registry AND v.repository = g.repository AND v.digest = g.digest
-), first_look AS (
-    SELECT r.registry, r.repository, min(s.started_at) AS first_look
-    FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
-    WHERE s.status IN ('complete', 'partial')
-    GROUP BY r.registry, r.repository
 ), dated AS (
-    -- Push time as repoaudit.retention defines it; the stale test is the one of stale_images.
-    SELECT g.*, m.created, coalesce(m.total_size, 0) AS size,
-           CASE WHEN g.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= g.first_seen
-                THEN m.created ELSE g.first_seen END AS pushed_at
-    FROM tagged g
-    LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
-    LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
+    -- The stale test is the one of stale_images.
+    SELECT * FROM latest_image_push($registry, NULL)
 ), ranked AS (
     SELECT *, split_part(repository, '/', 1) AS namespace,
            date_diff('day', created, snapshot_at) AS age_days, date_diff('day', pushed_at, snapshot_at) AS pushed_days,
