@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import repoaudit  # noqa: E402
 from repoaudit.retention import default_policies_dir, plan_retention  # noqa: E402
+from repoaudit.store import rebuild_links  # noqa: E402
 
 SQL = """
 CREATE TEMP TABLE img AS
@@ -78,6 +79,7 @@ def build(path: Path, n: int) -> None:
     with repoaudit.open(path) as audit:
         audit.con.execute("SET enable_progress_bar = false")
         audit.con.execute(SQL.format(n=int(n)))
+        rebuild_links(audit.con)  # what the snapshot writer keeps at commit
 
 
 def main() -> None:

@@ -38,16 +38,8 @@ WITH ls AS (
       AND NOT ($protect_regex IS NOT NULL
                AND coalesce(list_bool_or(list_transform(r.tags, lambda t: regexp_matches(t, $protect_regex))), false))
 ), links AS (
-    -- Every (repository, manifest) a tag reached in a snapshot that holds data (image_lifecycle's rows).
-    SELECT t.registry, t.repository, t.digest
-    FROM tags t JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
-    WHERE s.status IN ('complete', 'partial')
-    UNION ALL
-    SELECT t.registry, t.repository, c.child_digest
-    FROM tags t
-    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
-    WHERE s.status IN ('complete', 'partial')
+    -- Every (repository, manifest) a snapshot that holds data reached, kept at commit.
+    SELECT registry, repository, digest FROM repository_links WHERE registry IN (SELECT registry FROM ls)
 ), repository_ids AS (
     -- Small integers stand in for names and digests below: min/max over millions of strings is the slow part.
     SELECT repository, row_number() OVER () AS rid FROM (SELECT DISTINCT repository FROM links)

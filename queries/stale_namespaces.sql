@@ -45,16 +45,8 @@ WITH ls AS (
            date_diff('day', max(pushed_at), any_value(snapshot_at)) > $repo_older_than_days AS stale_repository
     FROM flagged GROUP BY registry, namespace, repository
 ), links AS (
-    -- Every (repository, manifest) a tag reached in a snapshot that holds data (image_lifecycle's rows).
-    SELECT t.registry, t.repository, t.digest
-    FROM tags t JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
-    WHERE s.status IN ('complete', 'partial')
-    UNION ALL
-    SELECT t.registry, t.repository, c.child_digest
-    FROM tags t
-    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
-    WHERE s.status IN ('complete', 'partial')
+    -- Every (repository, manifest) a snapshot that holds data reached, kept at commit.
+    SELECT registry, repository, digest FROM repository_links WHERE registry IN (SELECT registry FROM ls)
 ), stale_links AS (
     SELECT registry, namespace, repository, digest FROM flagged WHERE stale
     UNION

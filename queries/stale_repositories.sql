@@ -21,16 +21,8 @@ WITH ls AS (
 ), stale AS (
     SELECT * FROM per_repo WHERE days_since_push > $older_than_days
 ), all_links AS (
-    -- Every (repository, manifest) a tag reached in a snapshot that holds data (image_lifecycle's rows).
-    SELECT t.registry, t.repository, t.digest
-    FROM tags t JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
-    WHERE s.status IN ('complete', 'partial')
-    UNION ALL
-    SELECT t.registry, t.repository, c.child_digest
-    FROM tags t
-    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
-    JOIN snapshots s ON s.snapshot_id = t.snapshot_id JOIN ls ON ls.registry = t.registry
-    WHERE s.status IN ('complete', 'partial')
+    -- Every (repository, manifest) a snapshot that holds data reached, kept at commit.
+    SELECT registry, repository, digest FROM repository_links WHERE registry IN (SELECT registry FROM ls)
 ), links AS (
     -- Only the stale repositories' links: every other link matters only for the blobs these hold.
     SELECT DISTINCT l.registry, l.repository, l.digest, sm.digest IS NOT NULL AS live

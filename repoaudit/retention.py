@@ -342,37 +342,21 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
     for a (repository, manifest) link, and 64-bit hashes of (registry, digest) for
     manifests (``mkey``) and blobs (``bkey``) and of (registry, repository) (``rkey``).
     """
-    # Every (repository, manifest) link a snapshot of the plan's registries reached by a tag, with its tags in
-    # the latest snapshot (NULL: not tagged there) ...
-    con.execute("""
-CREATE OR REPLACE TEMP TABLE _ra_hist AS
-SELECT t.registry, t.repository, t.digest, min(s.started_at) AS first_seen, max(s.started_at) AS last_seen,
-       list(t.tag ORDER BY t.tag) FILTER (WHERE t.snapshot_id = p.snapshot_id) AS tags
-FROM tags t
-JOIN snapshots s ON s.snapshot_id = t.snapshot_id
-JOIN _ra_snap p ON p.registry = s.registry
-WHERE s.status IN ('complete', 'partial')
-GROUP BY t.registry, t.repository, t.digest""")
-    # ... or reached as a child of such an index.
+    # Every (repository, manifest) link a snapshot of the plan's registries reached, by a tag or as a child of a
+    # tagged index (kept at commit in repository_links), with its tags in the latest snapshot (NULL: not tagged).
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_links AS
-WITH kids AS (
-    SELECT h.registry, h.repository, c.child_digest AS digest, min(h.first_seen) AS first_seen,
-           max(h.last_seen) AS last_seen
-    FROM _ra_hist h JOIN manifest_children c ON c.registry = h.registry AND c.index_digest = h.digest
-    GROUP BY h.registry, h.repository, c.child_digest
-), merged AS (
-    SELECT h.registry, h.repository, h.digest, least(h.first_seen, k.first_seen) AS first_seen,
-           greatest(h.last_seen, k.last_seen) AS last_seen, h.tags
-    FROM _ra_hist h
-    LEFT JOIN kids k ON k.registry = h.registry AND k.repository = h.repository AND k.digest = h.digest
-    UNION ALL
-    SELECT k.*, NULL::VARCHAR[] AS tags
-    FROM kids k
-    ANTI JOIN _ra_hist h ON h.registry = k.registry AND h.repository = k.repository AND h.digest = k.digest
+WITH latest_tags AS (
+    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags
+    FROM tags t
+    WHERE t.snapshot_id IN (SELECT snapshot_id FROM _ra_snap)
+    GROUP BY t.registry, t.repository, t.digest
 )
-SELECT row_number() OVER () AS link_id, *, hash(registry, digest) AS mkey, hash(registry, repository) AS rkey
-FROM merged""")
+SELECT row_number() OVER () AS link_id, l.registry, l.repository, l.digest, l.first_seen, l.last_seen, t.tags,
+       hash(l.registry, l.digest) AS mkey, hash(l.registry, l.repository) AS rkey
+FROM repository_links l
+JOIN _ra_snap p ON p.registry = l.registry
+LEFT JOIN latest_tags t ON t.registry = l.registry AND t.repository = l.repository AND t.digest = l.digest""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_children AS
 SELECT DISTINCT p.link_id AS parent_id, k.link_id AS child_id
@@ -692,7 +676,7 @@ GROUP BY ALL ORDER BY ALL""").fetchall()
     return out
 
 
-_TEMP_TABLES = ("_ra_snap", "_ra_hist", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_images", "_ra_mlinks",
+_TEMP_TABLES = ("_ra_snap", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_images", "_ra_mlinks",
                 "_ra_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs", "_ra_freed", "_ra_freed_links",
                 "_ra_policy_names", "_ra_rule_labels")
 

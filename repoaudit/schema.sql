@@ -609,3 +609,132 @@ SELECT * EXCLUDE (from_created),
        CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
        CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source
 FROM dated;
+
+-- migration: 9 repository links kept at commit
+-- Every (repository, manifest) that a snapshot holding data reached, by a tag or as a child of a tagged
+-- index, with the first and last such snapshot (by started_at, then snapshot_id). Push times, staleness,
+-- image lifecycles and retention read this instead of aggregating the tags of every snapshot again,
+-- which took seconds at a million tags. The snapshot writer folds each snapshot in as it commits
+-- (repoaudit.store.fold_links); this fills it for databases written before.
+CREATE TABLE repository_links (
+    registry        VARCHAR NOT NULL,
+    repository      VARCHAR NOT NULL,
+    digest          VARCHAR NOT NULL,
+    first_seen      TIMESTAMP NOT NULL,   -- started_at of the first snapshot that reached it
+    first_snapshot  BIGINT NOT NULL,
+    last_seen       TIMESTAMP NOT NULL,   -- started_at of the last snapshot that reached it
+    last_snapshot   BIGINT NOT NULL
+);
+
+-- The links one snapshot reached (sid), or every snapshot holding data (sid NULL), aggregated.
+CREATE MACRO links_reached(sid) AS TABLE
+WITH seen AS (
+    SELECT DISTINCT t.snapshot_id, t.registry, t.repository, t.digest
+    FROM tags t
+    WHERE sid IS NULL OR t.snapshot_id = sid
+), reached AS (
+    SELECT snapshot_id, registry, repository, digest FROM seen
+    UNION
+    SELECT s.snapshot_id, s.registry, s.repository, c.child_digest
+    FROM seen s JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
+)
+SELECT r.registry, r.repository, r.digest,
+       min(s.started_at) AS first_seen, arg_min(s.snapshot_id, (s.started_at, s.snapshot_id)) AS first_snapshot,
+       max(s.started_at) AS last_seen, arg_max(s.snapshot_id, (s.started_at, s.snapshot_id)) AS last_snapshot
+FROM reached r
+JOIN snapshots s ON s.snapshot_id = r.snapshot_id
+WHERE s.status IN ('complete', 'partial')
+GROUP BY r.registry, r.repository, r.digest;
+
+INSERT INTO repository_links SELECT * FROM links_reached(NULL);
+
+-- image_lifecycle (migration 4) from the kept links.
+CREATE OR REPLACE VIEW image_lifecycle AS
+WITH lifecycle AS (
+    SELECT l.registry, l.repository, l.digest, f.seq AS first_seq, s.seq AS last_seq
+    FROM repository_links l
+    JOIN snapshot_sequence f ON f.snapshot_id = l.first_snapshot
+    JOIN snapshot_sequence s ON s.snapshot_id = l.last_snapshot
+), last_look AS (
+    SELECT registry, repository, max(seq) AS seq FROM complete_repository_looks GROUP BY ALL
+), untagged AS (
+    -- Only manifests last reached before their repository's latest complete look can be untagged.
+    SELECT l.registry, l.repository, l.digest, cl.seq AS untagged_seq
+    FROM (SELECT l.* FROM lifecycle l
+          JOIN last_look ll ON ll.registry = l.registry AND ll.repository = l.repository AND l.last_seq < ll.seq) l
+    ASOF JOIN complete_repository_looks cl
+        ON cl.registry = l.registry AND cl.repository = l.repository AND cl.seq > l.last_seq
+)
+SELECT l.registry, l.repository, l.digest, f.started_at AS first_seen, s.started_at AS last_seen_tagged,
+       x.started_at AS untagged_since, s.snapshot_id AS last_tagged_snapshot, x.snapshot_id AS untagged_snapshot
+FROM lifecycle l
+JOIN snapshot_sequence f ON f.registry = l.registry AND f.seq = l.first_seq
+JOIN snapshot_sequence s ON s.registry = l.registry AND s.seq = l.last_seq
+LEFT JOIN untagged u ON u.registry = l.registry AND u.repository = l.repository AND u.digest = l.digest
+LEFT JOIN snapshot_sequence x ON x.registry = l.registry AND x.seq = u.untagged_seq;
+
+-- latest_image_push (migration 8) from the kept links: only the latest snapshot's tags are read.
+CREATE OR REPLACE MACRO latest_image_push(reg, ns) AS TABLE
+WITH ls AS (
+    SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE reg IS NULL OR registry = reg
+), tagged AS (
+    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags,
+           any_value(ls.started_at) AS snapshot_at
+    FROM tags t
+    JOIN ls ON ls.snapshot_id = t.snapshot_id
+    WHERE t.snapshot_id IN (SELECT snapshot_id FROM ls)  -- skips older snapshots' row groups
+      AND (ns IS NULL OR split_part(t.repository, '/', 1) = ns)
+    GROUP BY t.registry, t.repository, t.digest
+), first_look AS (
+    SELECT r.registry, r.repository, min(s.started_at) AS first_look
+    FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+    GROUP BY r.registry, r.repository
+), dated AS (
+    SELECT g.*, l.first_seen, m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
+           (l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created
+    FROM tagged g
+    JOIN repository_links l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
+    LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
+    LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
+)
+SELECT * EXCLUDE (from_created),
+       CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
+       CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source
+FROM dated;
+
+-- migration: 10 integer keys for digests
+-- Joining and grouping millions of layer rows on 71-character digest strings was most of the cost of the
+-- byte-counting queries. Every (registry, digest) a snapshot stores gets a BIGINT key, once; the fact
+-- tables carry it beside the digest. The snapshot writer fills keys as it commits
+-- (repoaudit.store.assign_keys), which also fills them here for databases written before.
+CREATE SEQUENCE digest_key_seq START 1;
+CREATE TABLE digest_keys (
+    registry  VARCHAR NOT NULL,
+    digest    VARCHAR NOT NULL,
+    key       BIGINT NOT NULL     -- unique across registries: a key alone names a (registry, digest)
+);
+ALTER TABLE manifests ADD COLUMN manifest_key BIGINT;
+ALTER TABLE manifests ADD COLUMN config_key BIGINT;
+ALTER TABLE layers ADD COLUMN manifest_key BIGINT;
+ALTER TABLE layers ADD COLUMN blob_key BIGINT;
+ALTER TABLE manifest_children ADD COLUMN index_key BIGINT;
+ALTER TABLE manifest_children ADD COLUMN child_key BIGINT;
+ALTER TABLE repository_links ADD COLUMN manifest_key BIGINT;
+
+-- manifest_blobs by key: the blobs each manifest holds (its own bytes, its config, its layers), a row per reference.
+CREATE VIEW manifest_blob_keys AS
+SELECT registry, manifest_key, manifest_key AS blob_key, manifest_size AS size, 'manifest' AS role
+FROM manifests
+UNION ALL
+SELECT registry, manifest_key, config_key, config_size, 'config'
+FROM manifests WHERE config_digest IS NOT NULL
+UNION ALL
+SELECT registry, manifest_key, blob_key, size, 'layer'
+FROM layers;
+
+-- latest_manifests (migration 7) from the kept links: a link the latest snapshot reached has it as last_snapshot.
+CREATE OR REPLACE VIEW latest_manifests AS
+SELECT registry, repository, digest, manifest_key
+FROM repository_links
+WHERE last_snapshot IN (SELECT snapshot_id FROM latest_snapshot);

@@ -59,6 +59,10 @@ def migrations() -> list[tuple[int, str, str]]:
     return out
 
 
+# Migrations whose data step is Python shared with the snapshot writer: version -> function of this module.
+_AFTER_MIGRATION = {10: "assign_keys"}
+
+
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (creating and migrating when writable) a repoaudit database."""
     path = str(path)
@@ -93,6 +97,8 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str = "database") -> int:
         try:
             con.execute("BEGIN TRANSACTION")
             con.execute(sql)
+            if version in _AFTER_MIGRATION:
+                globals()[_AFTER_MIGRATION[version]](con)
             con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, title, utcnow()])
             con.execute("COMMIT")
         except duckdb.Error as exc:
@@ -144,6 +150,81 @@ SNAPSHOT_TOTALS = """
                SELECT DISTINCT b.blob_digest, b.size FROM reach r
                JOIN manifest_blobs b ON b.registry = r.registry AND b.manifest_digest = r.digest)), 0)
 """
+
+
+def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
+    """Fold one snapshot's (repository, manifest) links into ``repository_links`` (schema migration 9).
+
+    Runs inside the snapshot's transaction, after its row is written. The snapshot may be older than
+    some already folded (a merge of old shards), so first and last sightings are compared, not assumed.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE _repoaudit_fold AS SELECT * FROM links_reached(?)",
+                [int(snapshot_id)])
+    con.execute("""
+        UPDATE repository_links AS l SET
+            first_seen = CASE WHEN (f.first_seen, f.first_snapshot) < (l.first_seen, l.first_snapshot)
+                              THEN f.first_seen ELSE l.first_seen END,
+            first_snapshot = CASE WHEN (f.first_seen, f.first_snapshot) < (l.first_seen, l.first_snapshot)
+                                  THEN f.first_snapshot ELSE l.first_snapshot END,
+            last_seen = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
+                             THEN f.last_seen ELSE l.last_seen END,
+            last_snapshot = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
+                                 THEN f.last_snapshot ELSE l.last_snapshot END
+        FROM _repoaudit_fold f
+        WHERE f.registry = l.registry AND f.repository = l.repository AND f.digest = l.digest""")
+    con.execute("""
+        INSERT INTO repository_links BY NAME
+        SELECT f.* FROM _repoaudit_fold f
+        ANTI JOIN repository_links l ON l.registry = f.registry AND l.repository = f.repository AND l.digest = f.digest""")
+    con.execute("DROP TABLE _repoaudit_fold")
+
+
+# Rows still without a key, by table: (table, key column, digest column).
+_KEYED = (("manifests", "manifest_key", "digest"), ("manifests", "config_key", "config_digest"),
+          ("layers", "manifest_key", "manifest_digest"), ("layers", "blob_key", "digest"),
+          ("manifest_children", "index_key", "index_digest"), ("manifest_children", "child_key", "child_digest"),
+          ("repository_links", "manifest_key", "digest"))
+
+
+def assign_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Give every digest stored without one its integer key (schema migration 10), inside the caller's transaction.
+
+    Only rows whose key is NULL are read, so a commit pays for what it added.
+    """
+    missing = " UNION ALL ".join(f"SELECT registry, {digest} AS digest FROM {table} "
+                                 f"WHERE {key} IS NULL AND {digest} IS NOT NULL" for table, key, digest in _KEYED)
+    con.execute(f"""
+        INSERT INTO digest_keys
+        SELECT registry, digest, nextval('digest_key_seq') FROM (
+            SELECT DISTINCT n.registry, n.digest FROM ({missing}) n
+            ANTI JOIN digest_keys k ON k.registry = n.registry AND k.digest = n.digest)""")
+    by_table: dict[str, list[tuple[str, str]]] = {}
+    for table, key, digest in _KEYED:
+        by_table.setdefault(table, []).append((key, digest))
+    for table, columns in by_table.items():
+        # One pass per table, matched by rowid: joining the table itself again in UPDATE ... FROM is slower.
+        joins = " ".join(f"LEFT JOIN digest_keys k{i} ON k{i}.registry = t.registry AND k{i}.digest = t.{digest}"
+                         for i, (_, digest) in enumerate(columns))
+        picked = ", ".join(f"coalesce(t.{key}, k{i}.key) AS {key}" for i, (key, _) in enumerate(columns))
+        sets = ", ".join(f"{key} = x.{key}" for key, _ in columns)
+        unkeyed = " OR ".join(f"(t.{key} IS NULL AND t.{digest} IS NOT NULL)" for key, digest in columns)
+        con.execute(f"""
+            UPDATE {table} SET {sets}
+            FROM (SELECT t.rowid AS row_id, {picked} FROM {table} t {joins} WHERE {unkeyed}) x
+            WHERE {table}.rowid = x.row_id""")
+
+
+def maintain(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
+    """What a commit keeps besides the rows themselves: the snapshot's links, then keys for everything new."""
+    fold_links(con, snapshot_id)
+    assign_keys(con)
+
+
+def rebuild_links(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute ``repository_links`` and keys from every snapshot, for databases written with plain SQL (benchmarks)."""
+    con.execute("DELETE FROM repository_links")
+    con.execute("INSERT INTO repository_links BY NAME SELECT * FROM links_reached(NULL)")
+    assign_keys(con)
 
 
 class SnapshotWriter:
@@ -261,6 +342,8 @@ class SnapshotWriter:
              finished_at or utcnow(), status, self.mode, repository_count, tag_count, manifest_count,
              new_manifest_count, error_count, error, to_json(requests), to_json(rate_limit),
              to_json(self.options), __version__, unique_bytes])
+        if status in ("complete", "partial"):
+            maintain(self.con, self.snapshot_id)
         self.con.execute("COMMIT")
         self._open = False
         self._close_stage()

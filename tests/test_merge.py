@@ -46,9 +46,11 @@ ROWS = {
     "tags": "SELECT registry, repository, tag, digest FROM tags WHERE snapshot_id = $s",
     "repository_status": ("SELECT * EXCLUDE (snapshot_id, scan_time, last_handled_reconcile_at) FROM repository_status "
                           "WHERE snapshot_id = $s"),
-    "manifests": "SELECT * EXCLUDE (first_seen_snapshot) FROM manifests",
-    "layers": "SELECT * FROM layers",
-    "manifest_children": "SELECT * FROM manifest_children",
+    # Digest keys are surrogates, numbered in the order each database met the digests.
+    "manifests": "SELECT * EXCLUDE (first_seen_snapshot, manifest_key, config_key) FROM manifests",
+    "layers": "SELECT * EXCLUDE (manifest_key, blob_key) FROM layers",
+    "manifest_children": "SELECT * EXCLUDE (index_key, child_key) FROM manifest_children",
+    "repository_links": "SELECT registry, repository, digest FROM repository_links",
 }
 
 
@@ -61,6 +63,21 @@ def rows(path, snapshot_id: int) -> dict[str, set]:
             out[table] = set(frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None))
             assert len(out[table]) == len(frame), f"duplicate rows in {table}"
         return out
+
+
+def keys_mismatched(path) -> int:
+    """Keyed digests whose key is missing or names another digest in digest_keys."""
+    with repoaudit.open(path, read_only=True) as audit:
+        return audit.sql("""
+            SELECT count(*) FROM (
+                SELECT registry, manifest_digest AS digest, manifest_key AS key FROM layers UNION ALL
+                SELECT registry, digest, blob_key FROM layers UNION ALL
+                SELECT registry, digest, manifest_key FROM manifests UNION ALL
+                SELECT registry, config_digest, config_key FROM manifests WHERE config_digest IS NOT NULL UNION ALL
+                SELECT registry, child_digest, child_key FROM manifest_children UNION ALL
+                SELECT registry, digest, manifest_key FROM repository_links) x
+            LEFT JOIN digest_keys k ON k.key = x.key
+            WHERE k.digest IS DISTINCT FROM x.digest OR k.registry IS DISTINCT FROM x.registry""").iloc[0, 0]
 
 
 def snapshot(path, snapshot_id: int) -> dict:
@@ -106,6 +123,8 @@ def test_merged_shards_equal_one_full_run(seeded, pusher, tmp_path):
     full, merged = run_all()
     assert merged.status == "complete" and merged.shards == 2 and not merged.missing_shards
     assert rows(merged_db, merged.snapshot_id) == rows(full_db, full.snapshot_id)
+    for path in (full_db, merged_db):
+        assert keys_mismatched(path) == 0
     a, b = snapshot(merged_db, merged.snapshot_id), snapshot(full_db, full.snapshot_id)
     for column in ("registry", "source", "status", "mode", "repository_count", "tag_count", "manifest_count",
                    "new_manifest_count", "error_count"):
