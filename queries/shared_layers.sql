@@ -4,13 +4,20 @@
 -- param: registry VARCHAR = NULL | only this registry
 -- param: min_repositories INTEGER = 2 | shared by at least this many repositories
 WITH reach AS (
-    SELECT registry, repository, digest FROM latest_manifests WHERE $registry IS NULL OR registry = $registry
+    SELECT registry, repository, manifest_key FROM latest_manifests WHERE $registry IS NULL OR registry = $registry
+), repository_ids AS (
+    -- Integers stand in for names and digests: counting distinct strings over millions of rows is the slow part.
+    SELECT registry, repository, row_number() OVER () AS rid FROM (SELECT DISTINCT registry, repository FROM reach)
+), shared AS (
+    SELECT l.blob_key, any_value(l.size) AS size, count(DISTINCT i.rid) AS repositories,
+           count(DISTINCT r.manifest_key) AS manifests
+    FROM reach r
+    JOIN repository_ids i ON i.registry = r.registry AND i.repository = r.repository
+    JOIN layers l ON l.manifest_key = r.manifest_key
+    GROUP BY l.blob_key
+    HAVING count(DISTINCT i.rid) >= $min_repositories
 )
-SELECT l.registry, l.digest AS layer_digest, any_value(l.size) AS size,
-       count(DISTINCT r.repository) AS repositories, count(DISTINCT r.digest) AS manifests,
-       any_value(l.size) * (count(DISTINCT r.repository) - 1) AS bytes_saved
-FROM reach r
-JOIN layers l ON l.registry = r.registry AND l.manifest_digest = r.digest
-GROUP BY l.registry, l.digest
-HAVING count(DISTINCT r.repository) >= $min_repositories
+SELECT k.registry, k.digest AS layer_digest, s.size, s.repositories, s.manifests,
+       s.size * (s.repositories - 1) AS bytes_saved
+FROM shared s JOIN digest_keys k ON k.key = s.blob_key
 ORDER BY bytes_saved DESC, layer_digest;

@@ -39,60 +39,56 @@ WITH ls AS (
                AND coalesce(list_bool_or(list_transform(r.tags, lambda t: regexp_matches(t, $protect_regex))), false))
 ), links AS (
     -- Every (repository, manifest) a snapshot that holds data reached, kept at commit.
-    SELECT registry, repository, digest FROM repository_links WHERE registry IN (SELECT registry FROM ls)
+    SELECT registry, repository, manifest_key FROM repository_links WHERE registry IN (SELECT registry FROM ls)
 ), repository_ids AS (
-    -- Small integers stand in for names and digests below: min/max over millions of strings is the slow part.
-    SELECT repository, row_number() OVER () AS rid FROM (SELECT DISTINCT repository FROM links)
+    -- Integers stand in for names and digests below: min/max over millions of strings is the slow part.
+    SELECT registry, repository, row_number() OVER () AS rid FROM (SELECT DISTINCT registry, repository FROM links)
 ), manifest_repos AS (
-    SELECT *, row_number() OVER () AS mid FROM (
-        SELECT l.registry, l.digest, min(r.rid) AS lo, max(r.rid) AS hi
-        FROM links l JOIN repository_ids r ON r.repository = l.repository
-        GROUP BY l.registry, l.digest)
+    SELECT l.manifest_key, min(r.rid) AS lo, max(r.rid) AS hi
+    FROM links l JOIN repository_ids r ON r.registry = l.registry AND r.repository = l.repository
+    GROUP BY l.manifest_key
 ), blob_holders AS (
     -- Blobs held by a single link (one manifest, from one repository): a stale image without children frees
     -- exactly those it holds, so these need no count of distinct links per blob.
-    SELECT b.registry, b.blob_digest, min(mr.mid) AS mid, max(b.size) AS size
-    FROM manifest_repos mr JOIN manifest_blobs b ON b.registry = mr.registry AND b.manifest_digest = mr.digest
-    GROUP BY b.registry, b.blob_digest
-    HAVING min(mr.lo) = max(mr.hi) AND min(mr.mid) = max(mr.mid)
+    SELECT b.blob_key, min(b.manifest_key) AS manifest_key, max(b.size) AS size
+    FROM manifest_repos mr JOIN manifest_blob_keys b ON b.manifest_key = mr.manifest_key
+    GROUP BY b.blob_key
+    HAVING min(mr.lo) = max(mr.hi) AND min(b.manifest_key) = max(b.manifest_key)
 ), sole_bytes AS (
-    SELECT mr.registry, r.repository, mr.digest, h.unique_bytes
-    FROM (SELECT mid, sum(size)::BIGINT AS unique_bytes FROM blob_holders GROUP BY mid) h
-    JOIN manifest_repos mr ON mr.mid = h.mid
-    JOIN repository_ids r ON r.rid = mr.lo
+    -- Keyed by manifest alone: a manifest whose blobs are here is held by one repository, the stale image's.
+    SELECT manifest_key, sum(size)::BIGINT AS unique_bytes FROM blob_holders GROUP BY manifest_key
 ), index_units AS (
-    SELECT * FROM stale s SEMI JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
+    SELECT * FROM stale s SEMI JOIN manifest_children c ON c.index_key = s.manifest_key
 ), unit_links AS (
-    SELECT registry, repository, digest AS unit, digest AS link FROM index_units
+    SELECT registry, repository, manifest_key AS unit, manifest_key AS link FROM index_units
     UNION
-    SELECT s.registry, s.repository, s.digest, c.child_digest
-    FROM index_units s JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
+    SELECT s.registry, s.repository, s.manifest_key, c.child_key
+    FROM index_units s JOIN manifest_children c ON c.index_key = s.manifest_key
 ), unit_blobs AS (
-    SELECT u.registry, u.repository, u.unit, b.blob_digest, max(b.size) AS size, count(DISTINCT u.link) AS n
-    FROM unit_links u JOIN manifest_blobs b ON b.registry = u.registry AND b.manifest_digest = u.link
-    GROUP BY u.registry, u.repository, u.unit, b.blob_digest
+    SELECT u.registry, u.repository, u.unit, b.blob_key, max(b.size) AS size, count(DISTINCT u.link) AS n
+    FROM unit_links u JOIN manifest_blob_keys b ON b.manifest_key = u.link
+    GROUP BY u.registry, u.repository, u.unit, b.blob_key
 ), refs AS (
     -- The links holding each of these blobs, counted only when they all are in the unit's repository.
-    SELECT b.registry, b.blob_digest, min(mr.lo) AS lo, max(mr.hi) AS hi, count(DISTINCT b.manifest_digest) AS refs
-    FROM (SELECT * FROM manifest_blobs mb
-          SEMI JOIN unit_blobs ub ON ub.registry = mb.registry AND ub.blob_digest = mb.blob_digest) b
-    JOIN manifest_repos mr ON mr.registry = b.registry AND mr.digest = b.manifest_digest
-    GROUP BY b.registry, b.blob_digest
+    SELECT b.blob_key, min(mr.lo) AS lo, max(mr.hi) AS hi, count(DISTINCT b.manifest_key) AS refs
+    FROM (SELECT * FROM manifest_blob_keys mb SEMI JOIN unit_blobs ub ON ub.blob_key = mb.blob_key) b
+    JOIN manifest_repos mr ON mr.manifest_key = b.manifest_key
+    GROUP BY b.blob_key
 ), index_bytes AS (
     SELECT ub.registry, ub.repository, ub.unit, sum(ub.size)::BIGINT AS unique_bytes
-    FROM unit_blobs ub JOIN refs r ON r.registry = ub.registry AND r.blob_digest = ub.blob_digest
-    JOIN repository_ids ri ON ri.repository = ub.repository
+    FROM unit_blobs ub JOIN refs r ON r.blob_key = ub.blob_key
+    JOIN repository_ids ri ON ri.registry = ub.registry AND ri.repository = ub.repository
     WHERE r.lo = ri.rid AND r.hi = ri.rid AND ub.n = r.refs
     GROUP BY ub.registry, ub.repository, ub.unit
 ), indexes AS (
-    SELECT DISTINCT registry, index_digest FROM manifest_children
+    SELECT DISTINCT index_key FROM manifest_children
 )
 SELECT s.registry, split_part(s.repository, '/', 1) AS namespace, s.repository, s.digest, s.tags, s.kind,
        s.artifact_type, s.created, s.age_days, s.pushed_at, s.pushed_source, s.pushed_days, s.newest_rank,
-       s.size, coalesce(CASE WHEN x.index_digest IS NULL THEN o.unique_bytes ELSE i.unique_bytes END, 0)
+       s.size, coalesce(CASE WHEN x.index_key IS NULL THEN o.unique_bytes ELSE i.unique_bytes END, 0)
            AS unique_bytes
 FROM stale s
-LEFT JOIN index_bytes i ON i.registry = s.registry AND i.repository = s.repository AND i.unit = s.digest
-LEFT JOIN indexes x ON x.registry = s.registry AND x.index_digest = s.digest
-LEFT JOIN sole_bytes o ON o.registry = s.registry AND o.repository = s.repository AND o.digest = s.digest
+LEFT JOIN index_bytes i ON i.registry = s.registry AND i.repository = s.repository AND i.unit = s.manifest_key
+LEFT JOIN indexes x ON x.index_key = s.manifest_key
+LEFT JOIN sole_bytes o ON o.manifest_key = s.manifest_key
 ORDER BY unique_bytes DESC, s.registry, s.repository, s.pushed_at, s.digest;

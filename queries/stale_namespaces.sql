@@ -46,42 +46,47 @@ WITH ls AS (
     FROM flagged GROUP BY registry, namespace, repository
 ), links AS (
     -- Every (repository, manifest) a snapshot that holds data reached, kept at commit.
-    SELECT registry, repository, digest FROM repository_links WHERE registry IN (SELECT registry FROM ls)
+    SELECT registry, repository, manifest_key FROM repository_links WHERE registry IN (SELECT registry FROM ls)
 ), stale_links AS (
-    SELECT registry, namespace, repository, digest FROM flagged WHERE stale
+    SELECT registry, namespace, repository, manifest_key FROM flagged WHERE stale
     UNION
-    SELECT f.registry, f.namespace, f.repository, c.child_digest
-    FROM flagged f JOIN manifest_children c ON c.registry = f.registry AND c.index_digest = f.digest
+    SELECT f.registry, f.namespace, f.repository, c.child_key
+    FROM flagged f JOIN manifest_children c ON c.index_key = f.manifest_key
     WHERE f.stale
 ), namespace_ids AS (
-    -- Small integers stand in for names below: min/max over millions of strings is the slow part.
-    SELECT repository, namespace, dense_rank() OVER (ORDER BY namespace) AS nsid
-    FROM (SELECT DISTINCT repository, split_part(repository, '/', 1) AS namespace FROM links)
+    -- Integers stand in for names and digests below: min/max over millions of strings is the slow part.
+    SELECT registry, repository, namespace, dense_rank() OVER (ORDER BY registry, namespace) AS nsid
+    FROM (SELECT DISTINCT registry, repository, split_part(repository, '/', 1) AS namespace FROM links)
 ), manifest_links AS (
     -- Per manifest: are all the links holding it stale, and in which namespaces are they.
-    SELECT l.registry, l.digest, bool_and(s.digest IS NOT NULL) AS all_stale, min(n.nsid) AS lo, max(n.nsid) AS hi
+    SELECT l.manifest_key, bool_and(s.manifest_key IS NOT NULL) AS all_stale, min(n.nsid) AS lo, max(n.nsid) AS hi
     FROM links l
-    JOIN namespace_ids n ON n.repository = l.repository
-    LEFT JOIN stale_links s ON s.registry = l.registry AND s.repository = l.repository AND s.digest = l.digest
-    GROUP BY l.registry, l.digest
+    JOIN namespace_ids n ON n.registry = l.registry AND n.repository = l.repository
+    LEFT JOIN stale_links s ON s.registry = l.registry AND s.repository = l.repository
+                           AND s.manifest_key = l.manifest_key
+    GROUP BY l.manifest_key
 ), reclaim_blobs AS (
     -- Deleting a namespace's stale images frees a blob exactly when every link holding it is one of them
     -- (the same as counting the distinct links per blob, without counting them).
-    SELECT b.registry, b.blob_digest, min(ml.lo) AS nsid, max(b.size) AS size
-    FROM manifest_links ml JOIN manifest_blobs b ON b.registry = ml.registry AND b.manifest_digest = ml.digest
-    GROUP BY b.registry, b.blob_digest
+    SELECT b.blob_key, min(ml.lo) AS nsid, max(b.size) AS size
+    FROM manifest_links ml JOIN manifest_blob_keys b ON b.manifest_key = ml.manifest_key
+    GROUP BY b.blob_key
     HAVING bool_and(ml.all_stale) AND min(ml.lo) = max(ml.hi)
 ), reclaim AS (
-    SELECT rb.registry, n.namespace, sum(rb.size)::BIGINT AS stale_reclaimable_bytes
-    FROM reclaim_blobs rb JOIN (SELECT DISTINCT namespace, nsid FROM namespace_ids) n ON n.nsid = rb.nsid
-    GROUP BY rb.registry, n.namespace
+    SELECT n.registry, n.namespace, sum(rb.size)::BIGINT AS stale_reclaimable_bytes
+    FROM reclaim_blobs rb JOIN (SELECT DISTINCT registry, namespace, nsid FROM namespace_ids) n ON n.nsid = rb.nsid
+    GROUP BY n.registry, n.namespace
 ), reach AS (
-    SELECT DISTINCT sm.registry, split_part(sm.repository, '/', 1) AS namespace, b.blob_digest, b.size
-    FROM snapshot_manifests sm
-    JOIN ls ON ls.snapshot_id = sm.snapshot_id
-    JOIN manifest_blobs b ON b.registry = sm.registry AND b.manifest_digest = sm.digest
+    SELECT DISTINCT n.nsid, b.blob_key, b.size
+    FROM latest_manifests lm
+    JOIN ls ON ls.registry = lm.registry
+    JOIN namespace_ids n ON n.registry = lm.registry AND n.repository = lm.repository
+    JOIN manifest_blob_keys b ON b.manifest_key = lm.manifest_key
 ), ns_bytes AS (
-    SELECT registry, namespace, sum(size)::BIGINT AS unique_bytes FROM reach GROUP BY registry, namespace
+    SELECT n.registry, n.namespace, sum(r.size)::BIGINT AS unique_bytes
+    FROM (SELECT nsid, sum(size) AS size FROM reach GROUP BY nsid) r
+    JOIN (SELECT DISTINCT registry, namespace, nsid FROM namespace_ids) n ON n.nsid = r.nsid
+    GROUP BY n.registry, n.namespace
 ), per_ns AS (
     SELECT registry, namespace, count(DISTINCT repository) AS repositories, count(*) AS images,
            sum(len(tags))::BIGINT AS tags, count(*) FILTER (WHERE stale) AS stale_images,

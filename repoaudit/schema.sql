@@ -673,36 +673,6 @@ JOIN snapshot_sequence s ON s.registry = l.registry AND s.seq = l.last_seq
 LEFT JOIN untagged u ON u.registry = l.registry AND u.repository = l.repository AND u.digest = l.digest
 LEFT JOIN snapshot_sequence x ON x.registry = l.registry AND x.seq = u.untagged_seq;
 
--- latest_image_push (migration 8) from the kept links: only the latest snapshot's tags are read.
-CREATE OR REPLACE MACRO latest_image_push(reg, ns) AS TABLE
-WITH ls AS (
-    SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE reg IS NULL OR registry = reg
-), tagged AS (
-    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags,
-           any_value(ls.started_at) AS snapshot_at
-    FROM tags t
-    JOIN ls ON ls.snapshot_id = t.snapshot_id
-    WHERE t.snapshot_id IN (SELECT snapshot_id FROM ls)  -- skips older snapshots' row groups
-      AND (ns IS NULL OR split_part(t.repository, '/', 1) = ns)
-    GROUP BY t.registry, t.repository, t.digest
-), first_look AS (
-    SELECT r.registry, r.repository, min(s.started_at) AS first_look
-    FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
-    WHERE s.status IN ('complete', 'partial')
-    GROUP BY r.registry, r.repository
-), dated AS (
-    SELECT g.*, l.first_seen, m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
-           (l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created
-    FROM tagged g
-    JOIN repository_links l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
-    LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
-    LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
-)
-SELECT * EXCLUDE (from_created),
-       CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
-       CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source
-FROM dated;
-
 -- migration: 10 integer keys for digests
 -- Joining and grouping millions of layer rows on 71-character digest strings was most of the cost of the
 -- byte-counting queries. Every (registry, digest) a snapshot stores gets a BIGINT key, once; the fact
@@ -738,3 +708,34 @@ CREATE OR REPLACE VIEW latest_manifests AS
 SELECT registry, repository, digest, manifest_key
 FROM repository_links
 WHERE last_snapshot IN (SELECT snapshot_id FROM latest_snapshot);
+
+-- latest_image_push (migration 8) from the kept links: only the latest snapshot's tags are read, and each
+-- image comes with its manifest_key.
+CREATE OR REPLACE MACRO latest_image_push(reg, ns) AS TABLE
+WITH ls AS (
+    SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE reg IS NULL OR registry = reg
+), tagged AS (
+    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags,
+           any_value(ls.started_at) AS snapshot_at
+    FROM tags t
+    JOIN ls ON ls.snapshot_id = t.snapshot_id
+    WHERE t.snapshot_id IN (SELECT snapshot_id FROM ls)  -- skips older snapshots' row groups
+      AND (ns IS NULL OR split_part(t.repository, '/', 1) = ns)
+    GROUP BY t.registry, t.repository, t.digest
+), first_look AS (
+    SELECT r.registry, r.repository, min(s.started_at) AS first_look
+    FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+    GROUP BY r.registry, r.repository
+), dated AS (
+    SELECT g.*, l.first_seen, l.manifest_key, m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
+           (l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created
+    FROM tagged g
+    JOIN repository_links l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
+    LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
+    LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
+)
+SELECT * EXCLUDE (from_created),
+       CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
+       CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source
+FROM dated;
