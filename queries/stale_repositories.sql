@@ -21,38 +21,36 @@ WITH ls AS (
 ), stale AS (
     SELECT * FROM per_repo WHERE days_since_push > $older_than_days
 ), all_links AS (
-    -- Every (repository, manifest) a snapshot that holds data reached, kept at commit.
-    SELECT registry, repository, digest FROM repository_links WHERE registry IN (SELECT registry FROM ls)
+    -- Every (repository, manifest) a snapshot that holds data reached, kept at commit; live: the latest reached it.
+    SELECT l.registry, l.repository, l.manifest_key, l.last_snapshot = ls.snapshot_id AS live
+    FROM repository_links l JOIN ls ON ls.registry = l.registry
 ), links AS (
     -- Only the stale repositories' links: every other link matters only for the blobs these hold.
-    SELECT DISTINCT l.registry, l.repository, l.digest, sm.digest IS NOT NULL AS live
-    FROM (SELECT * FROM all_links a
-          SEMI JOIN stale s ON s.registry = a.registry AND s.repository = a.repository) l
-    LEFT JOIN (SELECT DISTINCT s.registry, s.repository, s.digest FROM snapshot_manifests s
-               JOIN ls ON ls.snapshot_id = s.snapshot_id) sm
-        ON sm.registry = l.registry AND sm.repository = l.repository AND sm.digest = l.digest
+    SELECT a.* FROM all_links a SEMI JOIN stale s ON s.registry = a.registry AND s.repository = a.repository
 ), link_blobs AS (
-    SELECT DISTINCT k.registry, k.repository, k.digest, k.live, b.blob_digest, b.size
-    FROM links k JOIN manifest_blobs b ON b.registry = k.registry AND b.manifest_digest = k.digest
+    SELECT DISTINCT k.registry, k.repository, k.manifest_key, k.live, b.blob_key, b.size
+    FROM links k JOIN manifest_blob_keys b ON b.manifest_key = k.manifest_key
+), repository_ids AS (
+    -- Integers stand in for names below: counting distinct strings over millions of rows is the slow part.
+    SELECT registry, repository, row_number() OVER () AS rid FROM (SELECT DISTINCT registry, repository FROM all_links)
 ), blob_repos AS (
     -- Across every link, but only for the blobs the stale repositories hold.
-    SELECT b.registry, b.blob_digest, max(b.size) AS size, count(DISTINCT k.repository) AS repositories
-    FROM (SELECT * FROM manifest_blobs mb
-          SEMI JOIN (SELECT DISTINCT registry, blob_digest FROM link_blobs) x
-              ON x.registry = mb.registry AND x.blob_digest = mb.blob_digest) b
-    JOIN all_links k ON k.registry = b.registry AND k.digest = b.manifest_digest
-    GROUP BY b.registry, b.blob_digest
+    SELECT b.blob_key, max(b.size) AS size, count(DISTINCT r.rid) AS repositories
+    FROM (SELECT * FROM manifest_blob_keys mb SEMI JOIN (SELECT DISTINCT blob_key FROM link_blobs) x
+              ON x.blob_key = mb.blob_key) b
+    JOIN all_links k ON k.manifest_key = b.manifest_key
+    JOIN repository_ids r ON r.registry = k.registry AND r.repository = k.repository
+    GROUP BY b.blob_key
 ), repo_blobs AS (
-    SELECT DISTINCT lb.registry, lb.repository, lb.blob_digest, lb.live, br.size, br.repositories
-    FROM link_blobs lb JOIN stale s ON s.registry = lb.registry AND s.repository = lb.repository
-    JOIN blob_repos br ON br.registry = lb.registry AND br.blob_digest = lb.blob_digest
+    SELECT DISTINCT lb.registry, lb.repository, lb.blob_key, lb.live, br.size, br.repositories
+    FROM link_blobs lb JOIN blob_repos br ON br.blob_key = lb.blob_key
 ), repo_bytes AS (
     SELECT registry, repository,
            coalesce(sum(size) FILTER (WHERE live), 0)::BIGINT AS unique_bytes,
            coalesce(sum(size) FILTER (WHERE repositories = 1), 0)::BIGINT AS exclusive_bytes
-    FROM (SELECT registry, repository, blob_digest, bool_or(live) AS live, any_value(size) AS size,
+    FROM (SELECT registry, repository, blob_key, bool_or(live) AS live, any_value(size) AS size,
                  any_value(repositories) AS repositories
-          FROM repo_blobs GROUP BY registry, repository, blob_digest)
+          FROM repo_blobs GROUP BY registry, repository, blob_key)
     GROUP BY registry, repository
 )
 SELECT s.registry, split_part(s.repository, '/', 1) AS namespace, s.repository, s.tags, s.images,

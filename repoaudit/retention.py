@@ -118,7 +118,7 @@ def _condition_sql(cond: Condition, sel_column: str, params: _Params) -> str:
         ts = _ts(cond.by)
         # Ties (images first seen by the same snapshot) go to the newer build, then to a stable digest order.
         expr = (f"(row_number() OVER (PARTITION BY rkey, {sel_column} "
-                f"ORDER BY {ts} DESC, created DESC NULLS LAST, mkey DESC) <= {params(cond.count)})")
+                f"ORDER BY {ts} DESC, created DESC NULLS LAST, digest DESC) <= {params(cond.count)})")
     elif cond.kind == "newer_than":
         expr = f"({_ts(cond.by)} > as_of - to_seconds({params(float(cond.seconds))}::DOUBLE))"
     elif cond.kind == "older_than":
@@ -158,11 +158,10 @@ def _policy_sql(policy: Policy, params: _Params) -> str:
         raise PolicyError(f"policy {policy.name}: unknown mode {policy.mode!r}")
     rule_flags = ", ".join(f"rp.r{i}" for i in range(len(policy.rules)))
     # Only the columns rules read: window functions sort whole rows.
-    digest = ", i.digest" if any(c.kind == "digest" for r in policy.rules for c in r.conditions) else ""
     return f"""
 WITH base AS (
-    SELECT i.link_id, i.rkey, i.mkey, i.tags, i.tagged, i.created, i.pushed_at, i.created_or_pushed, i.as_of,
-           i.deployed{digest}, rp.in_scope{', ' + rule_flags if rule_flags else ''}
+    SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.created_or_pushed, i.as_of,
+           i.deployed, rp.in_scope{', ' + rule_flags if rule_flags else ''}
     FROM _ra_images i
     JOIN _ra_repos rp ON rp.rkey = i.rkey
     WHERE i.eligible AND rp.in_plan
@@ -339,8 +338,8 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
     """The temporary tables every policy of a plan shares (see the module docstring).
 
     Strings are joined here, once; everything after works on integer keys: ``link_id``
-    for a (repository, manifest) link, and 64-bit hashes of (registry, digest) for
-    manifests (``mkey``) and blobs (``bkey``) and of (registry, repository) (``rkey``).
+    for a (repository, manifest) link, the stored digest keys of manifests (``mkey``) and
+    blobs (``bkey``), and a 64-bit hash of (registry, repository) (``rkey``).
     """
     # Every (repository, manifest) link a snapshot of the plan's registries reached, by a tag or as a child of a
     # tagged index (kept at commit in repository_links), with its tags in the latest snapshot (NULL: not tagged).
@@ -353,7 +352,7 @@ WITH latest_tags AS (
     GROUP BY t.registry, t.repository, t.digest
 )
 SELECT row_number() OVER () AS link_id, l.registry, l.repository, l.digest, l.first_seen, l.last_seen, t.tags,
-       hash(l.registry, l.digest) AS mkey, hash(l.registry, l.repository) AS rkey
+       l.manifest_key AS mkey, hash(l.registry, l.repository) AS rkey
 FROM repository_links l
 JOIN _ra_snap p ON p.registry = l.registry
 LEFT JOIN latest_tags t ON t.registry = l.registry AND t.repository = l.repository AND t.digest = l.digest""")
@@ -406,7 +405,7 @@ WITH live AS (
     ANTI JOIN live v ON v.link_id = u.link_id
     WHERE u.tags IS NULL
 ), facts AS (
-    SELECT hash(m.registry, m.digest) AS mkey, m.kind, m.artifact_type, m.created, m.total_size
+    SELECT m.manifest_key AS mkey, m.kind, m.artifact_type, m.created, m.total_size
     FROM manifests m WHERE m.registry IN (SELECT registry FROM _ra_snap)
 ){deployed}, joined AS (
     SELECT l.link_id, l.registry, l.repository, l.digest, l.mkey, l.rkey, l.tags, m.kind, m.artifact_type,
@@ -434,22 +433,16 @@ SELECT mkey, count(*) AS links FROM _ra_links GROUP BY mkey""")
     # Manifests no snapshot reached (a partial run's leftovers) are no revision of any repository.
     unreached = con.execute("""
 SELECT count(*) FROM manifests m JOIN _ra_snap s ON s.registry = m.registry
-ANTI JOIN _ra_mlinks u ON u.mkey = hash(m.registry, m.digest)""").fetchone()[0]
-    skip = ("SEMI JOIN _ra_mlinks u ON u.mkey = hash(b.registry, b.manifest_digest)" if unreached else "")
+ANTI JOIN _ra_mlinks u ON u.mkey = m.manifest_key""").fetchone()[0]
+    skip = ("SEMI JOIN _ra_mlinks u ON u.mkey = b.manifest_key" if unreached else "")
     # References per blob are rows of manifest_blobs, so a manifest naming a blob twice counts twice on both
     # sides of the "every reference is gone" test.
     con.execute(f"""
 CREATE OR REPLACE TEMP TABLE _ra_refs AS
-SELECT hash(b.registry, b.blob_digest) AS bkey, count(*) AS refs, any_value(b.size) AS size
-FROM manifest_blobs b {skip}
+SELECT b.blob_key AS bkey, count(*) AS refs, any_value(b.size) AS size
+FROM manifest_blob_keys b {skip}
 WHERE b.registry IN (SELECT registry FROM _ra_snap)
 GROUP BY bkey""")
-    collisions = con.execute("SELECT count(*) - count(DISTINCT mkey) FROM manifests m "
-                             "CROSS JOIN LATERAL (SELECT hash(m.registry, m.digest) AS mkey) "
-                             "WHERE m.registry IN (SELECT registry FROM _ra_snap)").fetchone()[0]
-    if collisions:
-        raise StoreError("two manifest digests share a 64-bit hash in this database; the byte accounting cannot "
-                         "run (please report this)")
 
 
 def _repo_table(con: duckdb.DuckDBPyConnection, policy: Policy, include: Sequence[Pattern]) -> pd.DataFrame:
@@ -512,21 +505,16 @@ WHERE d.n = m.links""")
     # Freed: every reference to the blob belongs to a gone manifest.
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_gone_blobs AS
-SELECT g.policy, g.mkey, hash(b.registry, b.blob_digest) AS bkey, hash(b.blob_digest, 'check') AS bcheck, b.size
-FROM manifest_blobs b
-JOIN _ra_gone g ON g.mkey = hash(b.registry, b.manifest_digest)
+SELECT g.policy, g.mkey, b.blob_key AS bkey, b.size
+FROM manifest_blob_keys b
+JOIN _ra_gone g ON g.mkey = b.manifest_key
 WHERE b.registry IN (SELECT registry FROM _ra_snap)""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_freed AS
-SELECT x.policy, x.bkey, x.size, x.collided
-FROM (SELECT policy, bkey, any_value(size) AS size, count(*) AS n, min(bcheck) <> max(bcheck) AS collided
-      FROM _ra_gone_blobs GROUP BY policy, bkey) x
+SELECT x.policy, x.bkey, x.size
+FROM (SELECT policy, bkey, any_value(size) AS size, count(*) AS n FROM _ra_gone_blobs GROUP BY policy, bkey) x
 JOIN _ra_refs r ON r.bkey = x.bkey
 WHERE x.n = r.refs""")
-    # A second hash of each digest catches two freed blobs sharing the first (never seen; 2^-64 per pair).
-    if con.execute("SELECT count(*) FROM _ra_freed WHERE collided").fetchone()[0]:
-        raise StoreError("two blob digests share a 64-bit hash in this database; the byte accounting cannot run "
-                         "(please report this)")
     # Which deleted links reference each freed blob: for the per-group and per-candidate shares.
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_freed_links AS
@@ -636,19 +624,9 @@ ORDER BY pn.policy"""
 
 
 _FREED_BLOBS_SQL = """
-WITH names AS (
-    -- Only gone manifests can name a freed blob.
-    SELECT hash(b.registry, b.blob_digest) AS bkey, any_value(b.registry) AS registry,
-           any_value(b.blob_digest) AS blob_digest
-    FROM manifest_blobs b
-    SEMI JOIN (SELECT DISTINCT mkey FROM _ra_gone) g ON g.mkey = hash(b.registry, b.manifest_digest)
-    SEMI JOIN (SELECT DISTINCT bkey FROM _ra_freed) f ON f.bkey = hash(b.registry, b.blob_digest)
-    WHERE b.registry IN (SELECT registry FROM _ra_snap)
-    GROUP BY 1
-)
-SELECT pn.name AS policy, n.registry, n.blob_digest, f.size
-FROM _ra_freed f JOIN _ra_policy_names pn ON pn.policy = f.policy JOIN names n ON n.bkey = f.bkey
-ORDER BY f.policy, f.size DESC"""
+SELECT pn.name AS policy, k.registry, k.digest AS blob_digest, f.size
+FROM _ra_freed f JOIN _ra_policy_names pn ON pn.policy = f.policy JOIN digest_keys k ON k.key = f.bkey
+ORDER BY f.policy, f.size DESC, blob_digest"""
 
 _NO_BLOBS_SQL = "SELECT NULL::VARCHAR AS policy, NULL::VARCHAR AS registry, NULL::VARCHAR AS blob_digest, " \
                 "NULL::BIGINT AS size WHERE false"
