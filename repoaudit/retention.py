@@ -345,17 +345,11 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
     # tagged index (kept at commit in repository_links), with its tags in the latest snapshot (NULL: not tagged).
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_links AS
-WITH latest_tags AS (
-    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags
-    FROM tags t
-    WHERE t.snapshot_id IN (SELECT snapshot_id FROM _ra_snap)
-    GROUP BY t.registry, t.repository, t.digest
-)
-SELECT row_number() OVER () AS link_id, l.registry, l.repository, l.digest, l.first_seen, l.last_seen, t.tags,
+SELECT row_number() OVER () AS link_id, l.registry, l.repository, l.digest, l.first_seen, l.last_seen,
+       CASE WHEN l.last_snapshot = p.snapshot_id THEN l.tags END AS tags,
        l.manifest_key AS mkey, hash(l.registry, l.repository) AS rkey
 FROM repository_links l
-JOIN _ra_snap p ON p.registry = l.registry
-LEFT JOIN latest_tags t ON t.registry = l.registry AND t.repository = l.repository AND t.digest = l.digest""")
+JOIN _ra_snap p ON p.registry = l.registry""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_children AS
 SELECT DISTINCT p.link_id AS parent_id, k.link_id AS child_id

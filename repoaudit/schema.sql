@@ -623,25 +623,32 @@ CREATE TABLE repository_links (
     first_seen      TIMESTAMP NOT NULL,   -- started_at of the first snapshot that reached it
     first_snapshot  BIGINT NOT NULL,
     last_seen       TIMESTAMP NOT NULL,   -- started_at of the last snapshot that reached it
-    last_snapshot   BIGINT NOT NULL
+    last_snapshot   BIGINT NOT NULL,
+    tags            VARCHAR[]             -- its tags in last_snapshot, sorted; NULL: reached only through an index
 );
 
 -- The links one snapshot reached (sid), or every snapshot holding data (sid NULL), aggregated.
 CREATE MACRO links_reached(sid) AS TABLE
-WITH seen AS (
-    SELECT DISTINCT t.snapshot_id, t.registry, t.repository, t.digest
+WITH tagged AS (
+    SELECT t.snapshot_id, t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags
     FROM tags t
     WHERE sid IS NULL OR t.snapshot_id = sid
+    GROUP BY t.snapshot_id, t.registry, t.repository, t.digest
 ), reached AS (
-    SELECT snapshot_id, registry, repository, digest FROM seen
-    UNION
-    SELECT s.snapshot_id, s.registry, s.repository, c.child_digest
-    FROM seen s JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
+    SELECT snapshot_id, registry, repository, digest, tags FROM tagged
+    UNION ALL
+    -- A child also tagged itself keeps its own tags: max() of a list and NULL is the list.
+    SELECT DISTINCT s.snapshot_id, s.registry, s.repository, c.child_digest, NULL::VARCHAR[]
+    FROM tagged s JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
+), per_snapshot AS (
+    SELECT snapshot_id, registry, repository, digest, max(tags) AS tags
+    FROM reached GROUP BY snapshot_id, registry, repository, digest
 )
 SELECT r.registry, r.repository, r.digest,
        min(s.started_at) AS first_seen, arg_min(s.snapshot_id, (s.started_at, s.snapshot_id)) AS first_snapshot,
-       max(s.started_at) AS last_seen, arg_max(s.snapshot_id, (s.started_at, s.snapshot_id)) AS last_snapshot
-FROM reached r
+       max(s.started_at) AS last_seen, arg_max(s.snapshot_id, (s.started_at, s.snapshot_id)) AS last_snapshot,
+       arg_max_null(r.tags, (s.started_at, s.snapshot_id)) AS tags  -- NULL tags count: arg_max skips them
+FROM per_snapshot r
 JOIN snapshots s ON s.snapshot_id = r.snapshot_id
 WHERE s.status IN ('complete', 'partial')
 GROUP BY r.registry, r.repository, r.digest;
@@ -709,31 +716,26 @@ SELECT registry, repository, digest, manifest_key
 FROM repository_links
 WHERE last_snapshot IN (SELECT snapshot_id FROM latest_snapshot);
 
--- latest_image_push (migration 8) from the kept links: only the latest snapshot's tags are read, and each
--- image comes with its manifest_key.
+-- latest_image_push (migration 8) from the kept links: a link the latest snapshot tagged has it as last_snapshot
+-- and its tags there, so no tags are read at all. Each image comes with its manifest_key.
 CREATE OR REPLACE MACRO latest_image_push(reg, ns) AS TABLE
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE reg IS NULL OR registry = reg
-), tagged AS (
-    SELECT t.registry, t.repository, t.digest, list(t.tag ORDER BY t.tag) AS tags,
-           any_value(ls.started_at) AS snapshot_at
-    FROM tags t
-    JOIN ls ON ls.snapshot_id = t.snapshot_id
-    WHERE t.snapshot_id IN (SELECT snapshot_id FROM ls)  -- skips older snapshots' row groups
-      AND (ns IS NULL OR split_part(t.repository, '/', 1) = ns)
-    GROUP BY t.registry, t.repository, t.digest
 ), first_look AS (
     SELECT r.registry, r.repository, min(s.started_at) AS first_look
     FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
     WHERE s.status IN ('complete', 'partial')
     GROUP BY r.registry, r.repository
 ), dated AS (
-    SELECT g.*, l.first_seen, l.manifest_key, m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
+    SELECT l.registry, l.repository, l.digest, l.tags, ls.started_at AS snapshot_at, l.first_seen, l.manifest_key,
+           m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
            (l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created
-    FROM tagged g
-    JOIN repository_links l ON l.registry = g.registry AND l.repository = g.repository AND l.digest = g.digest
-    LEFT JOIN manifests m ON m.registry = g.registry AND m.digest = g.digest
-    LEFT JOIN first_look fl ON fl.registry = g.registry AND fl.repository = g.repository
+    FROM repository_links l
+    JOIN ls ON ls.snapshot_id = l.last_snapshot
+    LEFT JOIN manifests m ON m.registry = l.registry AND m.digest = l.digest
+    LEFT JOIN first_look fl ON fl.registry = l.registry AND fl.repository = l.repository
+    WHERE l.tags IS NOT NULL
+      AND (ns IS NULL OR split_part(l.repository, '/', 1) = ns)
 )
 SELECT * EXCLUDE (from_created),
        CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,

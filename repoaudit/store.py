@@ -169,7 +169,9 @@ def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
             last_seen = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
                              THEN f.last_seen ELSE l.last_seen END,
             last_snapshot = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
-                                 THEN f.last_snapshot ELSE l.last_snapshot END
+                                 THEN f.last_snapshot ELSE l.last_snapshot END,
+            tags = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
+                        THEN f.tags ELSE l.tags END
         FROM _repoaudit_fold f
         WHERE f.registry = l.registry AND f.repository = l.repository AND f.digest = l.digest""")
     con.execute("""
