@@ -90,7 +90,9 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
                     ELSE pseudo('own/' || img.r || '/' || img.i || '/' || pos.range, 1000, 20000000) END
         FROM img, range(6) pos""", {"reg": REGISTRY, "bases": BASES})
     con.execute("""
-        INSERT INTO manifests
+        INSERT INTO manifests (registry, digest, media_type, kind, artifact_type, manifest_size, config_digest,
+                               config_size, layers_size, layer_count, total_size, created, architecture, os,
+                               variant, labels, annotations, subject, first_seen_snapshot)
         SELECT $reg, img.digest, 'application/vnd.oci.image.manifest.v1+json', 'image', NULL,
                pseudo('ms/' || img.digest, 900, 1400), img.config_digest, pseudo('cs/' || img.digest, 1500, 9000),
                l.layers_size, 6, NULL, img.created, 'amd64', 'linux', NULL, NULL, NULL, NULL, img.first_snapshot
@@ -104,13 +106,16 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
                ($visible - 1) + $step * (k.range - 1) AS newest
         FROM range(0, $repos, 10) r, range(1, $snaps + 1) k""", {k: p[k] for k in ("repos", "snaps", "visible", "step")})
     con.execute("""
-        INSERT INTO manifest_children
+        INSERT INTO manifest_children (registry, index_digest, position, child_digest, media_type, size, os,
+                                       architecture, variant)
         SELECT $reg, idx.digest, c.range::INTEGER, img.digest, 'application/vnd.oci.image.manifest.v1+json', 1200,
                'linux', CASE c.range WHEN 0 THEN 'amd64' ELSE 'arm64' END, NULL
         FROM idx, range(2) c, img
         WHERE img.r = idx.r AND img.i = idx.newest - c.range""", {"reg": REGISTRY})
     con.execute("""
-        INSERT INTO manifests
+        INSERT INTO manifests (registry, digest, media_type, kind, artifact_type, manifest_size, config_digest,
+                               config_size, layers_size, layer_count, total_size, created, architecture, os,
+                               variant, labels, annotations, subject, first_seen_snapshot)
         SELECT $reg, idx.digest, 'application/vnd.oci.image.index.v1+json', 'index', NULL, 700, NULL, NULL, NULL, 0,
                sum(m.total_size)::BIGINT, max(m.created), NULL, NULL, NULL, NULL, NULL, NULL, idx.k
         FROM idx JOIN manifest_children c ON c.index_digest = idx.digest
