@@ -41,7 +41,8 @@ INSERT INTO snapshots (snapshot_id, registry, source, source_kind, started_at, f
 VALUES (1, 'bench', 'oci:/bench', 'oci-layout', TIMESTAMP '2025-12-01', TIMESTAMP '2025-12-01', 'complete', 'full'),
        (2, 'bench', 'oci:/bench', 'oci-layout', TIMESTAMP '2025-12-08', TIMESTAMP '2025-12-08', 'complete', 'full');
 
-INSERT INTO repositories SELECT s, 'bench', repository, 100, 'ok', NULL
+INSERT INTO repositories (snapshot_id, registry, repository, tag_count, status, error)
+SELECT s, 'bench', repository, 100, 'ok', NULL
 FROM (SELECT DISTINCT repository FROM img), (VALUES (1), (2)) v(s);
 
 -- Snapshot 1: 95% of today's tags; 2% of them pointed at an older build that is untagged now.
@@ -60,12 +61,13 @@ FROM (SELECT i, digest, created FROM img WHERE NOT is_index
       FROM img, (VALUES (1), (2)) v(p) WHERE is_index);
 INSERT INTO manifests (registry, digest, media_type, kind, manifest_size, total_size, created, first_seen_snapshot)
 SELECT 'bench', digest, 'application/vnd.oci.image.index.v1+json', 'index', 700, 0, created, 1 FROM img WHERE is_index;
-INSERT INTO manifest_children
+INSERT INTO manifest_children (registry, index_digest, position, child_digest, media_type, size, os, architecture,
+                               variant)
 SELECT 'bench', digest, p - 1, 'sha256:' || sha256('child' || p || '-' || i), NULL, 900, 'linux',
        CASE p WHEN 1 THEN 'amd64' ELSE 'arm64' END, NULL
 FROM img, (VALUES (1), (2)) v(p) WHERE is_index;
 
-INSERT INTO layers
+INSERT INTO layers (registry, manifest_digest, position, digest, media_type, size)
 SELECT 'bench', m.digest, l, CASE WHEN l < 3 THEN 'sha256:' || sha256('base' || ((m.n + l) % 1000))
                                   WHEN l < 5 THEN 'sha256:' || sha256('dep' || (m.n // 100) || '-' || (l + m.n % 3))
                                   ELSE 'sha256:' || sha256('own' || m.digest) END,

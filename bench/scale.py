@@ -158,7 +158,7 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
         SELECT idx.k, $reg, 'team' || (idx.r % 50) || '/svc' || idx.r, 'multi', idx.digest FROM idx""",
                 {"reg": REGISTRY})
     con.execute("""
-        INSERT INTO repositories
+        INSERT INTO repositories (snapshot_id, registry, repository, tag_count, status, error)
         SELECT k.range, $reg, 'team' || (r.range % 50) || '/svc' || r.range,
                CASE WHEN k.range = 2 AND r.range % 1000 = 7 THEN 0 ELSE 100 + (r.range % 10 = 0)::INTEGER END,
                CASE WHEN k.range = 2 AND r.range % 1000 = 7 THEN 'failed' ELSE 'ok' END,
@@ -211,8 +211,14 @@ def time_queries(path: Path) -> list[tuple[str, float, float, float, int]]:
     return out
 
 
-def time_retention(path: Path) -> list[tuple[str, float, str]]:
-    """A retention plan per policy in data/policies/, when the retention module exists."""
+# How a plan is asked for: the what-if table ``repoaudit retention plan`` prints, the full plan it writes with
+# ``--format json`` or ``-o`` (every candidate), and that plan with each freed blob listed (the Python API default).
+PLAN_MODES = (("what-if", {"detail": False, "blobs": False}), ("plan", {"detail": True, "blobs": False}),
+              ("plan+blobs", {"detail": True, "blobs": True}))
+
+
+def time_retention(path: Path) -> list[tuple[str, list[float], str]]:
+    """Seconds per PLAN_MODES for each policy in data/policies/, when the retention module exists."""
     try:
         import repoaudit.retention  # noqa: F401
     except ImportError:
@@ -223,13 +229,16 @@ def time_retention(path: Path) -> list[tuple[str, float, str]]:
         if not hasattr(audit, "retention"):
             return []
         for policy in policies:
-            t0 = time.perf_counter()
-            try:
-                result = audit.retention(str(policy))
-                note = _describe_plan(result)
-            except repoaudit.RepoauditError as exc:
-                note = f"error: {exc}"
-            out.append((policy.name, time.perf_counter() - t0, note))
+            seconds, note = [], ""
+            for _, kwargs in PLAN_MODES:
+                t0 = time.perf_counter()
+                try:
+                    result = audit.retention(str(policy), **kwargs)
+                    note = _describe_plan(result)
+                except repoaudit.RepoauditError as exc:
+                    note = f"error: {exc}"
+                seconds.append(time.perf_counter() - t0)
+            out.append((policy.name, seconds, note))
     return out
 
 
@@ -237,9 +246,8 @@ def _describe_plan(plan) -> str:
     summary = getattr(plan, "summary", None)
     if summary is None or "reclaimable_bytes" not in summary:
         return ""
-    candidates = getattr(plan, "candidates", None)
-    count = f"{len(candidates):,} candidates, " if candidates is not None else ""
-    return f"{count}reclaimable {int(summary['reclaimable_bytes'].sum()) / 1e12:.2f} TB"
+    return (f"{int(summary['candidate_images'].sum()):,} candidates, "
+            f"reclaimable {int(summary['reclaimable_bytes'].sum()) / 1e12:.2f} TB")
 
 
 # -- part 2: memory of a collection -------------------------------------------------
@@ -353,12 +361,14 @@ def main() -> None:
         plans = [] if args.no_retention else time_retention(db)
         if plans:
             print()
-            print(f"{'retention plan':<28} {'seconds':>8}")
+            print(f"{'retention plan seconds':<28} " + " ".join(f"{mode:>10}" for mode, _ in PLAN_MODES))
             for name, seconds, note in plans:
-                flag = "" if seconds < PLAN_TARGET_S else f"  > {PLAN_TARGET_S:g} s"
-                if flag:
-                    failures.append(f"retention {name} {seconds:.2f}s")
-                print(f"{name:<28} {seconds:>8.2f}  {note}{flag}")
+                # The freed-blob listing is an extra pass over every layer on request; the target is the plan.
+                over = [f"{mode} {s:.2f}s" for (mode, _), s in zip(PLAN_MODES, seconds)
+                        if mode != "plan+blobs" and s >= PLAN_TARGET_S]
+                failures.extend(f"retention {name} {o}" for o in over)
+                flag = f"  > {PLAN_TARGET_S:g} s" if over else ""
+                print(f"{name:<28} " + " ".join(f"{s:>10.2f}" for s in seconds) + f"  {note}{flag}")
         elif args.no_retention:
             print("\n(retention plans not timed: --no-retention)")
         else:

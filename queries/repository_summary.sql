@@ -4,19 +4,16 @@
 -- param: registry VARCHAR = NULL | only this registry
 WITH tagged AS (
     SELECT i.* FROM images i WHERE $registry IS NULL OR i.registry = $registry
-), reach AS (
-    SELECT registry, repository, manifest_key FROM latest_manifests WHERE $registry IS NULL OR registry = $registry
-), repository_ids AS (
-    -- Integers stand in for names and digests: distinct strings over millions of rows are the slow part.
-    SELECT registry, repository, row_number() OVER () AS rid FROM (SELECT DISTINCT registry, repository FROM reach)
 ), blobs AS (
-    SELECT DISTINCT i.rid, b.blob_key, b.size
-    FROM reach r
-    JOIN repository_ids i ON i.registry = r.registry AND i.repository = r.repository
+    -- Keys stand in for names and digests: distinct strings over millions of rows are the slow part.
+    SELECT DISTINCT r.repository_key, b.blob_key, b.size
+    FROM latest_manifests r
     JOIN manifest_blob_keys b ON b.manifest_key = r.manifest_key
+    WHERE $registry IS NULL OR r.registry = $registry
 ), per_repo_bytes AS (
-    SELECT i.registry, i.repository, b.unique_bytes
-    FROM (SELECT rid, sum(size) AS unique_bytes FROM blobs GROUP BY rid) b JOIN repository_ids i ON i.rid = b.rid
+    SELECT k.registry, k.repository, b.unique_bytes
+    FROM (SELECT repository_key, sum(size) AS unique_bytes FROM blobs GROUP BY repository_key) b
+    JOIN repository_keys k ON k.key = b.repository_key
 ), per_repo AS (
     SELECT registry, repository, count(*) AS tags, count(DISTINCT digest) AS images,
            min(created) AS oldest_created, max(created) AS newest_created,

@@ -4,18 +4,15 @@
 -- param: registry VARCHAR = NULL | only this registry
 -- param: min_repositories INTEGER = 2 | shared by at least this many repositories
 WITH reach AS (
-    SELECT registry, repository, manifest_key FROM latest_manifests WHERE $registry IS NULL OR registry = $registry
-), repository_ids AS (
-    -- Integers stand in for names and digests: counting distinct strings over millions of rows is the slow part.
-    SELECT registry, repository, row_number() OVER () AS rid FROM (SELECT DISTINCT registry, repository FROM reach)
+    SELECT repository_key, manifest_key FROM latest_manifests WHERE $registry IS NULL OR registry = $registry
 ), shared AS (
-    SELECT l.blob_key, any_value(l.size) AS size, count(DISTINCT i.rid) AS repositories,
+    -- Keys stand in for names and digests: counting distinct strings over millions of rows is the slow part.
+    SELECT l.blob_key, any_value(l.size) AS size, count(DISTINCT r.repository_key) AS repositories,
            count(DISTINCT r.manifest_key) AS manifests
     FROM reach r
-    JOIN repository_ids i ON i.registry = r.registry AND i.repository = r.repository
     JOIN layers l ON l.manifest_key = r.manifest_key
     GROUP BY l.blob_key
-    HAVING count(DISTINCT i.rid) >= $min_repositories
+    HAVING count(DISTINCT r.repository_key) >= $min_repositories
 )
 SELECT k.registry, k.digest AS layer_digest, s.size, s.repositories, s.manifests,
        s.size * (s.repositories - 1) AS bytes_saved

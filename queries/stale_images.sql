@@ -18,7 +18,7 @@ WITH ls AS (
     SELECT *,
            date_diff('day', created, snapshot_at) AS age_days,
            date_diff('day', pushed_at, snapshot_at) AS pushed_days,
-           row_number() OVER (PARTITION BY registry, repository
+           row_number() OVER (PARTITION BY repository_key
                               ORDER BY coalesce(created, first_seen) DESC, digest DESC) AS newest_rank
     FROM dated
 ), deployed_direct AS (
@@ -39,35 +39,36 @@ WITH ls AS (
                AND coalesce(list_bool_or(list_transform(r.tags, lambda t: regexp_matches(t, $protect_regex))), false))
 ), links AS (
     -- Every (repository, manifest) a snapshot that holds data reached, kept at commit.
-    SELECT registry, repository, manifest_key FROM repository_links WHERE registry IN (SELECT registry FROM ls)
-), repository_ids AS (
-    -- Integers stand in for names and digests below: min/max over millions of strings is the slow part.
-    SELECT registry, repository, row_number() OVER () AS rid FROM (SELECT DISTINCT registry, repository FROM links)
+    SELECT repository_key, manifest_key FROM repository_links WHERE registry IN (SELECT registry FROM ls)
 ), manifest_repos AS (
-    SELECT l.manifest_key, min(r.rid) AS lo, max(r.rid) AS hi
-    FROM links l JOIN repository_ids r ON r.registry = l.registry AND r.repository = l.repository
-    GROUP BY l.manifest_key
-), blob_holders AS (
-    -- Blobs held by a single link (one manifest, from one repository): a stale image without children frees
-    -- exactly those it holds, so these need no count of distinct links per blob.
+    -- Integers stand in for names and digests: min/max over millions of strings is the slow part.
+    SELECT manifest_key, min(repository_key) AS lo, max(repository_key) AS hi FROM links GROUP BY manifest_key
+), one_manifest AS (
+    -- Blobs that a single manifest holds (the usual case); grouping on the blob alone is the cheap part.
     SELECT b.blob_key, min(b.manifest_key) AS manifest_key, max(b.size) AS size
-    FROM manifest_repos mr JOIN manifest_blob_keys b ON b.manifest_key = mr.manifest_key
+    FROM manifest_blob_keys b SEMI JOIN manifest_repos mr ON mr.manifest_key = b.manifest_key
     GROUP BY b.blob_key
-    HAVING min(mr.lo) = max(mr.hi) AND min(b.manifest_key) = max(b.manifest_key)
+    HAVING min(b.manifest_key) = max(b.manifest_key)
 ), sole_bytes AS (
-    -- Keyed by manifest alone: a manifest whose blobs are here is held by one repository, the stale image's.
-    SELECT manifest_key, sum(size)::BIGINT AS unique_bytes FROM blob_holders GROUP BY manifest_key
+    -- Blobs held by a single link (that manifest, from one repository): a stale image without children frees
+    -- exactly those it holds, so these need no count of distinct links per blob. Keyed by manifest alone: the
+    -- one repository holding it is the stale image's.
+    SELECT o.manifest_key, sum(o.size)::BIGINT AS unique_bytes
+    FROM one_manifest o JOIN manifest_repos mr ON mr.manifest_key = o.manifest_key
+    WHERE mr.lo = mr.hi
+    GROUP BY o.manifest_key
 ), index_units AS (
     SELECT * FROM stale s SEMI JOIN manifest_children c ON c.index_key = s.manifest_key
 ), unit_links AS (
-    SELECT registry, repository, manifest_key AS unit, manifest_key AS link FROM index_units
+    SELECT registry, repository, repository_key, manifest_key AS unit, manifest_key AS link FROM index_units
     UNION
-    SELECT s.registry, s.repository, s.manifest_key, c.child_key
+    SELECT s.registry, s.repository, s.repository_key, s.manifest_key, c.child_key
     FROM index_units s JOIN manifest_children c ON c.index_key = s.manifest_key
 ), unit_blobs AS (
-    SELECT u.registry, u.repository, u.unit, b.blob_key, max(b.size) AS size, count(DISTINCT u.link) AS n
+    SELECT u.registry, u.repository, u.repository_key, u.unit, b.blob_key, max(b.size) AS size,
+           count(DISTINCT u.link) AS n
     FROM unit_links u JOIN manifest_blob_keys b ON b.manifest_key = u.link
-    GROUP BY u.registry, u.repository, u.unit, b.blob_key
+    GROUP BY u.registry, u.repository, u.repository_key, u.unit, b.blob_key
 ), refs AS (
     -- The links holding each of these blobs, counted only when they all are in the unit's repository.
     SELECT b.blob_key, min(mr.lo) AS lo, max(mr.hi) AS hi, count(DISTINCT b.manifest_key) AS refs
@@ -77,8 +78,7 @@ WITH ls AS (
 ), index_bytes AS (
     SELECT ub.registry, ub.repository, ub.unit, sum(ub.size)::BIGINT AS unique_bytes
     FROM unit_blobs ub JOIN refs r ON r.blob_key = ub.blob_key
-    JOIN repository_ids ri ON ri.registry = ub.registry AND ri.repository = ub.repository
-    WHERE r.lo = ri.rid AND r.hi = ri.rid AND ub.n = r.refs
+    WHERE r.lo = ub.repository_key AND r.hi = ub.repository_key AND ub.n = r.refs
     GROUP BY ub.registry, ub.repository, ub.unit
 ), indexes AS (
     SELECT DISTINCT index_key FROM manifest_children

@@ -18,7 +18,7 @@ WITH ls AS (
 ), ranked AS (
     SELECT *, split_part(repository, '/', 1) AS namespace,
            date_diff('day', created, snapshot_at) AS age_days, date_diff('day', pushed_at, snapshot_at) AS pushed_days,
-           row_number() OVER (PARTITION BY registry, repository ORDER BY coalesce(created, pushed_at) DESC,
+           row_number() OVER (PARTITION BY repository_key ORDER BY coalesce(created, pushed_at) DESC,
                               digest DESC) AS newest_rank
     FROM dated
 ), deployed_direct AS (
@@ -44,26 +44,26 @@ WITH ls AS (
     SELECT registry, namespace, repository,
            date_diff('day', max(pushed_at), any_value(snapshot_at)) > $repo_older_than_days AS stale_repository
     FROM flagged GROUP BY registry, namespace, repository
-), links AS (
-    -- Every (repository, manifest) a snapshot that holds data reached, kept at commit.
-    SELECT registry, repository, manifest_key FROM repository_links WHERE registry IN (SELECT registry FROM ls)
-), stale_links AS (
-    SELECT registry, namespace, repository, manifest_key FROM flagged WHERE stale
-    UNION
-    SELECT f.registry, f.namespace, f.repository, c.child_key
-    FROM flagged f JOIN manifest_children c ON c.index_key = f.manifest_key
-    WHERE f.stale
 ), namespace_ids AS (
     -- Integers stand in for names and digests below: min/max over millions of strings is the slow part.
-    SELECT registry, repository, namespace, dense_rank() OVER (ORDER BY registry, namespace) AS nsid
-    FROM (SELECT DISTINCT registry, repository, split_part(repository, '/', 1) AS namespace FROM links)
+    SELECT key AS repository_key, registry, split_part(repository, '/', 1) AS namespace,
+           dense_rank() OVER (ORDER BY registry, split_part(repository, '/', 1)) AS nsid
+    FROM repository_keys WHERE registry IN (SELECT registry FROM ls)
+), links AS (
+    -- Every (repository, manifest) a snapshot that holds data reached, kept at commit, with its namespace.
+    SELECT l.repository_key, l.manifest_key, n.nsid
+    FROM repository_links l JOIN namespace_ids n ON n.repository_key = l.repository_key
+), stale_links AS (
+    SELECT repository_key, manifest_key FROM flagged WHERE stale
+    UNION
+    SELECT f.repository_key, c.child_key
+    FROM flagged f JOIN manifest_children c ON c.index_key = f.manifest_key
+    WHERE f.stale
 ), manifest_links AS (
     -- Per manifest: are all the links holding it stale, and in which namespaces are they.
-    SELECT l.manifest_key, bool_and(s.manifest_key IS NOT NULL) AS all_stale, min(n.nsid) AS lo, max(n.nsid) AS hi
+    SELECT l.manifest_key, bool_and(s.manifest_key IS NOT NULL) AS all_stale, min(l.nsid) AS lo, max(l.nsid) AS hi
     FROM links l
-    JOIN namespace_ids n ON n.registry = l.registry AND n.repository = l.repository
-    LEFT JOIN stale_links s ON s.registry = l.registry AND s.repository = l.repository
-                           AND s.manifest_key = l.manifest_key
+    LEFT JOIN stale_links s ON s.repository_key = l.repository_key AND s.manifest_key = l.manifest_key
     GROUP BY l.manifest_key
 ), reclaim_blobs AS (
     -- Deleting a namespace's stale images frees a blob exactly when every link holding it is one of them
@@ -80,7 +80,7 @@ WITH ls AS (
     SELECT DISTINCT n.nsid, b.blob_key, b.size
     FROM latest_manifests lm
     JOIN ls ON ls.registry = lm.registry
-    JOIN namespace_ids n ON n.registry = lm.registry AND n.repository = lm.repository
+    JOIN namespace_ids n ON n.repository_key = lm.repository_key
     JOIN manifest_blob_keys b ON b.manifest_key = lm.manifest_key
 ), ns_bytes AS (
     SELECT n.registry, n.namespace, sum(r.size)::BIGINT AS unique_bytes

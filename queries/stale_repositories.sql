@@ -22,7 +22,7 @@ WITH ls AS (
     SELECT * FROM per_repo WHERE days_since_push > $older_than_days
 ), all_links AS (
     -- Every (repository, manifest) a snapshot that holds data reached, kept at commit; live: the latest reached it.
-    SELECT l.registry, l.repository, l.manifest_key, l.last_snapshot = ls.snapshot_id AS live
+    SELECT l.registry, l.repository, l.repository_key, l.manifest_key, l.last_snapshot = ls.snapshot_id AS live
     FROM repository_links l JOIN ls ON ls.registry = l.registry
 ), links AS (
     -- Only the stale repositories' links: every other link matters only for the blobs these hold.
@@ -30,16 +30,12 @@ WITH ls AS (
 ), link_blobs AS (
     SELECT DISTINCT k.registry, k.repository, k.manifest_key, k.live, b.blob_key, b.size
     FROM links k JOIN manifest_blob_keys b ON b.manifest_key = k.manifest_key
-), repository_ids AS (
-    -- Integers stand in for names below: counting distinct strings over millions of rows is the slow part.
-    SELECT registry, repository, row_number() OVER () AS rid FROM (SELECT DISTINCT registry, repository FROM all_links)
 ), blob_repos AS (
     -- Across every link, but only for the blobs the stale repositories hold.
-    SELECT b.blob_key, max(b.size) AS size, count(DISTINCT r.rid) AS repositories
+    SELECT b.blob_key, max(b.size) AS size, count(DISTINCT k.repository_key) AS repositories
     FROM (SELECT * FROM manifest_blob_keys mb SEMI JOIN (SELECT DISTINCT blob_key FROM link_blobs) x
               ON x.blob_key = mb.blob_key) b
     JOIN all_links k ON k.manifest_key = b.manifest_key
-    JOIN repository_ids r ON r.registry = k.registry AND r.repository = k.repository
     GROUP BY b.blob_key
 ), repo_blobs AS (
     SELECT DISTINCT lb.registry, lb.repository, lb.blob_key, lb.live, br.size, br.repositories

@@ -338,8 +338,8 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
     """The temporary tables every policy of a plan shares (see the module docstring).
 
     Strings are joined here, once; everything after works on integer keys: ``link_id``
-    for a (repository, manifest) link, the stored digest keys of manifests (``mkey``) and
-    blobs (``bkey``), and a 64-bit hash of (registry, repository) (``rkey``).
+    for a (repository, manifest) link, and the stored keys of manifests (``mkey``), blobs
+    (``bkey``) and repositories (``rkey``).
     """
     # Every (repository, manifest) link a snapshot of the plan's registries reached, by a tag or as a child of a
     # tagged index (kept at commit in repository_links), with its tags in the latest snapshot (NULL: not tagged).
@@ -347,7 +347,7 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
 CREATE OR REPLACE TEMP TABLE _ra_links AS
 SELECT row_number() OVER () AS link_id, l.registry, l.repository, l.digest, l.first_seen, l.last_seen,
        CASE WHEN l.last_snapshot = p.snapshot_id THEN l.tags END AS tags,
-       l.manifest_key AS mkey, hash(l.registry, l.repository) AS rkey
+       l.manifest_key AS mkey, l.repository_key AS rkey
 FROM repository_links l
 JOIN _ra_snap p ON p.registry = l.registry""")
     con.execute("""
@@ -358,7 +358,7 @@ JOIN manifest_children c ON c.registry = p.registry AND c.index_digest = p.diges
 JOIN _ra_links k ON k.registry = p.registry AND k.repository = p.repository AND k.digest = c.child_digest""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_repos_all AS
-SELECT hash(r.registry, r.repository) AS rkey, r.registry, r.repository,
+SELECT any_value(r.repository_key) AS rkey, r.registry, r.repository,
        split_part(r.repository, '/', 1) AS namespace, min(sn.started_at) AS first_look,
        coalesce(any_value(r.status) FILTER (WHERE r.snapshot_id = p.snapshot_id), 'absent') AS status
 FROM repositories r

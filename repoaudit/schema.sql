@@ -698,6 +698,15 @@ ALTER TABLE layers ADD COLUMN blob_key BIGINT;
 ALTER TABLE manifest_children ADD COLUMN index_key BIGINT;
 ALTER TABLE manifest_children ADD COLUMN child_key BIGINT;
 ALTER TABLE repository_links ADD COLUMN manifest_key BIGINT;
+-- Repository names too, for the same reason: windows and counts per repository over a million links.
+CREATE SEQUENCE repository_key_seq START 1;
+CREATE TABLE repository_keys (
+    registry    VARCHAR NOT NULL,
+    repository  VARCHAR NOT NULL,
+    key         BIGINT NOT NULL
+);
+ALTER TABLE repository_links ADD COLUMN repository_key BIGINT;
+ALTER TABLE repositories ADD COLUMN repository_key BIGINT;
 
 -- manifest_blobs by key: the blobs each manifest holds (its own bytes, its config, its layers), a row per reference.
 CREATE VIEW manifest_blob_keys AS
@@ -712,12 +721,12 @@ FROM layers;
 
 -- latest_manifests (migration 7) from the kept links: a link the latest snapshot reached has it as last_snapshot.
 CREATE OR REPLACE VIEW latest_manifests AS
-SELECT registry, repository, digest, manifest_key
+SELECT registry, repository, digest, manifest_key, repository_key
 FROM repository_links
 WHERE last_snapshot IN (SELECT snapshot_id FROM latest_snapshot);
 
 -- latest_image_push (migration 8) from the kept links: a link the latest snapshot tagged has it as last_snapshot
--- and its tags there, so no tags are read at all. Each image comes with its manifest_key.
+-- and its tags there, so no tags are read at all. Each image comes with its manifest and repository keys.
 CREATE OR REPLACE MACRO latest_image_push(reg, ns) AS TABLE
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE reg IS NULL OR registry = reg
@@ -728,6 +737,7 @@ WITH ls AS (
     GROUP BY r.registry, r.repository
 ), dated AS (
     SELECT l.registry, l.repository, l.digest, l.tags, ls.started_at AS snapshot_at, l.first_seen, l.manifest_key,
+           l.repository_key,
            m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
            (l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created
     FROM repository_links l

@@ -177,39 +177,49 @@ def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
     con.execute("""
         INSERT INTO repository_links BY NAME
         SELECT f.* FROM _repoaudit_fold f
-        ANTI JOIN repository_links l ON l.registry = f.registry AND l.repository = f.repository AND l.digest = f.digest""")
+        ANTI JOIN repository_links l
+            ON l.registry = f.registry AND l.repository = f.repository AND l.digest = f.digest""")
     con.execute("DROP TABLE _repoaudit_fold")
 
 
-# Rows still without a key, by table: (table, key column, digest column).
-_KEYED = (("manifests", "manifest_key", "digest"), ("manifests", "config_key", "config_digest"),
-          ("layers", "manifest_key", "manifest_digest"), ("layers", "blob_key", "digest"),
-          ("manifest_children", "index_key", "index_digest"), ("manifest_children", "child_key", "child_digest"),
-          ("repository_links", "manifest_key", "digest"))
+# Integer keys (schema migration 10): dictionary -> (the column it names, its sequence) ...
+_DICTIONARIES = {"digest_keys": ("digest", "digest_key_seq"), "repository_keys": ("repository", "repository_key_seq")}
+# ... and the columns keyed from each: (dictionary, table, key column, named column).
+_KEYED = (("digest_keys", "manifests", "manifest_key", "digest"),
+          ("digest_keys", "manifests", "config_key", "config_digest"),
+          ("digest_keys", "layers", "manifest_key", "manifest_digest"),
+          ("digest_keys", "layers", "blob_key", "digest"),
+          ("digest_keys", "manifest_children", "index_key", "index_digest"),
+          ("digest_keys", "manifest_children", "child_key", "child_digest"),
+          ("digest_keys", "repository_links", "manifest_key", "digest"),
+          ("repository_keys", "repository_links", "repository_key", "repository"),
+          ("repository_keys", "repositories", "repository_key", "repository"))
 
 
 def assign_keys(con: duckdb.DuckDBPyConnection) -> None:
-    """Give every digest stored without one its integer key (schema migration 10), inside the caller's transaction.
+    """Key every digest and repository name stored without one (schema migration 10), in the caller's transaction.
 
     Only rows whose key is NULL are read, so a commit pays for what it added.
     """
-    missing = " UNION ALL ".join(f"SELECT registry, {digest} AS digest FROM {table} "
-                                 f"WHERE {key} IS NULL AND {digest} IS NOT NULL" for table, key, digest in _KEYED)
-    con.execute(f"""
-        INSERT INTO digest_keys
-        SELECT registry, digest, nextval('digest_key_seq') FROM (
-            SELECT DISTINCT n.registry, n.digest FROM ({missing}) n
-            ANTI JOIN digest_keys k ON k.registry = n.registry AND k.digest = n.digest)""")
-    by_table: dict[str, list[tuple[str, str]]] = {}
-    for table, key, digest in _KEYED:
-        by_table.setdefault(table, []).append((key, digest))
+    for dictionary, (name, sequence) in _DICTIONARIES.items():
+        missing = " UNION ALL ".join(f"SELECT registry, {column} AS name FROM {table} "
+                                     f"WHERE {key} IS NULL AND {column} IS NOT NULL"
+                                     for d, table, key, column in _KEYED if d == dictionary)
+        con.execute(f"""
+            INSERT INTO {dictionary} (registry, {name}, key)
+            SELECT registry, name, nextval('{sequence}') FROM (
+                SELECT DISTINCT n.registry, n.name FROM ({missing}) n
+                ANTI JOIN {dictionary} k ON k.registry = n.registry AND k.{name} = n.name)""")
+    by_table: dict[str, list[tuple[str, str, str]]] = {}
+    for dictionary, table, key, column in _KEYED:
+        by_table.setdefault(table, []).append((dictionary, key, column))
     for table, columns in by_table.items():
         # One pass per table, matched by rowid: joining the table itself again in UPDATE ... FROM is slower.
-        joins = " ".join(f"LEFT JOIN digest_keys k{i} ON k{i}.registry = t.registry AND k{i}.digest = t.{digest}"
-                         for i, (_, digest) in enumerate(columns))
-        picked = ", ".join(f"coalesce(t.{key}, k{i}.key) AS {key}" for i, (key, _) in enumerate(columns))
-        sets = ", ".join(f"{key} = x.{key}" for key, _ in columns)
-        unkeyed = " OR ".join(f"(t.{key} IS NULL AND t.{digest} IS NOT NULL)" for key, digest in columns)
+        joins = " ".join(f"LEFT JOIN {d} k{i} ON k{i}.registry = t.registry AND k{i}.{_DICTIONARIES[d][0]} = t.{column}"
+                         for i, (d, _, column) in enumerate(columns))
+        picked = ", ".join(f"coalesce(t.{key}, k{i}.key) AS {key}" for i, (_, key, _) in enumerate(columns))
+        sets = ", ".join(f"{key} = x.{key}" for _, key, _ in columns)
+        unkeyed = " OR ".join(f"(t.{key} IS NULL AND t.{column} IS NOT NULL)" for _, key, column in columns)
         con.execute(f"""
             UPDATE {table} SET {sets}
             FROM (SELECT t.rowid AS row_id, {picked} FROM {table} t {joins} WHERE {unkeyed}) x
@@ -223,7 +233,7 @@ def maintain(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
 
 
 def rebuild_links(con: duckdb.DuckDBPyConnection) -> None:
-    """Recompute ``repository_links`` and keys from every snapshot, for databases written with plain SQL (benchmarks)."""
+    """Recompute ``repository_links`` and keys from every snapshot: for databases written with plain SQL."""
     con.execute("DELETE FROM repository_links")
     con.execute("INSERT INTO repository_links BY NAME SELECT * FROM links_reached(NULL)")
     assign_keys(con)
