@@ -44,11 +44,9 @@ WITH ls AS (
     -- Integers stand in for names and digests: min/max over millions of strings is the slow part.
     SELECT manifest_key, min(repository_key) AS lo, max(repository_key) AS hi FROM links GROUP BY manifest_key
 ), one_manifest AS (
-    -- Blobs that a single manifest holds (the usual case); grouping on the blob alone is the cheap part.
-    SELECT b.blob_key, min(b.manifest_key) AS manifest_key, max(b.size) AS size
-    FROM manifest_blob_keys b SEMI JOIN manifest_repos mr ON mr.manifest_key = b.manifest_key
-    GROUP BY b.blob_key
-    HAVING min(b.manifest_key) = max(b.manifest_key)
+    -- Blobs that a single manifest holds (the usual case), counted at commit.
+    SELECT blob_key, lo_manifest AS manifest_key, size FROM blob_refs
+    WHERE lo_manifest = hi_manifest AND registry IN (SELECT registry FROM ls)
 ), sole_bytes AS (
     -- Blobs held by a single link (that manifest, from one repository): a stale image without children frees
     -- exactly those it holds, so these need no count of distinct links per blob. Keyed by manifest alone: the

@@ -67,9 +67,18 @@ WITH ls AS (
     GROUP BY l.manifest_key
 ), reclaim_blobs AS (
     -- Deleting a namespace's stale images frees a blob exactly when every link holding it is one of them
-    -- (the same as counting the distinct links per blob, without counting them).
-    SELECT b.blob_key, min(ml.lo) AS nsid, max(b.size) AS size
-    FROM manifest_links ml JOIN manifest_blob_keys b ON b.manifest_key = ml.manifest_key
+    -- (the same as counting the distinct links per blob, without counting them). Most blobs have a single
+    -- manifest holding them (blob_refs, counted at commit): only that manifest's links need a look.
+    SELECT r.blob_key, ml.lo AS nsid, r.size
+    FROM blob_refs r JOIN manifest_links ml ON ml.manifest_key = r.lo_manifest
+    WHERE r.lo_manifest = r.hi_manifest AND ml.all_stale AND ml.lo = ml.hi
+      AND r.registry IN (SELECT registry FROM ls)
+    UNION ALL
+    SELECT b.blob_key, min(ml.lo), max(b.size)
+    FROM manifest_blob_keys b
+    SEMI JOIN (SELECT blob_key FROM blob_refs
+               WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry FROM ls)) m ON m.blob_key = b.blob_key
+    JOIN manifest_links ml ON ml.manifest_key = b.manifest_key
     GROUP BY b.blob_key
     HAVING bool_and(ml.all_stale) AND min(ml.lo) = max(ml.hi)
 ), reclaim AS (

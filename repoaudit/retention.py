@@ -424,19 +424,12 @@ FROM joined""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_mlinks AS
 SELECT mkey, count(*) AS links FROM _ra_links GROUP BY mkey""")
-    # Manifests no snapshot reached (a partial run's leftovers) are no revision of any repository.
-    unreached = con.execute("""
-SELECT count(*) FROM manifests m JOIN _ra_snap s ON s.registry = m.registry
-ANTI JOIN _ra_mlinks u ON u.mkey = m.manifest_key""").fetchone()[0]
-    skip = ("SEMI JOIN _ra_mlinks u ON u.mkey = b.manifest_key" if unreached else "")
-    # References per blob are rows of manifest_blobs, so a manifest naming a blob twice counts twice on both
-    # sides of the "every reference is gone" test.
-    con.execute(f"""
+    # References per blob, from manifests some link reached (blob_refs, counted at commit): a manifest no
+    # snapshot reached (a partial run's leftovers) is no revision of any repository. A manifest naming a blob
+    # twice counts twice on both sides of the "every reference is gone" test.
+    con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_refs AS
-SELECT b.blob_key AS bkey, count(*) AS refs, any_value(b.size) AS size
-FROM manifest_blob_keys b {skip}
-WHERE b.registry IN (SELECT registry FROM _ra_snap)
-GROUP BY bkey""")
+SELECT blob_key AS bkey, refs, size FROM blob_refs WHERE registry IN (SELECT registry FROM _ra_snap)""")
 
 
 def _repo_table(con: duckdb.DuckDBPyConnection, policy: Policy, include: Sequence[Pattern]) -> pd.DataFrame:

@@ -751,3 +751,18 @@ SELECT * EXCLUDE (from_created),
        CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
        CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source
 FROM dated;
+
+-- Per blob, the references to it from manifests some link reached (a row of manifest_blob_keys each): how
+-- many, and the lowest and highest manifest key among them (equal: one manifest holds it). Deleting
+-- manifests frees a blob when its references are all gone, so byte accounting starts here instead of
+-- grouping every layer row again. Kept at commit (repoaudit.store.count_blob_refs); counted_manifests
+-- lists the manifests already counted, so each is counted once, when it is first both stored and reached.
+CREATE TABLE blob_refs (
+    registry     VARCHAR NOT NULL,
+    blob_key     BIGINT NOT NULL,
+    size         BIGINT,
+    refs         BIGINT NOT NULL,
+    lo_manifest  BIGINT NOT NULL,
+    hi_manifest  BIGINT NOT NULL
+);
+CREATE TABLE counted_manifests (manifest_key BIGINT NOT NULL);

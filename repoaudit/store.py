@@ -60,7 +60,7 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 # Migrations whose data step is Python shared with the snapshot writer: version -> function of this module.
-_AFTER_MIGRATION = {10: "assign_keys"}
+_AFTER_MIGRATION = {10: "key_and_count"}
 
 
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -226,17 +226,55 @@ def assign_keys(con: duckdb.DuckDBPyConnection) -> None:
             WHERE {table}.rowid = x.row_id""")
 
 
-def maintain(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
-    """What a commit keeps besides the rows themselves: the snapshot's links, then keys for everything new."""
-    fold_links(con, snapshot_id)
+def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the blob references of manifests now both stored and reached to ``blob_refs`` (schema migration 10).
+
+    Links are never removed and stored manifests never change, so counting each manifest once, the first
+    time it has a manifests row and a link, keeps the table equal to a count over all reached manifests.
+    """
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _repoaudit_count AS
+        SELECT DISTINCT m.manifest_key FROM manifests m
+        SEMI JOIN repository_links l ON l.manifest_key = m.manifest_key
+        ANTI JOIN counted_manifests c ON c.manifest_key = m.manifest_key""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _repoaudit_refs AS
+        SELECT any_value(b.registry) AS registry, b.blob_key, max(b.size) AS size, count(*) AS refs,
+               min(b.manifest_key) AS lo_manifest, max(b.manifest_key) AS hi_manifest
+        FROM manifest_blob_keys b SEMI JOIN _repoaudit_count n ON n.manifest_key = b.manifest_key
+        GROUP BY b.blob_key""")
+    con.execute("""
+        UPDATE blob_refs AS r SET size = greatest(r.size, n.size), refs = r.refs + n.refs,
+                                  lo_manifest = least(r.lo_manifest, n.lo_manifest),
+                                  hi_manifest = greatest(r.hi_manifest, n.hi_manifest)
+        FROM _repoaudit_refs n WHERE n.blob_key = r.blob_key""")
+    con.execute("""
+        INSERT INTO blob_refs BY NAME
+        SELECT n.* FROM _repoaudit_refs n ANTI JOIN blob_refs r ON r.blob_key = n.blob_key""")
+    con.execute("INSERT INTO counted_manifests SELECT manifest_key FROM _repoaudit_count")
+    con.execute("DROP TABLE _repoaudit_count")
+    con.execute("DROP TABLE _repoaudit_refs")
+
+
+def key_and_count(con: duckdb.DuckDBPyConnection) -> None:
+    """Keys for everything new, then the blob references of newly reached manifests."""
     assign_keys(con)
+    count_blob_refs(con)
+
+
+def maintain(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
+    """What a commit keeps besides the rows themselves: the snapshot's links, keys, blob references."""
+    fold_links(con, snapshot_id)
+    key_and_count(con)
 
 
 def rebuild_links(con: duckdb.DuckDBPyConnection) -> None:
-    """Recompute ``repository_links`` and keys from every snapshot: for databases written with plain SQL."""
+    """Recompute ``repository_links``, keys and blob references from every snapshot: for plain-SQL databases."""
     con.execute("DELETE FROM repository_links")
     con.execute("INSERT INTO repository_links BY NAME SELECT * FROM links_reached(NULL)")
-    assign_keys(con)
+    con.execute("DELETE FROM blob_refs")
+    con.execute("DELETE FROM counted_manifests")
+    key_and_count(con)
 
 
 class SnapshotWriter:
