@@ -742,7 +742,7 @@ WITH ls AS (
            (l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created
     FROM repository_links l
     JOIN ls ON ls.snapshot_id = l.last_snapshot
-    LEFT JOIN manifests m ON m.registry = l.registry AND m.digest = l.digest
+    LEFT JOIN manifests m ON m.manifest_key = l.manifest_key
     LEFT JOIN first_look fl ON fl.registry = l.registry AND fl.repository = l.repository
     WHERE l.tags IS NOT NULL
       AND (ns IS NULL OR split_part(l.repository, '/', 1) = ns)
