@@ -424,12 +424,20 @@ FROM joined""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_mlinks AS
 SELECT mkey, count(*) AS links FROM _ra_links GROUP BY mkey""")
-    # References per blob, from manifests some link reached (blob_refs, counted at commit): a manifest no
-    # snapshot reached (a partial run's leftovers) is no revision of any repository. A manifest naming a blob
-    # twice counts twice on both sides of the "every reference is gone" test.
+    # References per blob come from manifests some link reached (blob_refs, counted at commit): a manifest no
+    # snapshot reached (a partial run's leftovers) is no revision of any repository. Most blobs have a single
+    # manifest holding them and go when it goes, so their bytes are summed per manifest once (_ra_sole); only
+    # the blobs several manifests hold are counted reference by reference (_ra_shared_refs), where a
+    # manifest naming a blob twice counts twice on both sides of the "every reference is gone" test.
     con.execute("""
-CREATE OR REPLACE TEMP TABLE _ra_refs AS
-SELECT blob_key AS bkey, refs, size FROM blob_refs WHERE registry IN (SELECT registry FROM _ra_snap)""")
+CREATE OR REPLACE TEMP TABLE _ra_sole AS
+SELECT lo_manifest AS mkey, sum(size)::BIGINT AS size
+FROM blob_refs WHERE lo_manifest = hi_manifest AND registry IN (SELECT registry FROM _ra_snap)
+GROUP BY lo_manifest""")
+    con.execute("""
+CREATE OR REPLACE TEMP TABLE _ra_shared_refs AS
+SELECT blob_key AS bkey, refs, size
+FROM blob_refs WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry FROM _ra_snap)""")
 
 
 def _repo_table(con: duckdb.DuckDBPyConnection, policy: Policy, include: Sequence[Pattern]) -> pd.DataFrame:
@@ -489,22 +497,32 @@ SELECT d.policy, d.mkey
 FROM (SELECT policy, mkey, count(*) AS n FROM _ra_deleted GROUP BY policy, mkey) d
 JOIN _ra_mlinks m ON m.mkey = d.mkey
 WHERE d.n = m.links""")
-    # Freed: every reference to the blob belongs to a gone manifest.
+    # Freed: every reference to the blob belongs to a gone manifest. The blobs a gone manifest alone holds go
+    # as one bundle (bkey -mkey; keys are positive): every total below treats it as one blob, which is exact
+    # because all of its blobs have the same holders.
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_gone_blobs AS
 SELECT g.policy, g.mkey, b.blob_key AS bkey, b.size
 FROM manifest_blob_keys b
-JOIN _ra_gone g ON g.mkey = b.manifest_key
-WHERE b.registry IN (SELECT registry FROM _ra_snap)""")
+SEMI JOIN _ra_shared_refs r ON r.bkey = b.blob_key
+JOIN _ra_gone g ON g.mkey = b.manifest_key""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_freed AS
+SELECT g.policy, -g.mkey AS bkey, s.size
+FROM _ra_gone g JOIN _ra_sole s ON s.mkey = g.mkey
+UNION ALL
 SELECT x.policy, x.bkey, x.size
 FROM (SELECT policy, bkey, any_value(size) AS size, count(*) AS n FROM _ra_gone_blobs GROUP BY policy, bkey) x
-JOIN _ra_refs r ON r.bkey = x.bkey
+JOIN _ra_shared_refs r ON r.bkey = x.bkey
 WHERE x.n = r.refs""")
     # Which deleted links reference each freed blob: for the per-group and per-candidate shares.
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_freed_links AS
+SELECT d.policy, d.link_id, d.rkey, -d.mkey AS bkey, s.size
+FROM _ra_deleted d
+SEMI JOIN _ra_gone g ON g.policy = d.policy AND g.mkey = d.mkey
+JOIN _ra_sole s ON s.mkey = d.mkey
+UNION ALL
 SELECT DISTINCT d.policy, d.link_id, d.rkey, f.bkey, f.size
 FROM _ra_gone_blobs gb
 JOIN _ra_freed f ON f.policy = gb.policy AND f.bkey = gb.bkey
@@ -600,7 +618,8 @@ SELECT pn.name AS policy, coalesce(c.candidate_images, 0) AS candidate_images,
        coalesce(l.candidate_manifests, 0) AS candidate_manifests,
        coalesce(c.deployed_candidates, 0) AS deployed_candidates, coalesce(c.logical_bytes, 0) AS logical_bytes,
        coalesce(f.reclaimable_bytes, 0) AS reclaimable_bytes,
-       (SELECT coalesce(sum(size), 0)::BIGINT FROM _ra_refs) AS stored_bytes,
+       (SELECT coalesce(sum(size), 0)::BIGINT FROM blob_refs WHERE registry IN (SELECT registry FROM _ra_snap))
+           AS stored_bytes,
        (SELECT count(*) FROM _ra_images i JOIN _ra_repos_in_plan r ON r.rkey = i.rkey WHERE i.eligible)
            AS images_evaluated,
        coalesce(c.pushed_from_first_seen, 0) AS pushed_from_first_seen,
@@ -611,8 +630,16 @@ ORDER BY pn.policy"""
 
 
 _FREED_BLOBS_SQL = """
+WITH freed AS (
+    -- A bundle (bkey -mkey) is the blobs that manifest alone holds.
+    SELECT f.policy, r.blob_key AS bkey, r.size
+    FROM _ra_freed f JOIN blob_refs r ON r.lo_manifest = -f.bkey AND r.hi_manifest = -f.bkey
+    WHERE f.bkey < 0
+    UNION ALL
+    SELECT policy, bkey, size FROM _ra_freed WHERE bkey > 0
+)
 SELECT pn.name AS policy, k.registry, k.digest AS blob_digest, f.size
-FROM _ra_freed f JOIN _ra_policy_names pn ON pn.policy = f.policy JOIN digest_keys k ON k.key = f.bkey
+FROM freed f JOIN _ra_policy_names pn ON pn.policy = f.policy JOIN digest_keys k ON k.key = f.bkey
 ORDER BY f.policy, f.size DESC, blob_digest"""
 
 _NO_BLOBS_SQL = "SELECT NULL::VARCHAR AS policy, NULL::VARCHAR AS registry, NULL::VARCHAR AS blob_digest, " \
@@ -642,7 +669,7 @@ GROUP BY ALL ORDER BY ALL""").fetchall()
 
 
 _TEMP_TABLES = ("_ra_snap", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_images", "_ra_mlinks",
-                "_ra_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs", "_ra_freed", "_ra_freed_links",
+                "_ra_sole", "_ra_shared_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs", "_ra_freed", "_ra_freed_links",
                 "_ra_policy_names", "_ra_rule_labels")
 
 
