@@ -360,7 +360,9 @@ JOIN _ra_links k ON k.registry = p.registry AND k.repository = p.repository AND 
 CREATE OR REPLACE TEMP TABLE _ra_repos_all AS
 SELECT any_value(r.repository_key) AS rkey, r.registry, r.repository,
        split_part(r.repository, '/', 1) AS namespace, min(sn.started_at) AS first_look,
-       coalesce(any_value(r.status) FILTER (WHERE r.snapshot_id = p.snapshot_id), 'absent') AS status
+       coalesce(any_value(r.status) FILTER (WHERE r.snapshot_id = p.snapshot_id), 'absent') AS status,
+       -- Sorting results by this instead of by (registry, repository) saves string compares on every row.
+       row_number() OVER (ORDER BY r.registry, r.repository) AS repo_order
 FROM repositories r
 JOIN snapshots sn ON sn.snapshot_id = r.snapshot_id
 JOIN _ra_snap p ON p.registry = r.registry
@@ -406,7 +408,8 @@ WITH live AS (
            m.created, coalesce(m.total_size, 0) AS size, l.first_seen, l.last_seen,
            -- The first look at a repository cannot tell when older images were pushed: use created.
            (l.first_seen <= r.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created,
-           s.as_of, coalesce(r.status, 'absent') AS repository_status, r.namespace, {deployed_col} AS deployed
+           s.as_of, coalesce(r.status, 'absent') AS repository_status, r.namespace, r.repo_order,
+           {deployed_col} AS deployed
     FROM roots l
     JOIN _ra_snap s ON s.registry = l.registry
     LEFT JOIN facts m ON m.mkey = l.mkey
@@ -419,7 +422,7 @@ SELECT link_id, registry, repository, coalesce(namespace, split_part(repository,
        CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
        CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source,
        coalesce(created, CASE WHEN from_created THEN created ELSE first_seen END) AS created_or_pushed,
-       as_of, repository_status, repository_status = 'ok' AS eligible, deployed
+       as_of, repository_status, repository_status = 'ok' AS eligible, deployed, repo_order
 FROM joined""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_mlinks AS
@@ -561,7 +564,7 @@ JOIN _ra_rule_labels rl ON rl.policy = c.policy AND rl.rule_index = coalesce(c.r
 JOIN _ra_images i ON i.link_id = c.link_id
 LEFT JOIN alone a ON a.policy = c.policy AND a.unit = c.link_id
 LEFT JOIN kids k ON k.policy = c.policy AND k.unit = c.link_id
-ORDER BY c.policy, i.registry, i.repository, i.pushed_at, i.digest"""
+ORDER BY c.policy, i.repo_order, i.pushed_at, i.digest"""
 
 _GROUP_SQL = """
 WITH names AS (
@@ -737,7 +740,8 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
             "candidates": _CANDIDATES_SQL,
             "deletions": ("SELECT pn.name AS policy, l.registry, l.repository, l.digest, d.role FROM _ra_deleted d "
                           "JOIN _ra_policy_names pn ON pn.policy = d.policy JOIN _ra_links l ON l.link_id = d.link_id "
-                          "ORDER BY d.policy, l.registry, l.repository, d.role DESC, l.digest"),
+                          "JOIN _ra_repos_all r ON r.rkey = l.rkey "
+                          "ORDER BY d.policy, r.repo_order, d.role DESC, l.digest"),
             "by_repository": _GROUP_SQL.format(group="repository", group_name="repository"),
             "freed_blobs": _FREED_BLOBS_SQL if blobs else _NO_BLOBS_SQL,
         }
