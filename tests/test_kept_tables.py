@@ -1,0 +1,148 @@
+"""The tables a commit keeps (repository_links, digest and repository keys, blob_refs) equal a recount.
+
+The snapshot writer folds each snapshot into them as it commits (repoaudit.store.maintain);
+rebuild_links recomputes them from every snapshot. Both must agree, whatever the order
+snapshots arrive in, and a database migrated from before these tables gets them filled.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+
+import duckdb
+
+from repoaudit.store import SnapshotWriter, connect, migrations, rebuild_links
+
+REG = "registry.test"
+
+
+def _rows(cursor) -> set[tuple]:
+    return {tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in cursor.fetchall()}
+
+
+def kept(con: duckdb.DuckDBPyConnection) -> dict[str, set]:
+    """The kept tables with every key replaced by the digest or name it stands for."""
+    return {
+        "links": _rows(con.execute("""
+            SELECT registry, repository, digest, first_seen, first_snapshot, last_seen, last_snapshot, tags
+            FROM repository_links""")),
+        "blob_refs": _rows(con.execute("""
+            SELECT r.registry, b.digest, r.size, r.refs, lo.digest, hi.digest
+            FROM blob_refs r JOIN digest_keys b ON b.key = r.blob_key
+            JOIN digest_keys lo ON lo.key = r.lo_manifest JOIN digest_keys hi ON hi.key = r.hi_manifest""")),
+        "counted": _rows(con.execute("""
+            SELECT k.digest FROM counted_manifests c JOIN digest_keys k ON k.key = c.manifest_key""")),
+    }
+
+
+def mismatched_keys(con: duckdb.DuckDBPyConnection) -> int:
+    """Keyed values whose key is missing or names something else; 0 when every key is right."""
+    return con.execute("""
+        SELECT count(*) FROM (
+            SELECT registry, manifest_digest AS name, manifest_key AS key, 'd' AS kind FROM layers UNION ALL
+            SELECT registry, digest, blob_key, 'd' FROM layers UNION ALL
+            SELECT registry, digest, manifest_key, 'd' FROM manifests UNION ALL
+            SELECT registry, config_digest, config_key, 'd' FROM manifests WHERE config_digest IS NOT NULL UNION ALL
+            SELECT registry, index_digest, index_key, 'd' FROM manifest_children UNION ALL
+            SELECT registry, child_digest, child_key, 'd' FROM manifest_children UNION ALL
+            SELECT registry, digest, manifest_key, 'd' FROM repository_links UNION ALL
+            SELECT registry, repository, repository_key, 'r' FROM repository_links UNION ALL
+            SELECT registry, repository, repository_key, 'r' FROM repositories) x
+        LEFT JOIN (SELECT registry, digest AS name, key, 'd' AS kind FROM digest_keys UNION ALL
+                   SELECT registry, repository, key, 'r' FROM repository_keys) k ON k.key = x.key AND k.kind = x.kind
+        WHERE k.name IS DISTINCT FROM x.name OR k.registry IS DISTINCT FROM x.registry""").fetchone()[0]
+
+
+def test_demo_database_keeps_what_a_recount_gives(demo_db, tmp_path):
+    copy = tmp_path / "demo.duckdb"
+    shutil.copy(demo_db, copy)
+    con = connect(copy)
+    assert mismatched_keys(con) == 0
+    before = kept(con)
+    assert before["links"] and before["blob_refs"]
+    rebuild_links(con)
+    assert kept(con) == before
+    assert mismatched_keys(con) == 0
+
+
+def _digest(name: str) -> str:
+    return "sha256:" + name.encode().hex().ljust(64, "0")[:64]
+
+
+def _manifest(digest: str, layers: list[tuple[str, int]]) -> tuple:
+    return (REG, digest, "application/vnd.oci.image.manifest.v1+json", "image", None, 500, _digest("cfg-" + digest),
+            100, sum(s for _, s in layers), len(layers), 600 + sum(s for _, s in layers), None, "amd64", "linux",
+            None, None, None, None, None)
+
+
+def _snapshot(con, started: datetime, tags: list[tuple[str, str, str]], manifests: dict[str, list[tuple[str, int]]],
+              children: list[tuple[str, str]] = ()) -> int:
+    writer = SnapshotWriter(con, registry=REG, source=f"https://{REG}", source_kind="registry", started_at=started)
+    writer.begin()
+    for repo in sorted({r for r, _, _ in tags}):
+        writer.add("repositories", (writer.snapshot_id, REG, repo, 1, "ok", None))
+    for repo, tag, digest in tags:
+        writer.add("tags", (writer.snapshot_id, REG, repo, tag, digest))
+    for digest, layers in manifests.items():
+        writer.add("manifests", _manifest(digest, layers))
+        for i, (layer, size) in enumerate(layers):
+            writer.add("layers", (REG, digest, i, layer, "application/vnd.oci.image.layer.v1.tar+gzip", size))
+    for i, (index, child) in enumerate(children):
+        writer.add("manifest_children", (REG, index, i, child, None, 500, "linux", "amd64", None))
+    writer.commit(status="complete", repository_count=1, tag_count=len(tags), new_manifest_count=len(manifests),
+                  error_count=0)
+    return writer.snapshot_id
+
+
+def test_snapshots_folded_out_of_order_equal_a_recount(tmp_path):
+    con = connect(tmp_path / "kept.duckdb")
+    a, b, idx, shared = _digest("a"), _digest("b"), _digest("idx"), _digest("shared-layer")
+    # The newest snapshot first: app:1 on b, the index tagged with a as its child.
+    newest = _snapshot(con, datetime(2026, 3, 1), [("app", "1", b), ("app", "multi", idx), ("other", "x", b)],
+                       {b: [(shared, 7), (_digest("b-own"), 3)], a: [(shared, 7)]}, [(idx, a)])
+    # Then an older one (a merged shard, say): app:1 on a, and a tag on a manifest stored only later.
+    late = _digest("late")
+    older = _snapshot(con, datetime(2026, 2, 1), [("app", "1", a), ("app", "2", late)], {})
+    links = {(r[1], r[2]): r for r in kept(con)["links"]}
+    assert links[("app", a)][3:5] == (datetime(2026, 2, 1), older)      # first seen in the older one
+    assert links[("app", a)][5:7] == (datetime(2026, 3, 1), newest)     # last seen as the index's child ...
+    assert links[("app", a)][7] is None                                 # ... untagged there
+    assert links[("app", b)][7] == ("1",) and links[("app", idx)][7] == ("multi",)
+    # The late manifest is reached but not stored: no blob references yet; stored later, they are counted.
+    assert late not in {d for (d,) in kept(con)["counted"]}
+    _snapshot(con, datetime(2026, 4, 1), [("app", "1", b)], {late: [(shared, 7)]})
+    state = kept(con)
+    assert (late,) in state["counted"]
+    refs = {r[1]: r for r in state["blob_refs"]}
+    assert refs[shared][3] == 3 and refs[_digest("b-own")][3] == 1     # a, b and late; b alone
+    assert mismatched_keys(con) == 0
+    rebuild_links(con)
+    assert kept(con) == state
+
+
+def test_migrating_an_older_database_fills_the_kept_tables(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    for version, title, sql in migrations():
+        if version > 8:
+            break
+        con.execute(sql)
+        con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, title])
+    a, b = _digest("a"), _digest("b")
+    con.execute(f"""
+        INSERT INTO snapshots (snapshot_id, registry, source, source_kind, started_at, status)
+        VALUES (1, '{REG}', 's', 'registry', TIMESTAMP '2026-01-01', 'complete'),
+               (2, '{REG}', 's', 'registry', TIMESTAMP '2026-01-08', 'complete'),
+               (3, '{REG}', 's', 'registry', TIMESTAMP '2026-01-15', 'failed');
+        INSERT INTO repositories VALUES (1, '{REG}', 'app', 1, 'ok', NULL), (2, '{REG}', 'app', 1, 'ok', NULL);
+        INSERT INTO tags VALUES (1, '{REG}', 'app', 'v1', '{a}'), (2, '{REG}', 'app', 'v1', '{b}');
+        INSERT INTO manifests (registry, digest, manifest_size) VALUES ('{REG}', '{a}', 10), ('{REG}', '{b}', 20);
+        INSERT INTO layers VALUES ('{REG}', '{a}', 0, '{_digest("l")}', NULL, 5), ('{REG}', '{b}', 0, '{_digest("l")}', NULL, 5);""")
+    con.close()
+    con = connect(path)
+    state = kept(con)
+    assert {(r[2], r[4], r[6], tuple(r[7])) for r in state["links"]} == {(a, 1, 1, ("v1",)), (b, 2, 2, ("v1",))}
+    assert {(r[1], r[3]) for r in state["blob_refs"]} == {(a, 1), (b, 1), (_digest("l"), 2)}
+    assert mismatched_keys(con) == 0
