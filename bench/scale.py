@@ -316,7 +316,10 @@ def collect_memory(work: Path, tags: int) -> dict:
     t0 = time.perf_counter()
     write_layouts(tree, tags)
     written = time.perf_counter() - t0
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(work / f"mem-{tags}.duckdb"), str(tree)],
+    db = work / f"mem-{tags}.duckdb"
+    for stale in (db, Path(f"{db}.wal")):
+        stale.unlink(missing_ok=True)  # a kept database from an earlier run would make this an incremental run
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(db), str(tree)],
                          check=True, capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -152,6 +152,54 @@ SNAPSHOT_TOTALS = """
 """
 
 
+# Integer keys (schema migration 10): dictionary -> (the column it names, its sequence) ...
+_DICTIONARIES = {"digest_keys": ("digest", "digest_key_seq"), "repository_keys": ("repository", "repository_key_seq")}
+# ... and the columns keyed from each: (dictionary, table, key column, named column).
+_KEYED = (("digest_keys", "manifests", "manifest_key", "digest"),
+          ("digest_keys", "manifests", "config_key", "config_digest"),
+          ("digest_keys", "layers", "manifest_key", "manifest_digest"),
+          ("digest_keys", "layers", "blob_key", "digest"),
+          ("digest_keys", "manifest_children", "index_key", "index_digest"),
+          ("digest_keys", "manifest_children", "child_key", "child_digest"),
+          ("digest_keys", "repository_links", "manifest_key", "digest"),
+          ("repository_keys", "repository_links", "repository_key", "repository"),
+          ("repository_keys", "repositories", "repository_key", "repository"))
+
+
+def _key_names(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> None:
+    """Key every digest or repository name that rows of ``tables`` (table -> relation) leave unkeyed."""
+    for dictionary, (name, sequence) in _DICTIONARIES.items():
+        missing = " UNION ALL ".join(f"SELECT registry, {column} AS name FROM {tables[table]} "
+                                     f"WHERE {key} IS NULL AND {column} IS NOT NULL"
+                                     for d, table, key, column in _KEYED if d == dictionary and table in tables)
+        if missing:
+            con.execute(f"""
+                INSERT INTO {dictionary} (registry, {name}, key)
+                SELECT registry, name, nextval('{sequence}') FROM (
+                    SELECT DISTINCT n.registry, n.name FROM ({missing}) n
+                    ANTI JOIN {dictionary} k ON k.registry = n.registry AND k.{name} = n.name)""")
+
+
+def _with_keys(table: str, relation: str) -> str:
+    """SELECT of every column of ``relation`` (rows shaped like ``table``) with its NULL keys looked up."""
+    columns = [(d, key, column) for d, t, key, column in _KEYED if t == table]
+    joins = " ".join(f"LEFT JOIN {d} k{i} ON k{i}.registry = t.registry AND k{i}.{_DICTIONARIES[d][0]} = t.{column}"
+                     for i, (d, _, column) in enumerate(columns))
+    keys = ", ".join(f"coalesce(t.{key}, k{i}.key) AS {key}" for i, (_, key, _) in enumerate(columns))
+    return f"SELECT t.* REPLACE ({keys}) FROM {relation} t {joins}" if columns else f"SELECT * FROM {relation}"
+
+
+def copy_with_keys(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> None:
+    """INSERT the rows of each relation into its table (table -> relation) with their keys filled in.
+
+    Writing keys as rows arrive, rather than updating them afterwards, keeps a large snapshot's
+    transaction from holding an undo copy of every row it touched.
+    """
+    _key_names(con, tables)
+    for table, relation in tables.items():
+        con.execute(f"INSERT INTO main.{table} BY NAME {_with_keys(table, relation)}")
+
+
 def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
     """Fold one snapshot's (repository, manifest) links into ``repository_links`` (schema migration 9).
 
@@ -175,55 +223,33 @@ def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
         FROM _repoaudit_fold f
         WHERE f.registry = l.registry AND f.repository = l.repository AND f.digest = l.digest""")
     con.execute("""
-        INSERT INTO repository_links BY NAME
-        SELECT f.* FROM _repoaudit_fold f
+        CREATE OR REPLACE TEMP TABLE _repoaudit_new_links AS
+        SELECT f.*, NULL::BIGINT AS manifest_key, NULL::BIGINT AS repository_key FROM _repoaudit_fold f
         ANTI JOIN repository_links l
             ON l.registry = f.registry AND l.repository = f.repository AND l.digest = f.digest""")
+    copy_with_keys(con, {"repository_links": "_repoaudit_new_links"})
     con.execute("DROP TABLE _repoaudit_fold")
-
-
-# Integer keys (schema migration 10): dictionary -> (the column it names, its sequence) ...
-_DICTIONARIES = {"digest_keys": ("digest", "digest_key_seq"), "repository_keys": ("repository", "repository_key_seq")}
-# ... and the columns keyed from each: (dictionary, table, key column, named column).
-_KEYED = (("digest_keys", "manifests", "manifest_key", "digest"),
-          ("digest_keys", "manifests", "config_key", "config_digest"),
-          ("digest_keys", "layers", "manifest_key", "manifest_digest"),
-          ("digest_keys", "layers", "blob_key", "digest"),
-          ("digest_keys", "manifest_children", "index_key", "index_digest"),
-          ("digest_keys", "manifest_children", "child_key", "child_digest"),
-          ("digest_keys", "repository_links", "manifest_key", "digest"),
-          ("repository_keys", "repository_links", "repository_key", "repository"),
-          ("repository_keys", "repositories", "repository_key", "repository"))
+    con.execute("DROP TABLE _repoaudit_new_links")
 
 
 def assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Key every digest and repository name stored without one (schema migration 10), in the caller's transaction.
 
-    Only rows whose key is NULL are read, so a commit pays for what it added.
+    Rows the writer copies in come keyed (copy_with_keys); this catches the rest: databases from before
+    the keys, merged rows, the repositories table. Only rows whose key is NULL are read.
     """
-    for dictionary, (name, sequence) in _DICTIONARIES.items():
-        missing = " UNION ALL ".join(f"SELECT registry, {column} AS name FROM {table} "
-                                     f"WHERE {key} IS NULL AND {column} IS NOT NULL"
-                                     for d, table, key, column in _KEYED if d == dictionary)
-        con.execute(f"""
-            INSERT INTO {dictionary} (registry, {name}, key)
-            SELECT registry, name, nextval('{sequence}') FROM (
-                SELECT DISTINCT n.registry, n.name FROM ({missing}) n
-                ANTI JOIN {dictionary} k ON k.registry = n.registry AND k.{name} = n.name)""")
-    by_table: dict[str, list[tuple[str, str, str]]] = {}
-    for dictionary, table, key, column in _KEYED:
-        by_table.setdefault(table, []).append((dictionary, key, column))
+    _key_names(con, {table: table for _, table, _, _ in _KEYED})
+    by_table: dict[str, list[tuple[str, str]]] = {}
+    for _, table, key, column in _KEYED:
+        by_table.setdefault(table, []).append((key, column))
     for table, columns in by_table.items():
+        unkeyed = " OR ".join(f"({key} IS NULL AND {column} IS NOT NULL)" for key, column in columns)
+        if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {unkeyed} LIMIT 1)").fetchone()[0]:
+            continue
         # One pass per table, matched by rowid: joining the table itself again in UPDATE ... FROM is slower.
-        joins = " ".join(f"LEFT JOIN {d} k{i} ON k{i}.registry = t.registry AND k{i}.{_DICTIONARIES[d][0]} = t.{column}"
-                         for i, (d, _, column) in enumerate(columns))
-        picked = ", ".join(f"coalesce(t.{key}, k{i}.key) AS {key}" for i, (_, key, _) in enumerate(columns))
-        sets = ", ".join(f"{key} = x.{key}" for _, key, _ in columns)
-        unkeyed = " OR ".join(f"(t.{key} IS NULL AND t.{column} IS NOT NULL)" for _, key, column in columns)
-        con.execute(f"""
-            UPDATE {table} SET {sets}
-            FROM (SELECT t.rowid AS row_id, {picked} FROM {table} t {joins} WHERE {unkeyed}) x
-            WHERE {table}.rowid = x.row_id""")
+        sets = ", ".join(f"{key} = x.{key}" for key, _ in columns)
+        relation = f"(SELECT rowid AS row_id, * FROM {table} WHERE {unkeyed})"
+        con.execute(f"UPDATE {table} SET {sets} FROM ({_with_keys(table, relation)}) x WHERE {table}.rowid = x.row_id")
 
 
 def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
@@ -376,8 +402,7 @@ class SnapshotWriter:
             path = str(self._stage_path).replace("'", "''")
             self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage (READ_ONLY)")
             self._stage_attached = True
-            for name in self.STAGED:
-                self.con.execute(f"INSERT INTO main.{name} SELECT * FROM _repoaudit_stage.{name}")
+            copy_with_keys(self.con, {name: f"_repoaudit_stage.{name}" for name in self.STAGED})
 
     def commit(self, *, status: str, repository_count: int, tag_count: int,
                new_manifest_count: int, error_count: int, requests: dict | None = None,
