@@ -8,10 +8,13 @@ dependency layer shared by ten builds, three layers of its own), multi-arch
 indexes in every tenth repository, floating tags (``latest``, ``stable``,
 ``prod``, ``dev``) that move every snapshot, a rollback of ``stable`` in every
 hundredth repository, old version tags deleted (orphaned manifests), and one
-repository in a thousand failing in the middle snapshot. It then times every
-named query in ``queries/`` with its default parameters (executed and fetched
-into a DataFrame, as ``repoaudit query`` does), and a retention plan for each
-policy in ``data/policies/`` when :mod:`repoaudit.retention` exists.
+repository in a thousand failing in the middle snapshot. Each snapshot is then
+folded into the tables a commit keeps (links, keys, blob references), timed, as
+the snapshot writer does. It then times every named query in ``queries/`` with
+its default parameters (executed and fetched into a DataFrame, as ``repoaudit
+query`` does), and for each policy in ``data/policies/`` the what-if table
+``repoaudit retention plan`` prints, the full plan (every candidate) and the plan
+with its freed blobs listed.
 
 Part 2 writes a tree of OCI image layouts with TAGS tags (every tag its own
 manifest and config) and collects it in a child process, reporting the child's
