@@ -354,8 +354,8 @@ JOIN _ra_snap p ON p.registry = l.registry""")
 CREATE OR REPLACE TEMP TABLE _ra_children AS
 SELECT DISTINCT p.link_id AS parent_id, k.link_id AS child_id
 FROM _ra_links p
-JOIN manifest_children c ON c.registry = p.registry AND c.index_digest = p.digest
-JOIN _ra_links k ON k.registry = p.registry AND k.repository = p.repository AND k.digest = c.child_digest""")
+JOIN manifest_children c ON c.index_key = p.mkey
+JOIN _ra_links k ON k.rkey = p.rkey AND k.mkey = c.child_key""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_repos_all AS
 SELECT any_value(r.repository_key) AS rkey, r.registry, r.repository,
