@@ -21,16 +21,9 @@ WITH ls AS (
            row_number() OVER (PARTITION BY repository_key
                               ORDER BY coalesce(created, first_seen) DESC, digest DESC) AS newest_rank
     FROM dated
-), deployed_direct AS (
-    SELECT DISTINCT registry, repository, digest FROM deployed_images WHERE digest IS NOT NULL
-), deployed AS (
-    SELECT registry, repository, digest FROM deployed_direct
-    UNION
-    SELECT d.registry, d.repository, c.index_digest
-    FROM deployed_direct d JOIN manifest_children c ON c.registry = d.registry AND c.child_digest = d.digest
 ), stale AS (
     SELECT r.* FROM ranked r
-    ANTI JOIN deployed d ON d.registry = r.registry AND d.repository = r.repository AND d.digest = r.digest
+    ANTI JOIN deployed_manifests d ON d.registry = r.registry AND d.repository = r.repository AND d.digest = r.digest
     WHERE r.newest_rank > $keep_newest
       AND coalesce(r.age_days, r.pushed_days) > $older_than_days
       AND r.pushed_days > $older_than_days

@@ -21,13 +21,6 @@ WITH ls AS (
            row_number() OVER (PARTITION BY repository_key ORDER BY coalesce(created, pushed_at) DESC,
                               digest DESC) AS newest_rank
     FROM dated
-), deployed_direct AS (
-    SELECT DISTINCT registry, repository, digest FROM deployed_images WHERE digest IS NOT NULL
-), deployed AS (
-    SELECT registry, repository, digest FROM deployed_direct
-    UNION
-    SELECT d.registry, d.repository, c.index_digest
-    FROM deployed_direct d JOIN manifest_children c ON c.registry = d.registry AND c.child_digest = d.digest
 ), flagged AS (
     SELECT r.*,
            (r.newest_rank > $keep_newest
@@ -39,7 +32,7 @@ WITH ls AS (
                                   false))
             AND d.digest IS NULL) AS stale
     FROM ranked r
-    LEFT JOIN deployed d ON d.registry = r.registry AND d.repository = r.repository AND d.digest = r.digest
+    LEFT JOIN deployed_manifests d ON d.registry = r.registry AND d.repository = r.repository AND d.digest = r.digest
 ), repos AS (
     SELECT registry, namespace, repository,
            date_diff('day', max(pushed_at), any_value(snapshot_at)) > $repo_older_than_days AS stale_repository

@@ -369,16 +369,10 @@ JOIN _ra_snap p ON p.registry = r.registry
 WHERE sn.status IN ('complete', 'partial')
 GROUP BY r.registry, r.repository""")
     if deployed_view:
-        # A workload that runs a platform child of an index runs the index too.
+        # deployed_manifests: a workload that runs a platform child of an index runs the index too.
         deployed = """
-, deployed_direct AS (
-    SELECT DISTINCT d.registry, d.repository, d.digest
-    FROM deployed_images d JOIN _ra_snap s ON s.registry = d.registry WHERE d.digest IS NOT NULL
-), deployed AS (
-    SELECT registry, repository, digest FROM deployed_direct
-    UNION
-    SELECT d.registry, d.repository, c.index_digest
-    FROM deployed_direct d JOIN manifest_children c ON c.registry = d.registry AND c.child_digest = d.digest
+, deployed AS (
+    SELECT * FROM deployed_manifests WHERE registry IN (SELECT registry FROM _ra_snap)
 )"""
         deployed_join = ("LEFT JOIN deployed dp ON dp.registry = l.registry AND dp.repository = l.repository "
                          "AND dp.digest = l.digest")
@@ -665,7 +659,7 @@ GROUP BY ALL ORDER BY ALL""").fetchall()
         out.append(f"{registry}: {n} repositor{'y' if n == 1 else 'ies'} {what} ({', '.join(sample)}"
                    f"{', …' if n > 3 else ''}): no candidates there, and everything they held counts as kept")
     if not deployed_view and any(p.uses_deployed for p in policies):
-        out.append("no deployed_images view in this database: 'deployed' keeps nothing")
+        out.append("no deployed_manifests view in this database: 'deployed' keeps nothing")
     for policy in policies:
         out.extend(f"{policy.name}: {note}" for note in policy.notes)
     return out
@@ -700,7 +694,7 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
         include_patterns = [Pattern.glob(g) for g in include]
     except ValueError as exc:
         raise ConfigError(f"--repo: {exc}") from None
-    deployed_view = _relation_exists(con, "deployed_images")
+    deployed_view = _relation_exists(con, "deployed_manifests")
     snaps = _snapshots(con, registry, as_of)
     timings: dict[str, float] = {}
     clock = time.perf_counter()

@@ -719,6 +719,17 @@ UNION ALL
 SELECT registry, manifest_key, blob_key, size, 'layer'
 FROM layers;
 
+-- What runs now, per repository and manifest digest: a workload that runs a platform child of an index
+-- runs the index too. Staleness and retention never count a deployed image as a candidate.
+CREATE VIEW deployed_manifests AS
+WITH direct AS (
+    SELECT DISTINCT registry, repository, digest FROM deployed_images WHERE digest IS NOT NULL
+)
+SELECT registry, repository, digest FROM direct
+UNION
+SELECT d.registry, d.repository, c.index_digest
+FROM direct d JOIN manifest_children c ON c.registry = d.registry AND c.child_digest = d.digest;
+
 -- latest_manifests (migration 7) from the kept links: a link the latest snapshot reached has it as last_snapshot.
 CREATE OR REPLACE VIEW latest_manifests AS
 SELECT registry, repository, digest, manifest_key, repository_key

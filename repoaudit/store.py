@@ -75,6 +75,14 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         migrate(con, path)
+    elif path != ":memory:" and schema_version(con) < migrations()[-1][0]:
+        # Written by an older repoaudit: the queries need the newer tables, so upgrade it once, then read.
+        con.close()
+        try:
+            connect(path).close()
+        except StoreError as exc:
+            raise StoreError(f"{path} needs a schema upgrade this read-only open cannot make: {exc}") from None
+        return connect(path, read_only=True)
     return con
 
 

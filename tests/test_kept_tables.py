@@ -146,3 +146,17 @@ def test_migrating_an_older_database_fills_the_kept_tables(tmp_path):
     assert {(r[2], r[4], r[6], tuple(r[7])) for r in state["links"]} == {(a, 1, 1, ("v1",)), (b, 2, 2, ("v1",))}
     assert {(r[1], r[3]) for r in state["blob_refs"]} == {(a, 1), (b, 1), (_digest("l"), 2)}
     assert mismatched_keys(con) == 0
+
+
+def test_read_only_open_of_an_older_database_upgrades_it_first(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    for version, title, sql in migrations():
+        if version > 8:
+            break
+        con.execute(sql)
+        con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, title])
+    con.close()
+    con = connect(path, read_only=True)
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == migrations()[-1][0]
+    assert con.execute("SELECT count(*) FROM repository_links").fetchone()[0] == 0
