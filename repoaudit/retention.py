@@ -157,11 +157,11 @@ def _policy_sql(policy: Policy, params: _Params) -> str:
     else:  # pragma: no cover
         raise PolicyError(f"policy {policy.name}: unknown mode {policy.mode!r}")
     rule_flags = ", ".join(f"rp.r{i}" for i in range(len(policy.rules)))
-    # Only the columns rules read: window functions sort whole rows.
+    # Only the columns rules read (digest breaks ties in "most recent"): window functions sort whole rows.
     return f"""
 WITH base AS (
-    SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.created_or_pushed, i.as_of,
-           i.deployed, rp.in_scope{', ' + rule_flags if rule_flags else ''}
+    SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.created_or_pushed,
+           i.as_of, i.deployed, rp.in_scope{', ' + rule_flags if rule_flags else ''}
     FROM _ra_images i
     JOIN _ra_repos rp ON rp.rkey = i.rkey
     WHERE i.eligible AND rp.in_plan
@@ -666,8 +666,8 @@ GROUP BY ALL ORDER BY ALL""").fetchall()
 
 
 _TEMP_TABLES = ("_ra_snap", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_images", "_ra_mlinks",
-                "_ra_sole", "_ra_shared_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs", "_ra_freed", "_ra_freed_links",
-                "_ra_policy_names", "_ra_rule_labels")
+                "_ra_sole", "_ra_shared_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs", "_ra_freed",
+                "_ra_freed_links", "_ra_policy_names", "_ra_rule_labels")
 
 
 def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, registry: str | None = None,

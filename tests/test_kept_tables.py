@@ -139,7 +139,8 @@ def test_migrating_an_older_database_fills_the_kept_tables(tmp_path):
         INSERT INTO repositories VALUES (1, '{REG}', 'app', 1, 'ok', NULL), (2, '{REG}', 'app', 1, 'ok', NULL);
         INSERT INTO tags VALUES (1, '{REG}', 'app', 'v1', '{a}'), (2, '{REG}', 'app', 'v1', '{b}');
         INSERT INTO manifests (registry, digest, manifest_size) VALUES ('{REG}', '{a}', 10), ('{REG}', '{b}', 20);
-        INSERT INTO layers VALUES ('{REG}', '{a}', 0, '{_digest("l")}', NULL, 5), ('{REG}', '{b}', 0, '{_digest("l")}', NULL, 5);""")
+        INSERT INTO layers VALUES ('{REG}', '{a}', 0, '{_digest("l")}', NULL, 5),
+                                  ('{REG}', '{b}', 0, '{_digest("l")}', NULL, 5);""")
     con.close()
     con = connect(path)
     state = kept(con)
