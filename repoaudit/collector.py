@@ -376,13 +376,12 @@ async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, pr
         return dict(total)
 
     collector = Collector(registry, writer, {}, full=first.full, progress=progress)
+    writer.before_commit.append(lambda c: finalize_indexes(c, registry, writer.snapshot_id))
     writer.begin()
     try:
         start_errors = [await _plan(part, collector) for part in parts]
         failed_parts = [e for e in start_errors if e is not None]
         await collector.run()
-        writer.flush()
-        finalize_indexes(con, registry, writer.snapshot_id)
         repositories = len(collector.routes) + sum(len(p.options.repositories) for p, e in zip(parts, start_errors)
                                                    if e is not None)
         if len(failed_parts) == len(parts):

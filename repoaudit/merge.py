@@ -227,7 +227,7 @@ def _merge_registry(con: duckdb.DuckDBPyConnection, registry: str, parts: list[_
                             source_kind=newest.source_kind, started_at=min(p.started_at for p in parts),
                             mode="full" if any(p.mode == "full" for p in parts) else "incremental",
                             options=options)
-    writer.begin()
+    writer.begin(stage=False)  # the shards' rows are copied straight into the snapshot's transaction
     try:
         new_manifests = sum(_copy_part(con, registry, p, writer.snapshot_id) for p in parts)
         for shard in missing:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 import pyarrow as pa
@@ -324,16 +324,21 @@ class SnapshotWriter:
     run is then recorded by :meth:`record_failure` in a transaction of its own.
 
     DuckDB keeps a transaction's uncommitted rows in memory, uncompressed. So that
-    memory stays flat however large the registry, the bulky tables (``STAGED``) are
-    first written to a staging database beside the file, committed batch by batch
-    there, and copied into the real tables in the snapshot's one transaction at the
-    end; large copies are written to disk as they go. A killed run leaves only that
-    staging file, which the next writer of the database removes.
+    memory stays flat however large the registry, every row is first written to a
+    staging database beside the file, committed batch by batch there, keyed there
+    (see ``_key_stage``), and copied into the real tables in the snapshot's one
+    transaction, which begins only then, under ``COMMIT_MEMORY``. A killed run leaves
+    only that staging file, which the next writer of the database removes. An
+    in-memory database, or ``begin(stage=False)``, writes into the transaction directly.
     """
 
     FLUSH_AT = 20_000
-    STAGED = ("tags", "manifests", "layers", "manifest_children")
+    STAGED = tuple(COLUMNS)
     STAGE_MEMORY = "128MB"
+    # DuckDB caches the rows a big copy writes unless held to a limit. The snapshot's transaction runs
+    # under this one; if it is too tight for some estate, the transaction is rolled back and run again
+    # without it (everything is still in the stage, so nothing is lost).
+    COMMIT_MEMORY = "128MB"
 
     def __init__(self, con: duckdb.DuckDBPyConnection, *, registry: str, source: str, source_kind: str,
                  started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
@@ -349,12 +354,18 @@ class SnapshotWriter:
         self._stage: duckdb.DuckDBPyConnection | None = None
         self._stage_path: Path | None = None
         self._stage_attached = False
+        # Run inside the snapshot's transaction, after its rows are in and before its row is written.
+        self.before_commit: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
         self.snapshot_id = con.execute("SELECT nextval('snapshot_id_seq')").fetchone()[0]
 
-    def begin(self) -> "SnapshotWriter":
-        self._open_stage()
-        self.con.execute("BEGIN TRANSACTION")
-        self._open = True
+    def begin(self, *, stage: bool = True) -> "SnapshotWriter":
+        """Start the snapshot. ``stage=False`` for callers that write into the transaction themselves."""
+        if stage:
+            self._open_stage()
+        if self._stage is None:
+            self.con.execute("BEGIN TRANSACTION")
+            self._open = True
+        # else the snapshot's transaction begins in commit(): until then every row goes to the stage
         return self
 
     def _database_path(self) -> Path | None:
@@ -404,25 +415,30 @@ class SnapshotWriter:
             self.flush(table)
 
     def flush(self, table: str | None = None) -> None:
-        """Write buffered rows; without ``table``, everything, staged rows included, into the transaction."""
+        """Write buffered rows: to the stage when there is one, else into the transaction."""
         for name in ([table] if table else list(self._buffers)):
             rows, self._buffers[name] = self._buffers[name], []
             staged = self._stage is not None and name in self.STAGED
             insert_rows(self._stage if staged else self.con, name, rows)
-        if table is None and self._stage is not None:
-            self._stage.close()
-            self._stage = None
-            path = str(self._stage_path).replace("'", "''")
-            self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")
-            self._stage_attached = True
-            self._key_stage()
-            # The stage holds the rows with their keys now, and the keys its digests took: plain copies.
-            self.con.execute("INSERT INTO digest_keys SELECT registry, digest, key FROM _repoaudit_stage._keys "
-                             "WHERE new")
-            self.con.execute("SELECT setval('digest_key_seq', (SELECT max(key) FROM digest_keys)) "
-                             "WHERE EXISTS (SELECT 1 FROM digest_keys)")
-            for name in self.STAGED:
-                self.con.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM _repoaudit_stage.{name}_keyed")
+
+    def _attach_stage(self) -> None:
+        """Close the stage, key its rows (outside any transaction of the database) and attach it."""
+        self.flush()
+        self._stage.close()
+        self._stage = None
+        path = str(self._stage_path).replace("'", "''")
+        self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")
+        self._stage_attached = True
+        self._key_stage()
+
+    def _copy_stage(self) -> None:
+        """Inside the snapshot's transaction: the stage's keyed rows, and the keys its new digests took."""
+        self.con.execute("INSERT INTO digest_keys SELECT registry, digest, key FROM _repoaudit_stage._keys "
+                         "WHERE new")
+        self.con.execute("SELECT setval('digest_key_seq', (SELECT max(key) FROM digest_keys)) "
+                         "WHERE EXISTS (SELECT 1 FROM digest_keys)")
+        for name in self.STAGED:
+            self.con.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM _repoaudit_stage.{name}_keyed")
 
     STAGE_KEYING_MEMORY = "128MB"
 
@@ -480,19 +496,50 @@ class SnapshotWriter:
                rate_limit: dict | None = None, finished_at: datetime | None = None,
                error: str | None = None) -> int:
         """Write the snapshot row and commit; returns the distinct manifests the snapshot reaches."""
-        self.flush()
+        row = dict(status=status, repository_count=repository_count, tag_count=tag_count,
+                   new_manifest_count=new_manifest_count, error_count=error_count, requests=requests,
+                   rate_limit=rate_limit, finished_at=finished_at or utcnow(), error=error)
+        if self._stage is None:
+            self.flush()
+            manifest_count = self._finish(row)
+        else:
+            self._attach_stage()
+            for limit in (self.COMMIT_MEMORY, None):
+                try:
+                    if limit:
+                        self.con.execute(f"SET memory_limit = '{limit}'")
+                    self.con.execute("BEGIN TRANSACTION")
+                    self._open = True
+                    self._copy_stage()
+                    manifest_count = self._finish(row)
+                    break
+                except duckdb.OutOfMemoryException:
+                    if self._open:
+                        self._open = False
+                        self.con.execute("ROLLBACK")
+                    if not limit:
+                        raise
+                finally:
+                    self.con.execute("RESET memory_limit")
+        self._close_stage()
+        return manifest_count
+
+    def _finish(self, row: dict) -> int:
+        """The snapshot's row, what a commit keeps, and COMMIT."""
+        for step in self.before_commit:
+            step(self.con)
         manifest_count, unique_bytes = self.con.execute(SNAPSHOT_TOTALS, [self.snapshot_id]).fetchall()[0]
         self.con.execute(
             "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [self.snapshot_id, self.registry, self.source, self.source_kind, self.started_at,
-             finished_at or utcnow(), status, self.mode, repository_count, tag_count, manifest_count,
-             new_manifest_count, error_count, error, to_json(requests), to_json(rate_limit),
-             to_json(self.options), __version__, unique_bytes])
-        if status in ("complete", "partial"):
+             row["finished_at"], row["status"], self.mode, row["repository_count"], row["tag_count"],
+             manifest_count, row["new_manifest_count"], row["error_count"], row["error"],
+             to_json(row["requests"]), to_json(row["rate_limit"]), to_json(self.options), __version__,
+             unique_bytes])
+        if row["status"] in ("complete", "partial"):
             maintain(self.con, self.snapshot_id)
         self.con.execute("COMMIT")
         self._open = False
-        self._close_stage()
         return manifest_count
 
     def rollback(self) -> None:
@@ -509,6 +556,7 @@ class SnapshotWriter:
                        requests: dict | None = None) -> None:
         """Roll back whatever was written and keep only a ``failed`` snapshot row with the reason."""
         self.rollback()
+        self.before_commit = []  # they finish a snapshot's rows, and a failed one keeps none
         self.con.execute("BEGIN TRANSACTION")
         self._open = True
         self.add("collection_errors", (self.snapshot_id, self.registry, None, None, error_type, error))

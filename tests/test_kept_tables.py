@@ -161,3 +161,27 @@ def test_read_only_open_of_an_older_database_upgrades_it_first(tmp_path):
     con = connect(path, read_only=True)
     assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == migrations()[-1][0]
     assert con.execute("SELECT count(*) FROM repository_links").fetchone()[0] == 0
+
+
+def test_a_commit_out_of_memory_under_its_limit_runs_again_without_it(tmp_path, monkeypatch):
+    limits = []
+    copy = SnapshotWriter._copy_stage
+
+    def copy_then_run_out(self):
+        limits.append(self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        copy(self)  # rows in, then the limit is hit: all of it must be rolled back and done again
+        if len(limits) == 1:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: simulated")
+
+    monkeypatch.setattr(SnapshotWriter, "_copy_stage", copy_then_run_out)
+    con = connect(tmp_path / "oom.duckdb")
+    b, layer = _digest("b"), _digest("layer")
+    _snapshot(con, datetime(2026, 3, 1), [("app", "1", b), ("app", "2", b)], {b: [(layer, 5)]})
+    assert len(limits) == 2 and limits[0] != limits[1]
+    assert con.execute("SELECT count(*) FROM tags").fetchone()[0] == 2
+    assert con.execute("SELECT count(*) FROM snapshots WHERE status = 'complete'").fetchone()[0] == 1
+    assert con.execute("SELECT count(*), count(DISTINCT digest) FROM digest_keys").fetchone() == (3, 3)
+    assert mismatched_keys(con) == 0
+    state = kept(con)
+    rebuild_links(con)
+    assert kept(con) == state
