@@ -336,9 +336,11 @@ class SnapshotWriter:
     STAGED = tuple(COLUMNS)
     STAGE_MEMORY = "128MB"
     # DuckDB caches the rows a big copy writes unless held to a limit. The snapshot's transaction runs
-    # under this one; if it is too tight for some estate, the transaction is rolled back and run again
-    # without it (everything is still in the stage, so nothing is lost).
-    COMMIT_MEMORY = "128MB"
+    # under COMMIT_MEMORY bytes, or COMMIT_MEMORY_PER_STAGE_BYTE times the stage file if more (what it
+    # cannot evict grows with the snapshot: 128 MB ran out at 300k tags). If it still runs out, the
+    # transaction is rolled back and run again without a limit: everything is still in the stage.
+    COMMIT_MEMORY = 128 * 2**20
+    COMMIT_MEMORY_PER_STAGE_BYTE = 6
 
     def __init__(self, con: duckdb.DuckDBPyConnection, *, registry: str, source: str, source_kind: str,
                  started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
@@ -421,15 +423,17 @@ class SnapshotWriter:
             staged = self._stage is not None and name in self.STAGED
             insert_rows(self._stage if staged else self.con, name, rows)
 
-    def _attach_stage(self) -> None:
-        """Close the stage, key its rows (outside any transaction of the database) and attach it."""
+    def _attach_stage(self) -> int:
+        """Close the stage, key its rows (outside any transaction of the database) and attach it; its size."""
         self.flush()
         self._stage.close()
         self._stage = None
+        staged_bytes = self._stage_path.stat().st_size
         path = str(self._stage_path).replace("'", "''")
         self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")
         self._stage_attached = True
         self._key_stage()
+        return staged_bytes
 
     def _copy_stage(self) -> None:
         """Inside the snapshot's transaction: the stage's keyed rows, and the keys its new digests took."""
@@ -503,11 +507,11 @@ class SnapshotWriter:
             self.flush()
             manifest_count = self._finish(row)
         else:
-            self._attach_stage()
-            for limit in (self.COMMIT_MEMORY, None):
+            staged_bytes = self._attach_stage()
+            for limit in (max(self.COMMIT_MEMORY, self.COMMIT_MEMORY_PER_STAGE_BYTE * staged_bytes), None):
                 try:
                     if limit:
-                        self.con.execute(f"SET memory_limit = '{limit}'")
+                        self.con.execute(f"SET memory_limit = '{limit // 2**20}MB'")
                     self.con.execute("BEGIN TRANSACTION")
                     self._open = True
                     self._copy_stage()
