@@ -205,8 +205,8 @@ def _with_keys(table: str, relation: str, dictionaries: dict[str, str] | None = 
 def copy_with_keys(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> None:
     """INSERT the rows of each relation into its table (table -> relation) with their keys filled in.
 
-    Writing keys as rows arrive, rather than updating them afterwards, keeps a large snapshot's
-    transaction from holding an undo copy of every row it touched.
+    Writing keys as rows arrive, rather than updating them afterwards, keeps the transaction from
+    holding an undo copy of every row it touched (the snapshot's new links use it).
     """
     _key_names(con, tables)
     for table, relation in tables.items():
@@ -248,8 +248,8 @@ def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
 def assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Key every digest and repository name stored without one (schema migration 10), in the caller's transaction.
 
-    Rows the writer copies in come keyed (copy_with_keys); this catches the rest: databases from before
-    the keys, merged rows, the repositories table. Only rows whose key is NULL are read.
+    Staged rows come in keyed (SnapshotWriter._key_stage) and new links too (copy_with_keys); this catches
+    the rest: databases from before the keys, merges, in-memory databases. Only unkeyed rows are read.
     """
     _key_names(con, {table: table for _, table, _, _ in _KEYED})
     by_table: dict[str, list[tuple[str, str]]] = {}
