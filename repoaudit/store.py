@@ -316,6 +316,26 @@ def rebuild_links(con: duckdb.DuckDBPyConnection) -> None:
     key_and_count(con)
 
 
+def under_memory_limit(con: duckdb.DuckDBPyConnection, limit: int, run: Callable[[], Any],
+                       undo: Callable[[], None] = lambda: None) -> Any:
+    """``run()`` with DuckDB held to ``limit`` bytes, so it evicts what it has written instead of caching it.
+
+    If the limit runs out, ``undo()`` and run once more without one: memory is a target, not a reason
+    to lose the work.
+    """
+    for cap in (limit, None):
+        try:
+            if cap:
+                con.execute(f"SET memory_limit = '{cap // 2**20}MB'")
+            return run()
+        except duckdb.OutOfMemoryException:
+            undo()
+            if cap is None:
+                raise
+        finally:
+            con.execute("RESET memory_limit")
+
+
 class SnapshotWriter:
     """Buffers one snapshot's rows and writes them inside a single transaction.
 
@@ -444,7 +464,7 @@ class SnapshotWriter:
         for name in self.STAGED:
             self.con.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM _repoaudit_stage.{name}_keyed")
 
-    STAGE_KEYING_MEMORY = "128MB"
+    STAGE_KEYING_MEMORY = 128 * 2**20
 
     def _key_stage(self) -> None:
         """Key the staged rows inside the stage database, outside the snapshot's transaction.
@@ -483,16 +503,8 @@ class SnapshotWriter:
                               + _with_keys(name, f"_repoaudit_stage.{name}",
                                            {"digest_keys": "_repoaudit_stage._keys"}))
         try:
-            aux.execute(f"SET memory_limit = '{self.STAGE_KEYING_MEMORY}'")
-            try:
-                for sql in statements:
-                    aux.execute(sql)
-            except duckdb.OutOfMemoryException:
-                aux.execute("RESET memory_limit")
-                for sql in statements:
-                    aux.execute(sql)
+            under_memory_limit(aux, self.STAGE_KEYING_MEMORY, lambda: [aux.execute(sql) for sql in statements])
         finally:
-            aux.execute("RESET memory_limit")
             aux.close()
 
     def commit(self, *, status: str, repository_count: int, tag_count: int,
@@ -508,23 +520,21 @@ class SnapshotWriter:
             manifest_count = self._finish(row)
         else:
             staged_bytes = self._attach_stage()
-            for limit in (max(self.COMMIT_MEMORY, self.COMMIT_MEMORY_PER_STAGE_BYTE * staged_bytes), None):
-                try:
-                    if limit:
-                        self.con.execute(f"SET memory_limit = '{limit // 2**20}MB'")
-                    self.con.execute("BEGIN TRANSACTION")
-                    self._open = True
-                    self._copy_stage()
-                    manifest_count = self._finish(row)
-                    break
-                except duckdb.OutOfMemoryException:
-                    if self._open:
-                        self._open = False
-                        self.con.execute("ROLLBACK")
-                    if not limit:
-                        raise
-                finally:
-                    self.con.execute("RESET memory_limit")
+
+            def copy_and_finish() -> int:
+                self.con.execute("BEGIN TRANSACTION")
+                self._open = True
+                self._copy_stage()
+                return self._finish(row)
+
+            def roll_back() -> None:
+                if self._open:
+                    self._open = False
+                    self.con.execute("ROLLBACK")
+
+            manifest_count = under_memory_limit(
+                self.con, max(self.COMMIT_MEMORY, self.COMMIT_MEMORY_PER_STAGE_BYTE * staged_bytes),
+                copy_and_finish, roll_back)
         self._close_stage()
         return manifest_count
 
