@@ -251,17 +251,22 @@ def assign_keys(con: duckdb.DuckDBPyConnection) -> None:
     Staged rows come in keyed (SnapshotWriter._key_stage) and new links too (copy_with_keys); this catches
     the rest: databases from before the keys, merges, in-memory databases. Only unkeyed rows are read.
     """
-    _key_names(con, {table: table for _, table, _, _ in _KEYED})
     by_table: dict[str, list[tuple[str, str]]] = {}
     for _, table, key, column in _KEYED:
         by_table.setdefault(table, []).append((key, column))
-    for table, columns in by_table.items():
-        unkeyed = " OR ".join(f"({key} IS NULL AND {column} IS NOT NULL)" for key, column in columns)
-        if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {unkeyed} LIMIT 1)").fetchone()[0]:
-            continue
+    unkeyed = {table: " OR ".join(f"({key} IS NULL AND {column} IS NOT NULL)" for key, column in columns)
+               for table, columns in by_table.items()}
+    # A commit usually leaves nothing unkeyed: a row probe per table saves reading every table's key columns.
+    unkeyed = {table: where for table, where in unkeyed.items()
+               if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT 1)").fetchone()[0]}
+    if not unkeyed:
+        return
+    _key_names(con, {table: table for table in unkeyed})
+    for table, where in unkeyed.items():
+        columns = by_table[table]
         # One pass per table, matched by rowid: joining the table itself again in UPDATE ... FROM is slower.
         sets = ", ".join(f"{key} = x.{key}" for key, _ in columns)
-        relation = f"(SELECT rowid AS row_id, * FROM {table} WHERE {unkeyed})"
+        relation = f"(SELECT rowid AS row_id, * FROM {table} WHERE {where})"
         con.execute(f"UPDATE {table} SET {sets} FROM ({_with_keys(table, relation)}) x WHERE {table}.rowid = x.row_id")
 
 
