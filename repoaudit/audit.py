@@ -21,6 +21,7 @@ from .config import ClientOptions, CollectOptions, Target, default_db_path, pars
 from .credentials import Credentials, resolve as resolve_credentials
 from .errors import ConfigError, QueryError, StoreError
 from .fluxconfig import CollectJob
+from .frames import fetch_frame
 from .progress import NullProgress, TqdmProgress
 from .queries import NamedQuery, get_query, load_queries
 from .retry import RetryPolicy
@@ -79,7 +80,7 @@ class Audit:
     def sql(self, text: str, params: dict | list | None = None) -> pd.DataFrame:
         """Run ad-hoc SQL and return a DataFrame."""
         try:
-            return self.con.execute(text, params).df() if params else self.con.execute(text).df()
+            return fetch_frame(self.con, text, params)
         except duckdb.Error as exc:
             raise QueryError(f"SQL failed: {str(exc).splitlines()[0]}") from None
 
@@ -98,7 +99,7 @@ class Audit:
         q = get_query(name)
         bound = q.bind(params)
         try:
-            return self.con.execute(q.sql, bound).df()
+            return fetch_frame(self.con, q.sql, bound)
         except duckdb.Error as exc:
             raise QueryError(f"query {name} failed: {str(exc).splitlines()[0]}") from None
 
@@ -139,7 +140,7 @@ class Audit:
         """A whole table or view by name (checked against the catalog, never pasted blindly)."""
         if name not in self.relations():
             raise QueryError(f"unknown table or view {name!r} (valid: {', '.join(self.relations())})")
-        return self.con.execute(f'SELECT * FROM "{name}"').df()
+        return fetch_frame(self.con, f'SELECT * FROM "{name}"')
 
     def export_csv(self, name: str, path: str | Path, **params: Any) -> int:
         """Write a table, view or named query to CSV; returns the row count."""

@@ -55,6 +55,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 from . import __version__
 from .errors import ConfigError, PolicyError, StoreError
 from .formatting import human_bytes
+from .frames import fetch_arrow
 from .policies import Condition, Pattern, Policy, TagSelector, load_policy
 from .store import utcnow
 
@@ -309,15 +310,6 @@ def _plain(value: Any) -> Any:
 
 
 # -- evaluation --------------------------------------------------------------------------------------
-
-
-def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
-    """A query's result as an Arrow table, without a copy through the DB-API cursor."""
-    relation = con.sql(sql)
-    # DuckDB 2 names it to_arrow_table; 1.x arrow().
-    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
-    table = fetch()
-    return table.read_all() if hasattr(table, "read_all") else table
 
 
 def _snapshots(con: duckdb.DuckDBPyConnection, registry: str | None, as_of: datetime | None) -> pd.DataFrame:
@@ -739,7 +731,7 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
             "by_repository": _GROUP_SQL.format(group="repository", group_name="repository"),
             "freed_blobs": _FREED_BLOBS_SQL if blobs else _NO_BLOBS_SQL,
         }
-        tables = {name: _arrow(con, sql) for name, sql in queries.items() if detail or name == "by_namespace"}
+        tables = {name: fetch_arrow(con, sql) for name, sql in queries.items() if detail or name == "by_namespace"}
         lap("results")
         warnings = _warnings(con, loaded, deployed_view)
     finally:
