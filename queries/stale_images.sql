@@ -12,15 +12,10 @@
 -- param: namespace VARCHAR = NULL | only this team namespace (first path component of the repository)
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
-), dated AS (
-    SELECT * FROM latest_image_push($registry, $namespace)
 ), ranked AS (
-    SELECT *,
-           date_diff('day', created, snapshot_at) AS age_days,
-           date_diff('day', pushed_at, snapshot_at) AS pushed_days,
-           row_number() OVER (PARTITION BY repository_key
-                              ORDER BY coalesce(created, first_seen) DESC, digest DESC) AS newest_rank
-    FROM dated
+    -- The latest images, dated and ranked, are kept at commit (latest_images).
+    SELECT *, date_diff('day', created, snapshot_at) AS age_days, date_diff('day', pushed_at, snapshot_at) AS pushed_days
+    FROM latest_image_push($registry, $namespace)
 ), stale AS (
     SELECT r.* FROM ranked r
     ANTI JOIN deployed_manifests d ON d.registry = r.registry AND d.repository = r.repository AND d.digest = r.digest
@@ -36,18 +31,13 @@ WITH ls AS (
 ), manifest_repos AS (
     -- Integers stand in for names and digests: min/max over millions of strings is the slow part.
     SELECT manifest_key, min(repository_key) AS lo, max(repository_key) AS hi FROM links GROUP BY manifest_key
-), one_manifest AS (
-    -- Blobs that a single manifest holds (the usual case), counted at commit.
-    SELECT blob_key, lo_manifest AS manifest_key, size FROM blob_refs
-    WHERE lo_manifest = hi_manifest AND registry IN (SELECT registry FROM ls)
 ), sole_bytes AS (
-    -- Blobs held by a single link (that manifest, from one repository): a stale image without children frees
-    -- exactly those it holds, so these need no count of distinct links per blob. Keyed by manifest alone: the
-    -- one repository holding it is the stale image's.
-    SELECT o.manifest_key, sum(o.size)::BIGINT AS unique_bytes
-    FROM one_manifest o JOIN manifest_repos mr ON mr.manifest_key = o.manifest_key
+    -- Blobs held by a single link (one manifest, from one repository; kept per manifest at commit): a stale
+    -- image without children frees exactly those it holds, so these need no count of distinct links per blob.
+    -- Keyed by manifest alone: the one repository holding it is the stale image's.
+    SELECT o.manifest_key, o.bytes AS unique_bytes
+    FROM manifest_sole_bytes o JOIN manifest_repos mr ON mr.manifest_key = o.manifest_key
     WHERE mr.lo = mr.hi
-    GROUP BY o.manifest_key
 ), index_units AS (
     SELECT * FROM stale s SEMI JOIN manifest_children c ON c.index_key = s.manifest_key
 ), unit_links AS (

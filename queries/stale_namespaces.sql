@@ -12,15 +12,11 @@
 -- param: registry VARCHAR = NULL | only this registry
 WITH ls AS (
     SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE $registry IS NULL OR registry = $registry
-), dated AS (
-    -- The stale test is the one of stale_images.
-    SELECT * FROM latest_image_push($registry, NULL)
 ), ranked AS (
+    -- The stale test is the one of stale_images, on the latest images kept at commit.
     SELECT *, split_part(repository, '/', 1) AS namespace,
-           date_diff('day', created, snapshot_at) AS age_days, date_diff('day', pushed_at, snapshot_at) AS pushed_days,
-           row_number() OVER (PARTITION BY repository_key ORDER BY coalesce(created, pushed_at) DESC,
-                              digest DESC) AS newest_rank
-    FROM dated
+           date_diff('day', created, snapshot_at) AS age_days, date_diff('day', pushed_at, snapshot_at) AS pushed_days
+    FROM latest_image_push($registry, NULL)
 ), flagged AS (
     SELECT r.*,
            (r.newest_rank > $keep_newest
@@ -58,19 +54,27 @@ WITH ls AS (
     FROM links l
     LEFT JOIN stale_links s ON s.repository_key = l.repository_key AND s.manifest_key = l.manifest_key
     GROUP BY l.manifest_key
+), qualifying AS MATERIALIZED (
+    -- Manifests whose links are all stale and in one namespace: only their blobs can be reclaimed.
+    SELECT manifest_key, lo AS nsid FROM manifest_links WHERE all_stale AND lo = hi
+), shared_candidates AS MATERIALIZED (
+    -- A blob several manifests hold can only be reclaimed when its lowest and highest holders qualify, in one
+    -- namespace. Two steps, materialized: joined in one, the planner may pair holders by namespace first.
+    SELECT c.blob_key FROM (
+        SELECT r.blob_key, r.hi_manifest, q.nsid FROM blob_refs r JOIN qualifying q ON q.manifest_key = r.lo_manifest
+        WHERE r.lo_manifest < r.hi_manifest AND r.registry IN (SELECT registry FROM ls)) c
+    JOIN qualifying q ON q.manifest_key = c.hi_manifest
+    WHERE q.nsid = c.nsid
 ), reclaim_blobs AS (
     -- Deleting a namespace's stale images frees a blob exactly when every link holding it is one of them
     -- (the same as counting the distinct links per blob, without counting them). Most blobs have a single
-    -- manifest holding them (blob_refs, counted at commit): only that manifest's links need a look.
-    SELECT r.blob_key, ml.lo AS nsid, r.size
-    FROM blob_refs r JOIN manifest_links ml ON ml.manifest_key = r.lo_manifest
-    WHERE r.lo_manifest = r.hi_manifest AND ml.all_stale AND ml.lo = ml.hi
-      AND r.registry IN (SELECT registry FROM ls)
+    -- manifest holding them: their bytes are kept per manifest at commit (manifest_sole_bytes).
+    SELECT q.nsid, o.bytes AS size
+    FROM manifest_sole_bytes o JOIN qualifying q ON q.manifest_key = o.manifest_key
     UNION ALL
-    SELECT b.blob_key, min(ml.lo), max(b.size)
+    SELECT min(ml.lo), max(b.size)
     FROM manifest_blob_keys b
-    SEMI JOIN (SELECT blob_key FROM blob_refs
-               WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry FROM ls)) m ON m.blob_key = b.blob_key
+    JOIN shared_candidates m ON m.blob_key = b.blob_key
     JOIN manifest_links ml ON ml.manifest_key = b.manifest_key
     GROUP BY b.blob_key
     HAVING bool_and(ml.all_stale) AND min(ml.lo) = max(ml.hi)
@@ -78,12 +82,22 @@ WITH ls AS (
     SELECT n.registry, n.namespace, sum(rb.size)::BIGINT AS stale_reclaimable_bytes
     FROM reclaim_blobs rb JOIN (SELECT DISTINCT registry, namespace, nsid FROM namespace_ids) n ON n.nsid = rb.nsid
     GROUP BY n.registry, n.namespace
-), reach AS (
-    SELECT DISTINCT n.nsid, b.blob_key, b.size
+), latest_ns AS (
+    SELECT DISTINCT lm.manifest_key, n.nsid
     FROM latest_manifests lm
     JOIN ls ON ls.registry = lm.registry
     JOIN namespace_ids n ON n.repository_key = lm.repository_key
-    JOIN manifest_blob_keys b ON b.manifest_key = lm.manifest_key
+), reach AS (
+    -- The blobs a namespace reaches, each once: those one manifest holds alone (manifest_sole_bytes) count once
+    -- in each namespace that has the manifest, so only shared blobs need distinct (namespace, blob) pairs.
+    SELECT ln.nsid, o.bytes AS size FROM latest_ns ln JOIN manifest_sole_bytes o ON o.manifest_key = ln.manifest_key
+    UNION ALL
+    SELECT nsid, size FROM (
+        SELECT DISTINCT ln.nsid, b.blob_key, b.size
+        FROM latest_ns ln
+        JOIN manifest_blob_keys b ON b.manifest_key = ln.manifest_key
+        JOIN (SELECT blob_key FROM blob_refs
+              WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry FROM ls)) m ON m.blob_key = b.blob_key)
 ), ns_bytes AS (
     SELECT n.registry, n.namespace, sum(r.size)::BIGINT AS unique_bytes
     FROM (SELECT nsid, sum(size) AS size FROM reach GROUP BY nsid) r

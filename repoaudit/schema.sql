@@ -777,3 +777,46 @@ CREATE TABLE blob_refs (
     hi_manifest  BIGINT NOT NULL
 );
 CREATE TABLE counted_manifests (manifest_key BIGINT NOT NULL);
+
+-- migration: 11 latest images and sole bytes kept at commit
+-- The staleness queries started with every image of the latest snapshots, its push time and its rank among
+-- the newest of its repository: a join of the links with the manifests and a sort of every image, at each
+-- query. A registry's latest images change only when one of its snapshots commits, so the commit stores
+-- them (repoaudit.store.refresh_latest_images), ranked. compute_latest_images is the definition.
+CREATE MACRO compute_latest_images(reg) AS TABLE
+WITH ls AS (
+    SELECT snapshot_id, registry, started_at FROM latest_snapshot WHERE reg IS NULL OR registry = reg
+), first_look AS (
+    SELECT r.registry, r.repository, min(s.started_at) AS first_look
+    FROM repositories r JOIN snapshots s ON s.snapshot_id = r.snapshot_id
+    WHERE s.status IN ('complete', 'partial') AND (reg IS NULL OR r.registry = reg)
+    GROUP BY r.registry, r.repository
+), dated AS (
+    SELECT l.registry, l.repository, l.digest, l.tags, ls.started_at AS snapshot_at, l.first_seen, l.manifest_key,
+           l.repository_key,
+           m.kind, m.artifact_type, m.created, coalesce(m.total_size, 0) AS size,
+           (l.first_seen <= fl.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created
+    FROM repository_links l
+    JOIN ls ON ls.snapshot_id = l.last_snapshot
+    LEFT JOIN manifests m ON m.manifest_key = l.manifest_key
+    LEFT JOIN first_look fl ON fl.registry = l.registry AND fl.repository = l.repository
+    WHERE l.tags IS NOT NULL
+)
+SELECT * EXCLUDE (from_created),
+       CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
+       CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source,
+       -- 1 is the newest image of its repository, by created (first seen when a config has none)
+       row_number() OVER (PARTITION BY registry, repository_key
+                          ORDER BY coalesce(created, first_seen) DESC, digest DESC) AS newest_rank
+FROM dated;
+CREATE TABLE latest_images AS SELECT * FROM compute_latest_images(NULL) LIMIT 0;
+CREATE OR REPLACE MACRO latest_image_push(reg, ns) AS TABLE
+SELECT * FROM latest_images
+WHERE (reg IS NULL OR registry = reg) AND (ns IS NULL OR split_part(repository, '/', 1) = ns);
+
+-- Per manifest, the bytes of the blobs it alone holds (blob_refs with one holder): what deleting that manifest,
+-- and nothing else, frees. A manifest that holds no blob alone has no row. Kept with blob_refs at commit.
+CREATE TABLE manifest_sole_bytes (
+    manifest_key  BIGINT NOT NULL,
+    bytes         BIGINT NOT NULL
+);

@@ -60,7 +60,7 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 # Migrations whose data step is Python shared with the snapshot writer: version -> function of this module.
-_AFTER_MIGRATION = {10: "key_and_count"}
+_AFTER_MIGRATION = {10: "assign_keys", 11: "refill_latest"}
 
 
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -275,6 +275,8 @@ def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
 
     Links are never removed and stored manifests never change, so counting each manifest once, the first
     time it has a manifests row and a link, keeps the table equal to a count over all reached manifests.
+    ``manifest_sole_bytes`` (migration 11) is recounted for the manifests whose blobs this changes: the new
+    ones, and those that held alone a blob a new one now shares.
     """
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _repoaudit_count AS
@@ -288,6 +290,12 @@ def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
         FROM manifest_blob_keys b SEMI JOIN _repoaudit_count n ON n.manifest_key = b.manifest_key
         GROUP BY b.blob_key""")
     con.execute("""
+        CREATE OR REPLACE TEMP TABLE _repoaudit_sole AS
+        SELECT manifest_key FROM _repoaudit_count
+        UNION
+        SELECT r.lo_manifest FROM blob_refs r SEMI JOIN _repoaudit_refs n ON n.blob_key = r.blob_key
+        WHERE r.lo_manifest = r.hi_manifest""")
+    con.execute("""
         UPDATE blob_refs AS r SET size = greatest(r.size, n.size), refs = r.refs + n.refs,
                                   lo_manifest = least(r.lo_manifest, n.lo_manifest),
                                   hi_manifest = greatest(r.hi_manifest, n.hi_manifest)
@@ -296,8 +304,23 @@ def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
         INSERT INTO blob_refs BY NAME
         SELECT n.* FROM _repoaudit_refs n ANTI JOIN blob_refs r ON r.blob_key = n.blob_key""")
     con.execute("INSERT INTO counted_manifests SELECT manifest_key FROM _repoaudit_count")
-    con.execute("DROP TABLE _repoaudit_count")
-    con.execute("DROP TABLE _repoaudit_refs")
+    con.execute("DELETE FROM manifest_sole_bytes WHERE manifest_key IN (SELECT manifest_key FROM _repoaudit_sole)")
+    con.execute("""
+        INSERT INTO manifest_sole_bytes
+        SELECT r.lo_manifest, sum(r.size) FROM blob_refs r SEMI JOIN _repoaudit_sole s ON s.manifest_key = r.lo_manifest
+        WHERE r.lo_manifest = r.hi_manifest AND r.size IS NOT NULL
+        GROUP BY r.lo_manifest""")
+    for table in ("_repoaudit_count", "_repoaudit_refs", "_repoaudit_sole"):
+        con.execute(f"DROP TABLE {table}")
+
+
+def refresh_latest_images(con: duckdb.DuckDBPyConnection, registry: str | None = None) -> None:
+    """Recompute ``latest_images`` (schema migration 11) for one registry, or all of them."""
+    if registry is None:
+        con.execute("DELETE FROM latest_images")
+    else:
+        con.execute("DELETE FROM latest_images WHERE registry = ?", [registry])
+    con.execute("INSERT INTO latest_images BY NAME SELECT * FROM compute_latest_images(?)", [registry])
 
 
 def key_and_count(con: duckdb.DuckDBPyConnection) -> None:
@@ -306,19 +329,36 @@ def key_and_count(con: duckdb.DuckDBPyConnection) -> None:
     count_blob_refs(con)
 
 
+def refill_latest(con: duckdb.DuckDBPyConnection) -> None:
+    """Count blob references (migration 10), then fill the tables migration 11 adds."""
+    count_blob_refs(con)
+    con.execute("DELETE FROM manifest_sole_bytes")
+    con.execute("""
+        INSERT INTO manifest_sole_bytes
+        SELECT lo_manifest, sum(size) FROM blob_refs WHERE lo_manifest = hi_manifest AND size IS NOT NULL
+        GROUP BY lo_manifest""")
+    refresh_latest_images(con)
+
+
 def maintain(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
-    """What a commit keeps besides the rows themselves: the snapshot's links, keys, blob references."""
+    """What a commit keeps besides the rows themselves: the snapshot's links, keys, blob references, and its
+    registry's latest images."""
     fold_links(con, snapshot_id)
     key_and_count(con)
+    registry = con.execute("SELECT registry FROM snapshots WHERE snapshot_id = ?", [int(snapshot_id)]).fetchone()[0]
+    refresh_latest_images(con, registry)
 
 
 def rebuild_links(con: duckdb.DuckDBPyConnection) -> None:
-    """Recompute ``repository_links``, keys and blob references from every snapshot: for plain-SQL databases."""
+    """Recompute ``repository_links``, keys, blob references and latest images from every snapshot: for
+    plain-SQL databases."""
     con.execute("DELETE FROM repository_links")
     con.execute("INSERT INTO repository_links BY NAME SELECT * FROM links_reached(NULL)")
     con.execute("DELETE FROM blob_refs")
     con.execute("DELETE FROM counted_manifests")
+    con.execute("DELETE FROM manifest_sole_bytes")
     key_and_count(con)
+    refresh_latest_images(con)
 
 
 def under_memory_limit(con: duckdb.DuckDBPyConnection, limit: int, run: Callable[[], Any],

@@ -1,4 +1,4 @@
-"""The tables a commit keeps (repository_links, digest and repository keys, blob_refs) equal a recount.
+"""The tables a commit keeps (repository_links, keys, blob_refs, manifest_sole_bytes, latest_images) equal a recount.
 
 The snapshot writer folds each snapshot into them as it commits (repoaudit.store.maintain);
 rebuild_links recomputes them from every snapshot. Both must agree, whatever the order
@@ -33,6 +33,10 @@ def kept(con: duckdb.DuckDBPyConnection) -> dict[str, set]:
             JOIN digest_keys lo ON lo.key = r.lo_manifest JOIN digest_keys hi ON hi.key = r.hi_manifest""")),
         "counted": _rows(con.execute("""
             SELECT k.digest FROM counted_manifests c JOIN digest_keys k ON k.key = c.manifest_key""")),
+        "sole_bytes": _rows(con.execute("""
+            SELECT k.digest, s.bytes FROM manifest_sole_bytes s JOIN digest_keys k ON k.key = s.manifest_key""")),
+        "latest_images": _rows(con.execute("""
+            SELECT * EXCLUDE (manifest_key, repository_key) FROM latest_images""")),
     }
 
 
@@ -111,11 +115,16 @@ def test_snapshots_folded_out_of_order_equal_a_recount(tmp_path):
     assert links[("app", b)][7] == ("1",) and links[("app", idx)][7] == ("multi",)
     # The late manifest is reached but not stored: no blob references yet; stored later, they are counted.
     assert late not in {d for (d,) in kept(con)["counted"]}
-    _snapshot(con, datetime(2026, 4, 1), [("app", "1", b)], {late: [(shared, 7)]})
+    # Each stored manifest holds its own bytes (500) and config (100) alone, b also b-own until late shares it.
+    assert dict(kept(con)["sole_bytes"]) == {a: 600, b: 603}
+    _snapshot(con, datetime(2026, 4, 1), [("app", "1", b)], {late: [(shared, 7), (_digest("b-own"), 3)]})
     state = kept(con)
     assert (late,) in state["counted"]
     refs = {r[1]: r for r in state["blob_refs"]}
-    assert refs[shared][3] == 3 and refs[_digest("b-own")][3] == 1     # a, b and late; b alone
+    assert refs[shared][3] == 3 and refs[_digest("b-own")][3] == 2     # a, b and late; b and late
+    assert dict(state["sole_bytes"]) == {a: 600, b: 600, late: 600}
+    # Only app:1 is tagged in the newest snapshot: one latest image, the newest of its repository.
+    assert {(r[0], r[1], r[2], r[-1]) for r in state["latest_images"]} == {(REG, "app", b, 1)}
     assert mismatched_keys(con) == 0
     rebuild_links(con)
     assert kept(con) == state
