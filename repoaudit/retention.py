@@ -112,14 +112,21 @@ def _ts(by: str) -> str:
     return "created_or_pushed" if by == "created" else "pushed_at"
 
 
-def _condition_sql(cond: Condition, sel_column: str, params: _Params) -> str:
+def _condition_sql(cond: Condition, sel_column: str, params: _Params, tops: list[str]) -> str:
+    """The condition as a column expression; "most recent N" adds its top-N set to ``tops`` (CTE definitions)."""
     if cond.kind == "always":
         expr = "true"
     elif cond.kind == "most_recent":
-        ts = _ts(cond.by)
-        # Ties (images first seen by the same snapshot) go to the newer build, then to a stable digest order.
-        expr = (f"(row_number() OVER (PARTITION BY rkey, {sel_column} "
-                f"ORDER BY {ts} DESC, created DESC NULLS LAST, digest DESC) <= {params(cond.count)})")
+        # The newest N of each repository among the images the rule selects, by a top-N aggregate rather than a
+        # window, which would sort every image. Ties (images first seen by the same snapshot) go to the newer
+        # build (no created: oldest), then to the greater digest.
+        name, count = f"top{len(tops)}", params(cond.count)
+        tops.append(f"""{name} AS (
+    SELECT unnest(list_slice(arg_max(link_id, ({_ts(cond.by)}, coalesce(created, '-infinity'::TIMESTAMP), digest),
+                                     greatest({count}, 1)), 1, {count})) AS link_id
+    FROM sel WHERE {sel_column} GROUP BY rkey
+)""")
+        expr = f"(link_id IN (SELECT link_id FROM {name}))"
     elif cond.kind == "newer_than":
         expr = f"({_ts(cond.by)} > as_of - to_seconds({params(float(cond.seconds))}::DOUBLE))"
     elif cond.kind == "older_than":
@@ -136,11 +143,11 @@ def _condition_sql(cond: Condition, sel_column: str, params: _Params) -> str:
 
 
 def _policy_sql(policy: Policy, params: _Params) -> str:
-    sel_cols, fire_cols = [], []
+    sel_cols, fire_cols, tops = [], [], []
     for i, rule in enumerate(policy.rules):
         parts = [f"r{i}"] + [_tag_selector_sql(s, params) for s in rule.tags]
         sel_cols.append(f"({' AND '.join(parts)}) AS s{i}")
-        conds = [_condition_sql(c, f"s{i}", params) for c in rule.conditions] or ["true"]
+        conds = [_condition_sql(c, f"s{i}", params, tops) for c in rule.conditions] or ["true"]
         fire_cols.append(f"(s{i} AND {' AND '.join(conds)}) AS f{i}")
     keeps = [f"f{i}" for i, r in enumerate(policy.rules) if r.action == "keep"]
     deletes = [i for i, r in enumerate(policy.rules) if r.action == "delete"]
@@ -158,7 +165,7 @@ def _policy_sql(policy: Policy, params: _Params) -> str:
     else:  # pragma: no cover
         raise PolicyError(f"policy {policy.name}: unknown mode {policy.mode!r}")
     rule_flags = ", ".join(f"rp.r{i}" for i in range(len(policy.rules)))
-    # Only the columns rules read (digest breaks ties in "most recent"): window functions sort whole rows.
+    # Only the columns rules read (digest breaks ties in "most recent").
     return f"""
 WITH base AS (
     SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.created_or_pushed,
@@ -168,7 +175,7 @@ WITH base AS (
     WHERE i.eligible AND rp.in_plan
 ), sel AS (
     SELECT *{''.join(', ' + c for c in sel_cols)} FROM base
-), fire AS (
+){''.join(', ' + t for t in tops)}, fire AS (
     SELECT *{''.join(', ' + c for c in fire_cols)} FROM sel
 )
 SELECT link_id, {rule_index} AS rule_index
@@ -415,14 +422,10 @@ CREATE OR REPLACE TEMP TABLE _ra_mlinks AS
 SELECT mkey, count(*) AS links FROM _ra_links GROUP BY mkey""")
     # References per blob come from manifests some link reached (blob_refs, counted at commit): a manifest no
     # snapshot reached (a partial run's leftovers) is no revision of any repository. Most blobs have a single
-    # manifest holding them and go when it goes, so their bytes are summed per manifest once (_ra_sole); only
-    # the blobs several manifests hold are counted reference by reference (_ra_shared_refs), where a
-    # manifest naming a blob twice counts twice on both sides of the "every reference is gone" test.
-    con.execute("""
-CREATE OR REPLACE TEMP TABLE _ra_sole AS
-SELECT lo_manifest AS mkey, sum(size)::BIGINT AS size
-FROM blob_refs WHERE lo_manifest = hi_manifest AND registry IN (SELECT registry FROM _ra_snap)
-GROUP BY lo_manifest""")
+    # manifest holding them and go when it goes: their bytes are kept summed per manifest (manifest_sole_bytes,
+    # keyed by mkey); only the blobs several manifests hold are counted reference by reference
+    # (_ra_shared_refs), where a manifest naming a blob twice counts twice on both sides of the "every
+    # reference is gone" test.
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_shared_refs AS
 SELECT blob_key AS bkey, refs, size
@@ -497,8 +500,8 @@ SEMI JOIN _ra_shared_refs r ON r.bkey = b.blob_key
 JOIN _ra_gone g ON g.mkey = b.manifest_key""")
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_freed AS
-SELECT g.policy, -g.mkey AS bkey, s.size
-FROM _ra_gone g JOIN _ra_sole s ON s.mkey = g.mkey
+SELECT g.policy, -g.mkey AS bkey, s.bytes AS size
+FROM _ra_gone g JOIN manifest_sole_bytes s ON s.manifest_key = g.mkey
 UNION ALL
 SELECT x.policy, x.bkey, x.size
 FROM (SELECT policy, bkey, any_value(size) AS size, count(*) AS n FROM _ra_gone_blobs GROUP BY policy, bkey) x
@@ -507,10 +510,10 @@ WHERE x.n = r.refs""")
     # Which deleted links reference each freed blob: for the per-group and per-candidate shares.
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_freed_links AS
-SELECT d.policy, d.link_id, d.rkey, -d.mkey AS bkey, s.size
+SELECT d.policy, d.link_id, d.rkey, -d.mkey AS bkey, s.bytes AS size
 FROM _ra_deleted d
 SEMI JOIN _ra_gone g ON g.policy = d.policy AND g.mkey = d.mkey
-JOIN _ra_sole s ON s.mkey = d.mkey
+JOIN manifest_sole_bytes s ON s.manifest_key = d.mkey
 UNION ALL
 SELECT DISTINCT d.policy, d.link_id, d.rkey, f.bkey, f.size
 FROM _ra_gone_blobs gb
@@ -658,7 +661,7 @@ GROUP BY ALL ORDER BY ALL""").fetchall()
 
 
 _TEMP_TABLES = ("_ra_snap", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_images", "_ra_mlinks",
-                "_ra_sole", "_ra_shared_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs", "_ra_freed",
+                "_ra_shared_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs", "_ra_freed",
                 "_ra_freed_links", "_ra_policy_names", "_ra_rule_labels")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -350,3 +351,35 @@ def test_demo_whatif_of_the_example_policies(demo_db):
     assert frame["reclaimable_bytes"].nunique() == 4
     text = whatif_table(frame)
     assert "reclaimable bytes" in text and "native-keep-releases" in text
+
+
+@pytest.mark.parametrize("count, kept", [(0, set()), (1, {"B"}), (2, {"B", "C"}), (3, {"B", "C", "A"}),
+                                         (4, {"B", "C", "A", "E"}), (9, {"A", "B", "C", "D", "E"})])
+def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
+    """"Most recent N" ranks by the rule's time, then created (none: last), then the greater digest.
+
+    B is newest by created-or-pushed (no created: pushed). A, C and E share a created-or-pushed time:
+    A and C also share created, so C's greater digest wins; E has no created and comes after both.
+    """
+    from repoaudit.policies import load_policy
+    from repoaudit.retention import _Params, _policy_sql
+
+    con = duckdb.connect()
+    con.execute("""
+        CREATE TEMP TABLE _ra_images AS
+        SELECT * REPLACE (coalesce(created, pushed_at) AS created_or_pushed) FROM (VALUES
+            (1, 'A', 'sha256:aa', TIMESTAMP '2024-01-03', TIMESTAMP '2024-02-01'),
+            (2, 'B', 'sha256:bb', NULL, TIMESTAMP '2024-03-01'),
+            (3, 'C', 'sha256:cc', TIMESTAMP '2024-01-03', TIMESTAMP '2024-02-01'),
+            (4, 'D', 'sha256:dd', TIMESTAMP '2024-01-02', TIMESTAMP '2024-02-01'),
+            (5, 'E', 'sha256:ee', NULL, TIMESTAMP '2024-01-03')
+        ) t(link_id, name, digest, created, pushed_at),
+        LATERAL (SELECT 7 AS rkey, link_id AS mkey, ['t'] AS tags, true AS tagged, NULL::TIMESTAMP AS created_or_pushed,
+                        TIMESTAMP '2024-06-01' AS as_of, false AS deployed, true AS eligible)""")
+    con.execute("CREATE TEMP TABLE _ra_repos AS SELECT 7 AS rkey, true AS in_plan, true AS in_scope, true AS r0")
+    policy = load_policy({"name": "recent", "rules": [{"name": "r", "keep": {"most_recent": count, "by": "created"}}]})
+    params = _Params()
+    sql = _policy_sql(policy, params)
+    candidates = {r[0] for r in con.execute(f"SELECT i.name FROM ({sql}) c JOIN _ra_images i USING (link_id)",
+                                            params.values).fetchall()}
+    assert candidates == {"A", "B", "C", "D", "E"} - kept
