@@ -276,8 +276,8 @@ def export(name, db, csv_path, parquet_dir, overwrite, params):
 @main.command()
 @click.option("--dir", "directory", default="data/demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Where to write the demo estate.")
-@click.option("--db", "db", default="data/demo/repoaudit-demo.duckdb", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="Demo database (recreated).")
+@click.option("--db", "db", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Demo database (recreated).  [default: DIR/repoaudit-demo.duckdb]")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @fail_cleanly
 def demo(directory, db, no_progress):

@@ -118,3 +118,15 @@ def test_every_command_has_help(cli):
     for command in main.commands:
         result = cli(command, "--help")
         assert result.exit_code == 0 and "Usage:" in result.stdout
+
+
+def test_demo_writes_its_database_under_dir(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a stray default path would land here, under data/demo
+    out = tmp_path / "elsewhere"
+    result = cli("demo", "--dir", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert (out / "repoaudit-demo.duckdb").is_file() and (out / "report.html").is_file()
+    assert not (tmp_path / "data").exists()
+    assert f"--db {out / 'repoaudit-demo.duckdb'}" in result.output
+    with repoaudit.open(out / "repoaudit-demo.duckdb", read_only=True) as audit:
+        assert len(audit.snapshots()) == 3
