@@ -820,3 +820,43 @@ CREATE TABLE manifest_sole_bytes (
     manifest_key  BIGINT NOT NULL,
     bytes         BIGINT NOT NULL
 );
+
+-- migration: 12 workload images from the kept links
+-- workload_images (migration 2) with the same answers, cheaper: whether a snapshot reached a manifest in the
+-- workload's repository comes from repository_links (a failed snapshot keeps no tags, so the links hold every
+-- reach) instead of a distinct over every snapshot's tags, and a tag resolves against the latest snapshots'
+-- tags without their manifests. Every risk query starts here, and paid for both even with no workloads.
+CREATE OR REPLACE VIEW workload_images AS
+WITH by_config AS (
+    SELECT * EXCLUDE (rn) FROM (
+        SELECT w.snapshot_id, w.namespace, w.pod, w.container, w.init, m.digest,
+               row_number() OVER (PARTITION BY w.snapshot_id, w.namespace, w.pod, w.container, w.init
+                                  ORDER BY (r.digest IS NOT NULL) DESC, (m.registry = w.registry) DESC NULLS LAST,
+                                           m.digest, m.registry) AS rn
+        FROM current_workloads w
+        JOIN manifests m ON m.config_digest = w.config_digest
+        LEFT JOIN repository_links r ON r.registry = m.registry AND r.digest = m.digest
+                                    AND r.registry = w.registry AND r.repository = w.repository
+        WHERE w.image_digest IS NULL
+    ) WHERE rn = 1
+), by_tag AS (
+    SELECT w.snapshot_id, w.namespace, w.pod, w.container, w.init, t.digest
+    FROM current_workloads w
+    JOIN tags t ON t.registry = w.registry AND t.repository = w.repository AND t.tag = w.tag
+    JOIN latest_snapshot ls ON ls.snapshot_id = t.snapshot_id
+    WHERE w.image_digest IS NULL AND w.config_digest IS NULL
+)
+SELECT w.*,
+       coalesce(w.image_digest, c.digest, t.digest) AS digest,
+       CASE WHEN w.image_digest IS NOT NULL THEN w.resolved_by
+            WHEN c.digest IS NOT NULL THEN 'image-id'
+            WHEN t.digest IS NOT NULL THEN 'registry-tag'
+            WHEN w.config_digest IS NOT NULL THEN 'image-id-unmatched'
+            ELSE 'unresolved' END AS digest_source
+FROM current_workloads w
+LEFT JOIN by_config c ON c.snapshot_id = w.snapshot_id AND c.namespace IS NOT DISTINCT FROM w.namespace
+                     AND c.pod IS NOT DISTINCT FROM w.pod AND c.container IS NOT DISTINCT FROM w.container
+                     AND c.init = w.init
+LEFT JOIN by_tag t ON t.snapshot_id = w.snapshot_id AND t.namespace IS NOT DISTINCT FROM w.namespace
+                  AND t.pod IS NOT DISTINCT FROM w.pod AND t.container IS NOT DISTINCT FROM w.container
+                  AND t.init = w.init;
