@@ -8,9 +8,12 @@ dependency layer shared by ten builds, three layers of its own), multi-arch
 indexes in every tenth repository, floating tags (``latest``, ``stable``,
 ``prod``, ``dev``) that move every snapshot, a rollback of ``stable`` in every
 hundredth repository, old version tags deleted (orphaned manifests), and one
-repository in a thousand failing in the middle snapshot. Each snapshot is then
-folded into the tables a commit keeps (links, keys, blob references), timed, as
-the snapshot writer does. It then times every named query in ``queries/`` with
+repository in a thousand failing in the middle snapshot; for the risk queries, a
+cluster's pods in every other repository (15,000 containers, known by digest, by
+image ID or only by tag) and scans of the ten newest images of every repository
+(100,000 scans, 2M findings). Each snapshot is then folded into the tables a
+commit keeps (links, keys, blob references, latest images), timed, as the
+snapshot writer does. It then times every named query in ``queries/`` with
 its default parameters (executed and fetched into a DataFrame, as ``repoaudit
 query`` does), and for each policy in ``data/policies/`` the what-if table
 ``repoaudit retention plan`` prints, the full plan (every candidate) and the plan
@@ -170,6 +173,7 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
     con.execute("""
         UPDATE snapshots s SET tag_count = c.n
         FROM (SELECT snapshot_id, count(*) AS n FROM tags GROUP BY 1) c WHERE c.snapshot_id = s.snapshot_id""")
+    add_risk(con, repos, snapshots)
     fold_seconds = []
     for (snapshot_id,) in con.execute("SELECT snapshot_id FROM snapshots ORDER BY started_at").fetchall():
         # What SnapshotWriter.commit stores, so the queries read what a collection leaves.
@@ -180,12 +184,67 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
         fold_seconds.append(time.perf_counter() - started)
     print(f"links and keys kept at commit: {', '.join(f'{s:.2f}s' for s in fold_seconds)} per snapshot")
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-              for t in ("snapshots", "repositories", "tags", "manifests", "layers", "manifest_children")}
+              for t in ("snapshots", "repositories", "tags", "manifests", "layers", "manifest_children", "workloads",
+                        "scans", "vulnerabilities")}
     counts["tags in the latest snapshot"] = con.execute(
         "SELECT count(*) FROM tags WHERE snapshot_id = (SELECT max(snapshot_id) FROM snapshots)").fetchone()[0]
     con.execute("CHECKPOINT")
     con.close()
     return counts
+
+
+def add_risk(con, repos: int, snapshots: int) -> None:
+    """What runs and what scanners found, so the risk queries have work: a cluster's pod listing and Trivy-like
+    scans of the ten newest images of every repository, twenty findings each (before the last snapshot, three
+    of them newer)."""
+    p = {"reg": REGISTRY, "repos": repos, "snaps": snapshots, "visible": VISIBLE, "step": STEP}
+    newest = "($visible - 1) + $step * ($snaps - 1)"
+    con.execute("""
+        INSERT INTO workload_snapshots VALUES (1, 'prod', '["bench"]', 'bench', TIMESTAMP '2026-01-19 07:00', NULL,
+                                               NULL)""")
+    # Three pods in every other repository, running its 'prod' image: most known by the digest in their status,
+    # a fifth only by image ID (a bare config digest), a fifth only by tag (no status yet).
+    con.execute(f"""
+        INSERT INTO workloads
+        SELECT 1, 'prod', 'ns' || (r.range % 50), 'svc' || r.range || '-' || k.range, 'ReplicaSet',
+               'svc' || r.range, 'app', false,
+               $reg || '/team' || (r.range % 50) || '/svc' || r.range || ':prod', 'prod', $reg,
+               'team' || (r.range % 50) || '/svc' || r.range,
+               CASE WHEN r.range % 10 IN (2, 6, 8) THEN img.digest END,
+               CASE WHEN r.range % 10 = 0 THEN img.config_digest END,
+               CASE WHEN r.range % 10 IN (2, 6, 8) THEN 'status-repo-digest'
+                    WHEN r.range % 10 = 0 THEN 'status-image-id' ELSE 'unresolved' END,
+               false, CASE WHEN r.range % 10 = 4 AND k.range = 2 THEN 'Pending' ELSE 'Running' END,
+               TIMESTAMP '2026-01-19 07:00'
+        FROM range(0, $repos, 2) r, range(3) k, img
+        WHERE img.r = r.range AND img.i = {newest} - 5""", {k: p[k] for k in ("reg", "repos", "snaps", "visible", "step")})
+    con.execute("UPDATE workload_snapshots SET pod_count = (SELECT count(*) FROM workloads), "
+                "container_count = (SELECT count(*) FROM workloads)")
+    con.execute(f"""
+        CREATE TEMP TABLE scanned AS
+        SELECT row_number() OVER (ORDER BY img.r, img.i) AS scan_id, img.*,
+               TIMESTAMP '2026-01-19 03:00' - to_days(({newest} - img.i)::INTEGER) AS scanned_at
+        FROM img WHERE img.i > {newest} - 10""", {k: p[k] for k in ("snaps", "visible", "step")})
+    con.execute("""
+        INSERT INTO scans
+        SELECT scan_id, 'trivy', '0.58.1', 'trivy', NULL, scanned_at, $reg || '/team' || (r % 50) || '/svc' || r,
+               $reg || '/team' || (r % 50) || '/svc' || r, digest, config_digest, $reg,
+               'team' || (r % 50) || '/svc' || r, 'debian', '12.8', false, 20, 'bench/' || scan_id || '.json',
+               md5('scan/' || scan_id) || md5('scan#' || scan_id), TIMESTAMP '2026-01-19 07:00'
+        FROM scanned""", {"reg": REGISTRY})
+    con.execute("SELECT setval('scan_id_seq', (SELECT max(scan_id) FROM scans))")
+    # CVE ids drawn from a pool of 5,000 so images share them; the three of the newest builds are new ones.
+    con.execute(f"""
+        INSERT INTO vulnerabilities
+        SELECT s.scan_id,
+               'CVE-2025-' || CASE WHEN f.range >= 17 AND s.i > {newest} - $step THEN 90000 + (s.r * 3 + f.range) % 997
+                                   ELSE 10000 + (s.r * 7 + s.i * 13 + f.range * 31) % 5000 END,
+               'pkg' || f.range, 'debian', '1.' || f.range, CASE WHEN f.range % 3 = 0 THEN '1.' || f.range || '+1' END,
+               CASE WHEN f.range % 3 = 0 THEN 'fixed' ELSE 'affected' END,
+               ['CRITICAL', 'HIGH', 'HIGH', 'MEDIUM', 'MEDIUM', 'MEDIUM', 'LOW', 'LOW', 'LOW', 'UNKNOWN'][f.range % 10 + 1],
+               (10 - f.range % 10)::DOUBLE, NULL, 'nvd', TIMESTAMP '2025-06-01' + to_days(f.range::INTEGER), NULL,
+               f.range % 50 = 0, 'debian 12.8', 'os-pkgs'
+        FROM scanned s, range(20) f""", {k: p[k] for k in ("snaps", "visible", "step")})
 
 
 def _cpu() -> float:
