@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -114,6 +115,11 @@ class RegistryClient:
             try:
                 async with self._semaphore:
                     response = await self._http.request(method, url, headers=headers, params=params)
+            except ssl.SSLError as exc:
+                # A TLS alert after the handshake (TLS 1.3 sends a refused client certificate that way)
+                # escapes httpx's mapping; no retry mends a certificate.
+                raise RegistryUnreachable(f"cannot reach {self.target.url}: {_describe_tls(exc)}",
+                                          registry=self.name, repository=repository) from None
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 if attempt >= policy.attempts or isinstance(exc, httpx.UnsupportedProtocol):
                     raise RegistryUnreachable(f"cannot reach {self.target.url}: {_describe(exc, self.target.url)}",
@@ -210,6 +216,13 @@ class RegistryClient:
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
         await self._request("DELETE", f"/v2/{repository}/manifests/{digest}", what="delete", repository=repository)
+
+
+def _describe_tls(exc: ssl.SSLError) -> str:
+    text = f"SSLError: {exc.reason or exc}"
+    if exc.reason in ("SSLV3_ALERT_BAD_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+        text += " (the registry wants a client certificate it trusts: --cert and --key)"
+    return text
 
 
 def _describe(exc: Exception, target_url: str) -> str:

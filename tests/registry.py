@@ -25,6 +25,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -117,6 +118,8 @@ class RegistryServer:
         htpasswd: dict[str, str] | None = None,
         token: dict | None = None,
         tls: tuple[Path, Path] | None = None,
+        client_ca: Path | None = None,
+        probe_cert: tuple[Path, Path] | None = None,
         delete: bool = True,
         extra: dict | None = None,
     ) -> None:
@@ -127,6 +130,10 @@ class RegistryServer:
         self.htpasswd = dict(htpasswd) if htpasswd is not None else None
         self.token = dict(token) if token is not None else None
         self.tls = (Path(tls[0]), Path(tls[1])) if tls is not None else None
+        # client_ca: Distribution then requires a client certificate that CA signed (mutual TLS);
+        # probe_cert is the one its readiness probe presents.
+        self.client_ca = Path(client_ca) if client_ca is not None else None
+        self.probe_cert = (str(probe_cert[0]), str(probe_cert[1])) if probe_cert is not None else None
         self.delete = delete
         self.extra = dict(extra or {})
 
@@ -191,6 +198,8 @@ class RegistryServer:
         }
         if self.tls is not None:
             config["http"]["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}
+            if self.client_ca is not None:
+                config["http"]["tls"]["clientcas"] = [str(self.client_ca)]
         if self.htpasswd is not None:
             config["auth"] = {"htpasswd": {"realm": "repoaudit-test", "path": str(self.htpasswd_path)}}
         if self.token is not None:
@@ -239,7 +248,8 @@ class RegistryServer:
         deadline = time.monotonic() + START_TIMEOUT
         # verify=False: with tls= the certificate is usually self-signed for the test;
         # this probe only asks "is it up", clients under test verify on their own.
-        with httpx.Client(verify=False, timeout=1.0, headers={"User-Agent": PROBE_USER_AGENT}) as probe:
+        with httpx.Client(verify=self._probe_context(), timeout=1.0,
+                          headers={"User-Agent": PROBE_USER_AGENT}) as probe:
             while True:
                 code = self._process.poll()
                 if code is not None:
@@ -261,6 +271,15 @@ class RegistryServer:
                         f"log tail:\n{self._log_tail()}"
                     )
                 time.sleep(0.05)
+
+    def _probe_context(self) -> ssl.SSLContext | bool:
+        if self.probe_cert is None:
+            return False
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.load_cert_chain(*self.probe_cert)
+        return context
 
     def stop(self) -> None:
         process, self._process = self._process, None

@@ -221,3 +221,31 @@ def test_registry_without_catalog(tmp_path):
 
 def test_url_or_file_not_both(run, tmp_path):
     assert "give a registry URL or -f FILE" in one_line(run("collect", "--no-progress"))
+
+
+def test_mutual_tls_needs_the_client_certificate(run, tmp_path):
+    """A registry that requires client certificates (Distribution's http.tls.clientcas): --cert/--key."""
+    pki = make_pki(tmp_path / "pki")
+    client = (pki.client_cert, pki.client_key)
+    server = RegistryServer(tmp_path / "registry", tls=pki.server, client_ca=pki.ca_cert, probe_cert=client)
+    server.start()
+    try:
+        trust = ssl.create_default_context(cafile=str(pki.ca_cert))
+        trust.load_cert_chain(*client)
+        with Pusher(server.url, verify=trust) as pusher:
+            pusher.push_image("team/app", ["1", "2"], layers=[layer_bytes("mtls", 300)])
+        line = one_line(run("collect", server.url, "--ca-file", pki.ca_cert, "--no-progress"))
+        assert "cannot reach" in line and server.host in line and "client certificate" in line, line
+        half = one_line(run("collect", server.url, "--ca-file", pki.ca_cert, "--cert", pki.client_cert,
+                            "--no-progress"))
+        assert "--cert" in half and "--key" in half
+        ok = run("collect", server.url, "--ca-file", pki.ca_cert, "--cert", pki.client_cert,
+                 "--key", pki.client_key, "--no-progress")
+        assert ok.exit_code == 0, ok.output
+        assert "tags 2" in ok.stdout
+        # Only the failed attempts' snapshots are failed ones; the key never reaches the database.
+        snapshots = json.loads(run("snapshots", "--format", "json").stdout)
+        assert [s["status"] for s in snapshots][0] == "complete"
+        assert_no_secrets(run, pki.client_key.read_text().splitlines()[1])
+    finally:
+        server.stop()
