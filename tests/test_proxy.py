@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import select
+import socket
+import ssl
 import threading
 import urllib.request
 
@@ -17,15 +20,17 @@ import pytest
 from click.testing import CliRunner
 
 import repoaudit
-from pusher import layer_bytes
+from pusher import Pusher, layer_bytes
+from registry import RegistryServer
 from repoaudit.cli import main
 from repoaudit.exports import base_tables
+from tokenserver import make_pki
 
 PROXY_USER, PROXY_PASSWORD = "egress", "proxy-pass-never-stored"
 
 
 class ForwardingProxy(http.server.ThreadingHTTPServer):
-    """Plain-HTTP forward proxy: absolute-URI requests in, the same request to the origin out."""
+    """Forward proxy: absolute-URI requests relayed to an HTTP origin, CONNECT tunnels to an HTTPS one."""
 
     def __init__(self):
         self.forwarded: list[str] = []
@@ -44,16 +49,44 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
         pass
 
-    def _relay(self):
+    def _authorized(self) -> bool:
         expected = "Basic " + base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
-        if self.headers.get("Proxy-Authorization") != expected:
-            self.server.refused += 1
-            self.send_response(407)
-            self.send_header("Proxy-Authenticate", 'Basic realm="egress"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+        if self.headers.get("Proxy-Authorization") == expected:
+            self.server.forwarded.append(f"{self.command} {self.path}")
+            return True
+        self.server.refused += 1
+        self.send_response(407)
+        self.send_header("Proxy-Authenticate", 'Basic realm="egress"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
+
+    def do_CONNECT(self):
+        """An HTTPS origin: a byte tunnel to host:port; TLS runs end to end through it."""
+        if not self._authorized():
             return
-        self.server.forwarded.append(f"{self.command} {self.path}")
+        host, port = self.path.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)), timeout=30)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+        ends = [self.connection, upstream]
+        try:
+            while True:
+                readable, _, broken = select.select(ends, [], ends, 30)
+                if broken or not readable:
+                    return
+                for end in readable:
+                    data = end.recv(65536)
+                    if not data:
+                        return
+                    (upstream if end is self.connection else self.connection).sendall(data)
+        finally:
+            upstream.close()
+
+    def _relay(self):
+        if not self._authorized():
+            return
         headers = {k: v for k, v in self.headers.items()
                    if k.lower() not in ("proxy-authorization", "proxy-connection", "connection", "host")}
         request = urllib.request.Request(self.path, method=self.command, headers=headers)
@@ -100,6 +133,30 @@ def test_collect_through_an_authenticating_proxy(registry, pusher, proxy, tmp_pa
     with repoaudit.open(db, read_only=True) as audit:
         dump = "\n".join(audit.relation(t).to_csv(index=False) for t in base_tables(audit.con))
     assert PROXY_PASSWORD not in dump + result.output
+
+
+def test_collect_an_https_registry_through_a_connect_tunnel(proxy, tmp_path, monkeypatch):
+    pki = make_pki(tmp_path / "pki")
+    server = RegistryServer(tmp_path / "registry", tls=pki.server)
+    server.start()
+    try:
+        with Pusher(server.url, verify=ssl.create_default_context(cafile=str(pki.ca_cert))) as pusher:
+            pusher.push_image("team/app", ["1.0", "2.0", "3.0"], layers=[layer_bytes("tunnelled", 700)])
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "none"))
+        proxy_url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.server_address[1]}"
+        db = tmp_path / "tunnel.duckdb"
+        result = CliRunner().invoke(main, ["collect", server.url, "--db", str(db), "--proxy", proxy_url,
+                                           "--ca-file", str(pki.ca_cert), "--no-progress"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "tags 3" in result.stdout
+        # Everything went through the tunnel: the proxy saw CONNECT and nothing else, the registry the requests.
+        assert proxy.forwarded and set(proxy.forwarded) == {f"CONNECT {server.host}"}
+        assert any("/v2/team/app/manifests/" in line for line in server.access_log_lines())
+        with repoaudit.open(db, read_only=True) as audit:
+            dump = "\n".join(audit.relation(t).to_csv(index=False) for t in base_tables(audit.con))
+        assert PROXY_PASSWORD not in dump + result.output
+    finally:
+        server.stop()
 
 
 def test_wrong_proxy_credentials_fail_in_one_line(registry, proxy, tmp_path, monkeypatch):
