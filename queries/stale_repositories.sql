@@ -27,26 +27,42 @@ WITH ls AS (
 ), links AS (
     -- Only the stale repositories' links: every other link matters only for the blobs these hold.
     SELECT a.* FROM all_links a SEMI JOIN stale s ON s.registry = a.registry AND s.repository = a.repository
+), manifest_repos AS (
+    -- Integers stand in for names: per manifest, the lowest and highest repository holding it.
+    SELECT manifest_key, min(repository_key) AS lo, max(repository_key) AS hi FROM all_links GROUP BY manifest_key
+), sole_bytes AS (
+    -- Blobs a single manifest holds (most of them; their bytes are kept per manifest at commit) are distinct
+    -- across manifests: sum them per link, exclusive when every link to the manifest is in this repository.
+    SELECT k.registry, k.repository, sum(o.bytes) FILTER (WHERE k.live) AS unique_bytes,
+           sum(o.bytes) FILTER (WHERE mr.lo = mr.hi) AS exclusive_bytes
+    FROM links k
+    JOIN manifest_sole_bytes o ON o.manifest_key = k.manifest_key
+    JOIN manifest_repos mr ON mr.manifest_key = k.manifest_key
+    GROUP BY k.registry, k.repository
+), shared_blobs AS (
+    SELECT blob_key FROM blob_refs WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry FROM ls)
 ), link_blobs AS (
-    SELECT DISTINCT k.registry, k.repository, k.manifest_key, k.live, b.blob_key, b.size
+    -- Blobs several manifests share, each once per repository: live when a link the latest snapshot reached holds it.
+    SELECT k.registry, k.repository, b.blob_key, bool_or(k.live) AS live, max(b.size) AS size
     FROM links k JOIN manifest_blob_keys b ON b.manifest_key = k.manifest_key
+    SEMI JOIN shared_blobs sb ON sb.blob_key = b.blob_key
+    GROUP BY k.registry, k.repository, b.blob_key
 ), blob_repos AS (
-    -- Across every link, but only for the blobs the stale repositories hold.
-    SELECT b.blob_key, max(b.size) AS size, count(DISTINCT k.repository_key) AS repositories
+    -- Across every link, but only for the shared blobs the stale repositories hold.
+    SELECT b.blob_key, max(b.size) AS size, min(mr.lo) = max(mr.hi) AS one_repository
     FROM (SELECT * FROM manifest_blob_keys mb SEMI JOIN (SELECT DISTINCT blob_key FROM link_blobs) x
               ON x.blob_key = mb.blob_key) b
-    JOIN all_links k ON k.manifest_key = b.manifest_key
+    JOIN manifest_repos mr ON mr.manifest_key = b.manifest_key
     GROUP BY b.blob_key
-), repo_blobs AS (
-    SELECT DISTINCT lb.registry, lb.repository, lb.blob_key, lb.live, br.size, br.repositories
+), shared_bytes AS (
+    SELECT lb.registry, lb.repository, sum(br.size) FILTER (WHERE lb.live) AS unique_bytes,
+           sum(br.size) FILTER (WHERE br.one_repository) AS exclusive_bytes
     FROM link_blobs lb JOIN blob_repos br ON br.blob_key = lb.blob_key
+    GROUP BY lb.registry, lb.repository
 ), repo_bytes AS (
-    SELECT registry, repository,
-           coalesce(sum(size) FILTER (WHERE live), 0)::BIGINT AS unique_bytes,
-           coalesce(sum(size) FILTER (WHERE repositories = 1), 0)::BIGINT AS exclusive_bytes
-    FROM (SELECT registry, repository, blob_key, bool_or(live) AS live, any_value(size) AS size,
-                 any_value(repositories) AS repositories
-          FROM repo_blobs GROUP BY registry, repository, blob_key)
+    SELECT registry, repository, coalesce(sum(unique_bytes), 0)::BIGINT AS unique_bytes,
+           coalesce(sum(exclusive_bytes), 0)::BIGINT AS exclusive_bytes
+    FROM (SELECT * FROM sole_bytes UNION ALL SELECT * FROM shared_bytes)
     GROUP BY registry, repository
 )
 SELECT s.registry, split_part(s.repository, '/', 1) AS namespace, s.repository, s.tags, s.images,
