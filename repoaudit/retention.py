@@ -534,10 +534,13 @@ WITH units AS (
 ), unit_freed AS (
     SELECT DISTINCT u.policy, u.unit, fl.bkey, fl.size
     FROM units u JOIN _ra_freed_links fl ON fl.policy = u.policy AND fl.link_id = u.link_id
-), holders AS (
-    SELECT *, count(*) OVER (PARTITION BY policy, bkey) AS holders FROM unit_freed
+), shared AS (
+    -- Freed blobs more than one candidate holds (a grouping, not a window: no sort of every freed blob).
+    SELECT policy, bkey FROM unit_freed GROUP BY policy, bkey HAVING count(*) > 1
 ), alone AS (
-    SELECT policy, unit, sum(size) FILTER (WHERE holders = 1)::BIGINT AS alone_bytes FROM holders GROUP BY ALL
+    SELECT policy, unit, sum(size)::BIGINT AS alone_bytes
+    FROM unit_freed u ANTI JOIN shared s ON s.policy = u.policy AND s.bkey = u.bkey
+    GROUP BY policy, unit
 ), kids AS (
     SELECT u.policy, u.unit, list(l.digest ORDER BY l.digest) AS children
     FROM units u JOIN _ra_links l ON l.link_id = u.link_id
@@ -578,12 +581,13 @@ WITH names AS (
 ), freed AS (
     SELECT DISTINCT fl.policy, n.registry, n.grp, fl.bkey, fl.size
     FROM _ra_freed_links fl JOIN names n ON n.rkey = fl.rkey
-), holders AS (
-    SELECT *, count(*) OVER (PARTITION BY policy, bkey) AS groups FROM freed
+), shared AS (
+    SELECT policy, bkey FROM freed GROUP BY policy, bkey HAVING count(*) > 1
 ), bytes AS (
-    SELECT policy, registry, grp, sum(size)::BIGINT AS reclaimable_bytes,
-           coalesce(sum(size) FILTER (WHERE groups = 1), 0)::BIGINT AS reclaimable_alone_bytes
-    FROM holders GROUP BY policy, registry, grp
+    SELECT f.policy, f.registry, f.grp, sum(f.size)::BIGINT AS reclaimable_bytes,
+           coalesce(sum(f.size) FILTER (WHERE s.bkey IS NULL), 0)::BIGINT AS reclaimable_alone_bytes
+    FROM freed f LEFT JOIN shared s ON s.policy = f.policy AND s.bkey = f.bkey
+    GROUP BY f.policy, f.registry, f.grp
 )
 SELECT pn.name AS policy, t.registry, t.grp AS {group_name}, t.candidate_images, t.untagged_images,
        t.candidate_tags, t.candidate_manifests, t.logical_bytes,

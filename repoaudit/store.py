@@ -304,14 +304,24 @@ def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
         INSERT INTO blob_refs BY NAME
         SELECT n.* FROM _repoaudit_refs n ANTI JOIN blob_refs r ON r.blob_key = n.blob_key""")
     con.execute("INSERT INTO counted_manifests SELECT manifest_key FROM _repoaudit_count")
-    con.execute("DELETE FROM manifest_sole_bytes WHERE manifest_key IN (SELECT manifest_key FROM _repoaudit_sole)")
-    con.execute("""
-        INSERT INTO manifest_sole_bytes
-        SELECT r.lo_manifest, sum(r.size) FROM blob_refs r SEMI JOIN _repoaudit_sole s ON s.manifest_key = r.lo_manifest
-        WHERE r.lo_manifest = r.hi_manifest AND r.size IS NOT NULL
-        GROUP BY r.lo_manifest""")
+    sum_sole_bytes(con, "_repoaudit_sole")
     for table in ("_repoaudit_count", "_repoaudit_refs", "_repoaudit_sole"):
         con.execute(f"DROP TABLE {table}")
+
+
+def sum_sole_bytes(con: duckdb.DuckDBPyConnection, manifests: str | None = None) -> None:
+    """Recount ``manifest_sole_bytes`` from ``blob_refs``: for the manifest keys in table ``manifests``, or all."""
+    if manifests is None:
+        con.execute("DELETE FROM manifest_sole_bytes")
+        only = ""
+    else:
+        con.execute(f"DELETE FROM manifest_sole_bytes WHERE manifest_key IN (SELECT manifest_key FROM {manifests})")
+        only = f"SEMI JOIN {manifests} s ON s.manifest_key = r.lo_manifest"
+    con.execute(f"""
+        INSERT INTO manifest_sole_bytes
+        SELECT r.lo_manifest, sum(r.size) FROM blob_refs r {only}
+        WHERE r.lo_manifest = r.hi_manifest AND r.size IS NOT NULL
+        GROUP BY r.lo_manifest""")
 
 
 def refresh_latest_images(con: duckdb.DuckDBPyConnection, registry: str | None = None) -> None:
@@ -332,11 +342,7 @@ def key_and_count(con: duckdb.DuckDBPyConnection) -> None:
 def refill_latest(con: duckdb.DuckDBPyConnection) -> None:
     """Count blob references (migration 10), then fill the tables migration 11 adds."""
     count_blob_refs(con)
-    con.execute("DELETE FROM manifest_sole_bytes")
-    con.execute("""
-        INSERT INTO manifest_sole_bytes
-        SELECT lo_manifest, sum(size) FROM blob_refs WHERE lo_manifest = hi_manifest AND size IS NOT NULL
-        GROUP BY lo_manifest""")
+    sum_sole_bytes(con)
     refresh_latest_images(con)
 
 
