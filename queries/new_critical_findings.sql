@@ -11,10 +11,10 @@ WITH previous AS (
         FROM snapshots WHERE status IN ('complete', 'partial')
     ) WHERE rn = 2
 ), imgs AS (
-    SELECT registry, repository, digest, string_agg(tag, ', ' ORDER BY tag) AS tags
-    FROM images
-    WHERE ($registry IS NULL OR registry = $registry) AND artifact_type IS NULL
-    GROUP BY ALL
+    -- The latest images (kept at commit) with their tags in order, instead of grouping every tag again.
+    SELECT registry, repository, digest, array_to_string(tags, ', ') AS tags
+    FROM latest_image_push($registry, NULL)
+    WHERE artifact_type IS NULL
 ), current_findings AS (
     SELECT i.registry, i.repository, i.digest, i.tags, v.vulnerability_id, v.pkg_name, v.installed_version,
            v.fixed_version, v.cvss_score, s.scanned_at, coalesce($since, p.started_at) AS cutoff
@@ -38,4 +38,5 @@ LEFT JOIN known_before k USING (registry, repository, vulnerability_id)
 LEFT JOIN (SELECT registry, repository, digest, sum(running_pods) AS running_pods FROM deployed_images GROUP BY ALL) d
        USING (registry, repository, digest)
 WHERE k.vulnerability_id IS NULL AND f.cutoff IS NOT NULL
-ORDER BY running_pods DESC, f.cvss_score DESC NULLS LAST, f.repository, f.vulnerability_id;
+ORDER BY running_pods DESC, f.cvss_score DESC NULLS LAST, f.repository, f.vulnerability_id, f.registry, f.digest,
+         f.pkg_name, f.installed_version, f.fixed_version;

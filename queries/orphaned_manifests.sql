@@ -25,61 +25,50 @@ WITH latest AS (
     SELECT registry, repository, arg_max(snapshot_id, seq) AS snapshot_id
     FROM looks WHERE status IN ('ok', 'partial') GROUP BY registry, repository
 ), orphans AS (
-    SELECT l.*, ls.started_at AS latest_at
+    -- With the link's keys and its tags when last tagged (a link keeps the tags of its last snapshot).
+    SELECT l.*, ls.started_at AS latest_at, k.manifest_key, k.tags AS last_tags
     FROM image_lifecycle l
     JOIN latest ls ON ls.registry = l.registry
+    JOIN repository_links k ON k.registry = l.registry AND k.repository = l.repository AND k.digest = l.digest
     SEMI JOIN read_whole w ON w.registry = l.registry AND w.repository = l.repository
     WHERE l.untagged_since IS NOT NULL
       AND ($repository IS NULL OR l.repository = $repository)
       AND date_diff('day', l.untagged_since, ls.started_at) >= $min_days_untagged
-), current_tags AS (
-    SELECT t.registry, t.digest FROM tags t
-    SEMI JOIN last_reads lr ON lr.snapshot_id = t.snapshot_id AND lr.registry = t.registry
-                           AND lr.repository = t.repository
-    WHERE t.snapshot_id IN (SELECT DISTINCT snapshot_id FROM last_reads)  -- skips older snapshots' row groups
 ), live AS (
-    -- What the registry holds tagged now: current tags and the children of tagged indexes.
-    -- Duplicates are fine: live is only used in semi joins.
-    SELECT registry, digest FROM current_tags
-    UNION ALL
-    SELECT c.registry, c.child_digest
-    FROM current_tags t JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
-), orphan_blobs AS (
-    SELECT DISTINCT o.registry, o.digest, b.blob_digest, b.size
-    FROM (SELECT DISTINCT registry, digest FROM orphans) o
-    JOIN manifest_blobs b ON b.registry = o.registry AND b.manifest_digest = o.digest
-), orphan_blob_set AS MATERIALIZED (
-    SELECT DISTINCT registry, blob_digest FROM orphan_blobs
-), holders AS MATERIALIZED (
-    -- Every manifest holding a blob of an orphan. Materialized so that the planner joins
-    -- from this small set instead of from everything live (a wrong order costs seconds).
-    SELECT b.registry, b.blob_digest, b.manifest_digest
-    FROM manifest_blobs b
-    SEMI JOIN orphan_blob_set ob ON ob.registry = b.registry AND ob.blob_digest = b.blob_digest
-), kept_blobs AS (
-    SELECT DISTINCT h.registry, h.blob_digest
-    FROM holders h
-    SEMI JOIN live ON live.registry = h.registry AND live.digest = h.manifest_digest
+    -- What the registry holds tagged now: what each repository's most recent read reached, by a tag or as the
+    -- child of a tagged index (kept in repository_links as its last snapshot).
+    SELECT DISTINCT l.manifest_key
+    FROM repository_links l
+    JOIN last_reads lr ON lr.registry = l.registry AND lr.repository = l.repository
+                      AND lr.snapshot_id = l.last_snapshot
+), orphan_keys AS (
+    SELECT DISTINCT manifest_key FROM orphans
+), orphan_shared AS (
+    -- The blobs of orphans that other manifests hold too (blob_refs); the rest only the orphan holds.
+    SELECT DISTINCT b.manifest_key, b.blob_key, b.size
+    FROM manifest_blob_keys b
+    SEMI JOIN orphan_keys o ON o.manifest_key = b.manifest_key
+    SEMI JOIN (SELECT blob_key FROM blob_refs WHERE lo_manifest < hi_manifest) r ON r.blob_key = b.blob_key
+), kept_blobs AS MATERIALIZED (
+    SELECT DISTINCT b.blob_key
+    FROM manifest_blob_keys b
+    SEMI JOIN (SELECT DISTINCT blob_key FROM orphan_shared) x ON x.blob_key = b.blob_key
+    SEMI JOIN live ON live.manifest_key = b.manifest_key
 ), unique_bytes AS (
-    SELECT ob.registry, ob.digest, sum(ob.size) AS unique_bytes
-    FROM orphan_blobs ob
-    ANTI JOIN kept_blobs k ON k.registry = ob.registry AND k.blob_digest = ob.blob_digest
-    GROUP BY ob.registry, ob.digest
-), last_tags AS (
-    SELECT o.registry, o.repository, o.digest, list(t.tag ORDER BY t.tag) AS last_tags
-    FROM orphans o
-    JOIN tags t ON t.snapshot_id = o.last_tagged_snapshot AND t.registry = o.registry
-               AND t.repository = o.repository AND t.digest = o.digest
-    GROUP BY ALL
+    SELECT manifest_key, sum(size) AS unique_bytes FROM (
+        SELECT o.manifest_key, s.bytes AS size
+        FROM orphan_keys o JOIN manifest_sole_bytes s ON s.manifest_key = o.manifest_key
+        ANTI JOIN live ON live.manifest_key = o.manifest_key
+        UNION ALL
+        SELECT manifest_key, size FROM orphan_shared ANTI JOIN kept_blobs k ON k.blob_key = orphan_shared.blob_key)
+    GROUP BY manifest_key
 )
 SELECT o.registry, o.repository, o.digest, m.kind, m.artifact_type, m.created, m.total_size,
        coalesce(u.unique_bytes, 0)::BIGINT AS unique_bytes,
        o.first_seen, o.last_seen_tagged, o.untagged_since,
        date_diff('day', o.untagged_since, o.latest_at) AS days_untagged,
-       lt.last_tags,
-       EXISTS (SELECT 1 FROM live WHERE live.registry = o.registry AND live.digest = o.digest) AS tagged_elsewhere
+       o.last_tags, o.manifest_key IN (SELECT manifest_key FROM live) AS tagged_elsewhere
 FROM orphans o
-LEFT JOIN manifests m ON m.registry = o.registry AND m.digest = o.digest
-LEFT JOIN unique_bytes u ON u.registry = o.registry AND u.digest = o.digest
-LEFT JOIN last_tags lt ON lt.registry = o.registry AND lt.repository = o.repository AND lt.digest = o.digest
+LEFT JOIN manifests m ON m.manifest_key = o.manifest_key
+LEFT JOIN unique_bytes u ON u.manifest_key = o.manifest_key
 ORDER BY unique_bytes DESC, o.untagged_since, o.registry, o.repository, o.digest;
