@@ -344,7 +344,7 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
     # tagged index (kept at commit in repository_links), with its tags in the latest snapshot (NULL: not tagged).
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_links AS
-SELECT row_number() OVER () AS link_id, l.registry, l.repository, l.digest, l.first_seen, l.last_seen,
+SELECT l.rowid AS link_id, l.registry, l.repository, l.digest, l.first_seen, l.last_seen,
        CASE WHEN l.last_snapshot = p.snapshot_id THEN l.tags END AS tags,
        l.manifest_key AS mkey, l.repository_key AS rkey
 FROM repository_links l
