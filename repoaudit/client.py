@@ -122,7 +122,13 @@ class RegistryClient:
                                           registry=self.name, repository=repository) from None
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 if attempt >= policy.attempts or isinstance(exc, httpx.UnsupportedProtocol):
-                    raise RegistryUnreachable(f"cannot reach {self.target.url}: {_describe(exc, self.target.url)}",
+                    reason = _describe(exc, self.target.url)
+                    if isinstance(exc, httpx.ReadError) and self.target.url.startswith("https:"):
+                        # How a registry that wants a client certificate often shows it: the connection closes
+                        # before any answer, without the TLS alert that names the reason.
+                        reason += (" (the registry closed the TLS connection before answering; if it requires a "
+                                   "client certificate: --cert and --key)")
+                    raise RegistryUnreachable(f"cannot reach {self.target.url}: {reason}",
                                               registry=self.name, repository=repository) from None
                 await self._sleep(policy.delay(attempt, rng=self._rng))
                 continue

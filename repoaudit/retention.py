@@ -342,6 +342,7 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
     """
     # Every (repository, manifest) link a snapshot of the plan's registries reached, by a tag or as a child of a
     # tagged index (kept at commit in repository_links), with its tags in the latest snapshot (NULL: not tagged).
+    # link_id is the link's row id: unique, and free, where numbering every link took a single-threaded pass.
     con.execute("""
 CREATE OR REPLACE TEMP TABLE _ra_links AS
 SELECT l.rowid AS link_id, l.registry, l.repository, l.digest, l.first_seen, l.last_seen,
