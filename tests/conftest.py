@@ -17,9 +17,9 @@ import pytest
 from pusher import Pusher
 from registry import RegistryServer
 
-# shared/ sits beside the checkout, locally (/work/shared next to /work/main) and in CI
-# (copied next to the fresh clone), so it is found relative to this file, not the cwd.
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+# Real files written by other projects, copied into the repository with their provenance
+# (fixtures/PROVENANCE.md), so a fresh clone's tests read nothing outside it.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 SKOPEO_TIMEOUT = 60
 
