@@ -1,7 +1,7 @@
 """Scan report parsers against the real Trivy, Grype and CycloneDX fixtures.
 
 Expected counts and values were read off the fixture files by hand (see
-shared/fixtures/PROVENANCE.md); they are literals on purpose.
+tests/fixtures/PROVENANCE.md); they are literals on purpose.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from repoaudit.scanreports import (
     parse_trivy,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+from conftest import FIXTURES  # noqa: E402
 TRIVY = FIXTURES / "trivy"
 GRYPE = FIXTURES / "grype"
 SBOM = FIXTURES / "sbom"

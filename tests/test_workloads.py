@@ -14,7 +14,9 @@ import yaml
 from repoaudit.errors import IngestError
 from repoaudit.workloads import WORKLOAD_KEYS, load_pods, workloads_from_pods
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubernetes"
+from conftest import FIXTURES as ALL_FIXTURES  # noqa: E402
+
+FIXTURES = ALL_FIXTURES / "kubernetes"
 SONOBUOY = FIXTURES / "sonobuoy-ns-sonobuoy-podlist.json"
 KUBE_SYSTEM = FIXTURES / "sonobuoy-ns-kube-system-podlist.json"
 K9S = FIXTURES / "k9s-pod-docker-pullable.json"
