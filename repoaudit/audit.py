@@ -280,11 +280,16 @@ class Audit:
 
     def retention_apply(self, plan: Any, *, policy: str | None = None, yes: bool = False,
                         username: str | None = None, password: str | None = None,
-                        client_options: ClientOptions | None = None, transport=None):
+                        client_options: ClientOptions | None = None, transport=None,
+                        registry_urls: dict[str, str] | None = None, verify_key: str | Path | None = None):
         """Apply a plan (file or document) to the live registry -> ``ApplyResult``; a dry run unless ``yes``.
 
-        Each candidate's tags are read again first; changed or now-deployed digests are
+        The plan is verified against itself and this database first, and refused whole
+        on any mismatch (:func:`repoaudit.apply.verify_plan`); ``registry_urls`` maps a
+        registry to another URL to apply at, ``verify_key`` requires a signature by that
+        key. Each candidate's tags are read again; changed or now-deployed digests are
         skipped and reported. Outcomes go to the ``deletions`` table when ``yes``.
+        Credentials are looked up by the host the requests go to.
         """
         from .apply import apply_plan
 
@@ -300,7 +305,8 @@ class Audit:
                                      identity_token=creds.identity_token)
             client_options = options_for
         return run_sync(lambda: apply_plan(self.con, plan, policy=policy, yes=yes, client_options=client_options,
-                                           transport=transport))
+                                           transport=transport, registry_urls=registry_urls,
+                                           verify_key=verify_key))
 
     # -- history and merge (issue 7) -------------------------------------------
     def history(self, reference: str, *, registry: str | None = None, limit: int = 1000) -> pd.DataFrame:

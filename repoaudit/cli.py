@@ -365,18 +365,22 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
               help="table: the what-if side by side; json: the plan; csv: one row per candidate.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan JSON (what 'retention apply' reads) to FILE.")
+@click.option("--sign", "sign_key", metavar="KEY", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sign the plan with KEY: an Ed25519 private key (PEM) or an HMAC secret file.")
 @fail_cleanly
-def retention_plan(policies, db, registry, include, as_of, fmt, output):
+def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key):
     """What each policy would delete, and the bytes garbage collection would then free."""
     from .retention import whatif_table
 
+    if sign_key and not output and fmt != "json":
+        raise ConfigError("--sign signs the plan JSON: add -o FILE or --format json")
     with Audit(db, read_only=True) as audit:
         plan = audit.retention(*policies, registry=registry, include=include, as_of=_as_of(as_of), blobs=False,
                                detail=bool(output) or fmt != "table")
     if output:
-        plan.write_json(output)
+        plan.write_json(output, sign=sign_key)
     if fmt == "json":
-        click.echo(json.dumps(plan.to_document(), indent=2))
+        click.echo(json.dumps(plan.to_document(sign=sign_key), indent=2))
     elif fmt == "csv":
         click.echo(_csv_ready(plan.candidates).to_csv(index=False), nl=False)
     else:
@@ -402,16 +406,26 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output):
 @click.option("--username", "-u", help="Registry user name.")
 @click.option("--password-stdin", is_flag=True, help="Read the password (or token) from standard input.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--registry-url", "registry_urls", multiple=True, metavar="[NAME=]URL",
+              help="Apply at URL instead of where the plan's snapshot was collected (its catalog must hold the "
+                   "planned repositories); NAME= when the plan spans several registries.")
+@click.option("--verify-key", type=click.Path(dir_okay=False, path_type=Path), envvar="REPOAUDIT_PLAN_VERIFY_KEY",
+              help="Refuse a plan not signed with this key (Ed25519 public key PEM, or the HMAC secret file).")
 @fail_cleanly
-def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt):
-    """Delete a plan's images by digest, skipping any whose tags changed or that are deployed now."""
+def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, registry_urls, verify_key):
+    """Verify a plan against the database, then delete its images by digest, skipping any whose tags changed
+    or that are deployed now."""
+    from .apply import parse_registry_urls
+
     password = None
     if password_stdin:
         if not username:
             raise ConfigError("--password-stdin needs --username")
         password = sys.stdin.readline().rstrip("\r\n")
+    urls = parse_registry_urls(registry_urls)
     with Audit(db, read_only=not yes) as audit:
-        result = audit.retention_apply(plan_file, policy=policy, yes=yes, username=username, password=password)
+        result = audit.retention_apply(plan_file, policy=policy, yes=yes, username=username, password=password,
+                                       registry_urls=urls, verify_key=verify_key)
     frame = result.outcomes
     if fmt != "table":
         print_frame(frame if fmt == "json" else _csv_ready(frame), fmt)

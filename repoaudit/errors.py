@@ -16,7 +16,8 @@
     ├── StoreError                  the DuckDB file cannot be opened or migrated
     ├── QueryError                  unknown named query or parameter, bad parameter value
     ├── IngestError                 a scan report or workload file that cannot be ingested
-    └── PolicyError                 a retention policy that cannot be evaluated
+    ├── PolicyError                 a retention policy that cannot be evaluated
+    └── PlanVerificationError       a retention plan that does not match its hash, signature or the database
 
 Errors carry the context as attributes as well as in the message, so callers can
 act on them (the collector records ``registry``/``repository`` with the snapshot).
@@ -97,3 +98,8 @@ class IngestError(RepoauditError):
 
 class PolicyError(RepoauditError):
     """A retention policy is invalid or names something that cannot be evaluated."""
+
+
+class PlanVerificationError(RepoauditError):
+    """A retention plan was refused before anything was sent: its hash, signature, snapshot or a candidate
+    does not match what the plan claims or what the database derives (the message names which)."""

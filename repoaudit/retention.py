@@ -57,6 +57,7 @@ from .errors import ConfigError, PolicyError, StoreError
 from .formatting import human_bytes
 from .frames import fetch_arrow
 from .policies import Condition, Pattern, Policy, TagSelector, load_policy
+from .signing import plan_digest, sign_document
 from .store import utcnow
 
 __all__ = ["PLAN_VERSION", "RetentionPlan", "default_policies_dir", "demo_whatif", "plan_retention",
@@ -261,8 +262,13 @@ class RetentionPlan:
         mask = pa.compute.equal(table["policy"], policy)
         return table.filter(mask).drop_columns(["policy"]).to_pylist()
 
-    def to_document(self) -> dict:
-        """The plan as the JSON document ``repoaudit retention apply`` reads."""
+    def to_document(self, *, sign: str | Path | None = None) -> dict:
+        """The plan as the JSON document ``repoaudit retention apply`` reads.
+
+        It carries ``plan_sha256`` (see :mod:`repoaudit.signing`) and each policy's
+        document, so apply can check that nothing was edited and evaluate the policy
+        again; ``sign`` is a key file to add a ``signature`` with.
+        """
         snaps = [{"registry": r.registry, "snapshot_id": int(r.snapshot_id), "started_at": _iso(r.started_at),
                   "source": r.source, "source_kind": r.source_kind} for r in self.snapshots.itertuples()]
         plans = []
@@ -272,25 +278,31 @@ class RetentionPlan:
             plans.append({
                 "policy": {"name": policy.name, "format": policy.format, "source": policy.source,
                            "sha256": policy.sha256, "rules": [r.describe() for r in policy.rules],
-                           "notes": list(policy.notes)},
+                           "notes": list(policy.notes), "document": _plain_document(policy.raw)},
                 "totals": totals,
                 "by_repository": self._rows("by_repository", policy.name),
                 "by_namespace": self._rows("by_namespace", policy.name),
                 "candidates": self._rows("candidates", policy.name),
             })
-        return {"repoaudit_plan": PLAN_VERSION, "repoaudit_version": __version__,
-                "created_at": _iso(self.created_at), "database": self.database,
-                "as_of": _iso(self.as_of) if self.as_of else None, "snapshots": snaps,
-                "warnings": list(self.warnings), "plans": plans}
+        doc = {"repoaudit_plan": PLAN_VERSION, "repoaudit_version": __version__,
+               "created_at": _iso(self.created_at), "database": self.database,
+               "as_of": _iso(self.as_of) if self.as_of else None, "snapshots": snaps,
+               "warnings": list(self.warnings), "plans": plans}
+        doc["plan_sha256"] = plan_digest(doc, _json_default)
+        if sign is not None:
+            doc["signature"] = sign_document(doc, sign, _json_default)
+        return doc
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_document(), indent=2, default=_json_default) + "\n"
+    def to_json(self, *, sign: str | Path | None = None) -> str:
+        return json.dumps(self.to_document(sign=sign), indent=2, default=_json_default) + "\n"
 
-    def write_json(self, path: str | Path) -> Path:
-        """Write :meth:`to_document` to ``path`` (what ``retention apply`` reads); returns the path."""
+    def write_json(self, path: str | Path, *, sign: str | Path | None = None) -> Path:
+        """Write :meth:`to_document` to ``path`` (what ``retention apply`` reads), signed with the key file
+        ``sign`` if given; returns the path."""
         path = Path(path)
+        text = self.to_json(sign=sign)  # a bad key fails before anything is written
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json())
+        path.write_text(text)
         return path
 
 
@@ -298,6 +310,13 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _plain_document(raw: Any) -> Any:
+    """A policy document as JSON values (YAML may hold dates), or None when the policy was built in code."""
+    if raw is None:
+        return None
+    return json.loads(json.dumps(raw, default=str))
 
 
 def _iso(value: Any) -> str | None:
