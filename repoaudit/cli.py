@@ -153,13 +153,13 @@ def collect_files(audit: Audit, files, **kw) -> list:
 
 def _is_repoaudit_config(path: Path) -> bool:
     """A repoaudit config file has a top-level ``registries`` key; anything else is read as Flux YAML."""
-    import yaml
+    from .loader import load_documents
 
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError):
+        docs = load_documents(path, kind="flux", empty_ok=True)
+    except ConfigError:
         return False  # load_flux reports the error with its line
-    return isinstance(doc, dict) and "registries" in doc
+    return len(docs) == 1 and isinstance(docs[0].body, dict) and "registries" in docs[0].body
 
 
 @main.command()

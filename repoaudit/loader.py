@@ -64,6 +64,7 @@ _ERRORS: dict[str, type[RepoauditError]] = {"scan": IngestError, "pods": IngestE
 _WHAT = {"scan": "scan reports", "pods": "pod listings", "plan": "plans", "flux": "Flux manifests",
          "policy": "policies", "docker-config": "Docker configs", "config": "config files",
          "document": "documents"}
+_NOUN = {"policy": "policy", "plan": "plan", "config": "config file", "docker-config": "Docker config"}
 
 # YAML 1.1's printable set, as PyYAML's Reader checks it; checked here first so that
 # the C and the Python reader give the same line and column (libyaml counts bytes).
@@ -118,7 +119,7 @@ def read_text(path: str | Path, *, kind: str = "document", max_bytes: int | None
             # /proc files report a size of 0.
             raw = handle.read(limit + 1)
     except OSError as exc:
-        raise fail(f"cannot read file: {exc.strerror or exc}") from None
+        raise fail(f"cannot read {_NOUN.get(kind, 'file')}: {exc.strerror or exc}") from None
     if len(raw) > limit:
         raise fail(f"larger than {_size(limit)}, the limit for {_WHAT.get(kind, 'documents')}") from None
     return _decode(raw, fail, empty_ok)
