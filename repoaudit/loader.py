@@ -170,7 +170,7 @@ def load_document(source: str | Path, *, text: str | bytes | None = None, kind: 
         return None
     if len(docs) > 1:
         raise _Fail(str(source), _error_class(kind, error))(
-            f"holds {len(docs)} YAML documents, expected one", docs[1].line)
+            f"holds {len(docs)} YAML documents, expected one", docs[1].line, 1)
     return docs[0].body
 
 
