@@ -61,6 +61,7 @@ from .errors import (AuthenticationError, ConfigError, LayoutError, NotFoundErro
                      PolicyError, RegistryHTTPError, RepoauditError)
 from .policies import Policy, load_policy
 from .reference import validate_digest
+from .loader import parse_document, read_text
 from .retention import PLAN_VERSION, plan_retention
 from .signing import plan_digest, verify_signature
 from .sources import Source, open_source
@@ -95,14 +96,8 @@ def load_plan(plan: "str | Path | dict") -> tuple[dict, str, str]:
         text = json.dumps(plan, sort_keys=True)
         return plan, "<document>", hashlib.sha256(text.encode()).hexdigest()
     path = Path(plan)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read plan: {exc.strerror or exc}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not a plan (invalid JSON: {exc.msg} at line {exc.lineno})") from None
+    text = read_text(path, kind="plan")
+    doc = parse_document(text, name=str(path), kind="plan", fmt="json")
     if not isinstance(doc, dict) or doc.get("repoaudit_plan") != PLAN_VERSION:
         raise ConfigError(f"{path}: not a repoaudit plan (want 'repoaudit_plan': {PLAN_VERSION}; "
                           "write one with 'repoaudit retention plan -o FILE')")

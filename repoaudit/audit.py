@@ -144,6 +144,13 @@ class Audit:
 
     def export_csv(self, name: str, path: str | Path, **params: Any) -> int:
         """Write a table, view or named query to CSV; returns the row count."""
+        frame = self.export_frame(name, **params)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+        return len(frame)
+
+    def export_frame(self, name: str, **params: Any) -> pd.DataFrame:
+        """A table, view or named query (with ``params``) as a DataFrame: what :meth:`export_csv` writes."""
         if name in self.relations():
             if params:
                 raise QueryError(f"{name} is a table or view and takes no parameters")
@@ -153,9 +160,7 @@ class Audit:
         else:
             raise QueryError(f"unknown table, view or query {name!r} (tables and views: "
                              f"{', '.join(self.relations())}; queries: {', '.join(load_queries())})")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
-        return len(frame)
+        return frame
 
     def export_parquet(self, directory: str | Path, *, overwrite: bool = False) -> dict[str, int]:
         """Every table as Hive-partitioned Parquet under ``directory``; rows per table."""

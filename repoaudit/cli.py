@@ -1,14 +1,30 @@
 """The ``repoaudit`` command: parses options, calls the library, prints results.
 
 No logic lives here that a notebook could not reach through :mod:`repoaudit.audit`.
-Library errors become one line on stderr and exit code 1.
+Whatever goes wrong is one line on stderr, and the exit code says which kind:
+
+====  ===================================================================================
+0     done
+1     an error repoaudit reports (``Error: …``): bad input, a registry, the database
+2     a usage error (``Error: …``): unknown option, missing argument, invalid value
+70    an internal error, a bug (EX_SOFTWARE): the traceback goes to a log file under
+      ``$XDG_STATE_HOME/repoaudit/`` (``~/.local/state/repoaudit/``), the line names it
+130   interrupted (Ctrl-C)
+====  ===================================================================================
+
+Arguments and output paths are checked before the database is opened, so a typo
+never leaves a snapshot or a half-written file behind.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import sys
+import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -16,28 +32,162 @@ import pandas as pd
 
 from . import __version__
 from .audit import Audit
-from .config import DEFAULT_CONCURRENCY, default_db_path
+from .config import DEFAULT_CONCURRENCY, CollectOptions, default_db_path, parse_target
 from .errors import ConfigError, RepoauditError
 from .formatting import human_bytes
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
+EXIT_INTERRUPTED = 130
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
 
 def fail_cleanly(fn):
-    """Turn library errors into ``repoaudit: error: …`` on one line, exit 1."""
+    """Turn library errors into ``Error: …`` on one line, exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except RepoauditError as exc:
-            message = " ".join(str(exc).split())
-            raise click.ClickException(message) from None
+            raise click.ClickException(_one_line(exc)) from None
+        except OSError as exc:
+            # A file the user named that cannot be written (disk full, gone since the check): their
+            # environment, not a bug. An OSError without a file name is left to the last-resort handler.
+            if exc.filename is None or isinstance(exc, (ConnectionError, TimeoutError)):
+                raise
+            raise click.ClickException(f"{exc.filename}: {exc.strerror or _one_line(exc)}") from None
         except KeyboardInterrupt:
             click.echo("repoaudit: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+# -- the last resort ---------------------------------------------------------------------
+
+_URL_SECRET = re.compile(r"(://[^/@\s:]*:)[^/@\s]+@")
+
+
+def log_dir(env=os.environ) -> Path:
+    """Where internal-error logs go: ``$XDG_STATE_HOME/repoaudit``, else ``~/.local/state/repoaudit``."""
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "repoaudit"
+
+
+def _write_crash_log(exc: BaseException) -> Path | None:
+    import platform
+    import tempfile
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = f"error-{stamp}-{os.getpid()}.log"
+    # Arguments can carry a proxy URL with a password; the log is meant to be attached to a report.
+    argv = " ".join(_URL_SECRET.sub(r"\1***@", arg) for arg in sys.argv)
+    text = (f"repoaudit {__version__}, Python {platform.python_version()} on {platform.platform()}\n"
+            f"command: {argv}\n\n" + "".join(traceback.format_exception(exc)))
+    for directory in (log_dir(), Path(tempfile.gettempdir())):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def report_internal_error(exc: BaseException) -> int:
+    """The last resort: one line naming the log that holds the traceback; returns the exit code."""
+    path = _write_crash_log(exc)
+    message = _one_line(exc)
+    if len(message) > 200:
+        message = message[:197] + "..."
+    where = f"with {path}" if path else "(no log file could be written)"
+    click.echo(f"Error: internal error ({type(exc).__name__}: {message}); this is a bug, "
+               f"please report it {where}", err=True)
+    return EXIT_INTERNAL
+
+
+class RepoauditGroup(click.Group):
+    """click's group with repoaudit's error contract (module docstring): one line, a meaningful exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = 0
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # bare 'repoaudit': the help, as click prints it
+            code = exc.exit_code
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
+            code = EXIT_USAGE
+        except click.ClickException as exc:
+            click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
+            code = exc.exit_code
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.Abort as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):
+                click.echo("repoaudit: interrupted", err=True)
+                code = EXIT_INTERRUPTED
+            else:
+                click.echo("Error: aborted", err=True)
+                code = EXIT_ERROR
+        except SystemExit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the point of a last resort
+            code = report_internal_error(exc)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+# -- output paths -------------------------------------------------------------------------
+
+
+def is_stdout(path: Path | str | None) -> bool:
+    return path is not None and str(path) == "-"
+
+
+def check_output(path: Path | str | None, option: str, *, stdout: bool | str = True,
+                 directory: bool = False) -> None:
+    """Fail now, before any work, if ``path`` cannot be written: one line naming the option and path.
+
+    The directory it goes in must exist (nothing is created on a typo). ``-`` is standard
+    output, unless ``stdout`` is False or a hint saying what to use instead. ``directory``
+    checks a directory to be (re)filled.
+    """
+    if path is None:
+        return
+    if is_stdout(path):
+        if stdout is not True:
+            raise ConfigError(f"{option} -: {stdout or 'this output cannot go to standard output; give a file'}")
+        return
+    path = Path(path)
+    parent = Path(os.path.abspath(path)).parent
+    if path.exists():
+        if directory and not path.is_dir():
+            raise ConfigError(f"{option} {path}: exists and is not a directory")
+        if not directory and path.is_dir():
+            raise ConfigError(f"{option} {path}: is a directory")
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{option} {path}: not writable (permission denied)")
+        return
+    if not parent.exists():
+        raise ConfigError(f"{option} {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: cannot create files in {parent} (permission denied)")
 
 
 def db_option(fn):
@@ -52,13 +202,13 @@ def print_frame(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> No
         text = json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=2) + "\n"
     else:
         text = (frame.to_string(index=False) if len(frame) else "(no rows)") + "\n"
-    if output:
+    if output and not is_stdout(output):
         output.write_text(text)
     else:
         click.echo(text, nl=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RepoauditGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="repoaudit")
 def main():
     """Audit container image registries: stale images, reclaimable bytes, vulnerability exposure."""
@@ -102,9 +252,17 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         if not username:
             raise ConfigError("--password-stdin needs --username")
         password = sys.stdin.readline().rstrip("\r\n")
+    # Everything that can be wrong with the arguments is found before the database is
+    # opened: a bad regex or shard must not leave a 'failed' snapshot behind.
+    if files:
+        jobs = load_jobs(files)
+    else:
+        parse_target(url, name)
+        CollectOptions(include=include, exclude=exclude, repositories=repositories, exclude_tags=exclude_tags,
+                       shard=shard)
     with Audit(db) as audit:
         if files:
-            results = collect_files(audit, files, concurrency=concurrency, full=full, progress=not no_progress)
+            results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not no_progress)
         else:
             results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
                                      include=include, exclude=exclude, repositories=repositories,
@@ -128,6 +286,11 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
 
 def collect_files(audit: Audit, files, **kw) -> list:
     """Load Flux ImageRepository objects or repoaudit config files, collect, and say what was skipped."""
+    return collect_jobs(audit, load_jobs(files), **kw)
+
+
+def load_jobs(files) -> list:
+    """The collect jobs of Flux ImageRepository objects or repoaudit config files (notes on stderr)."""
     from .fluxconfig import load_config, load_flux
 
     jobs = []
@@ -145,6 +308,11 @@ def collect_files(audit: Audit, files, **kw) -> list:
     for job in jobs:
         for note in job.notes:
             click.echo(f"note: {job.name}: {note}", err=True)
+    return jobs
+
+
+def collect_jobs(audit: Audit, jobs: list, **kw) -> list:
+    """Collect loaded jobs and say what was skipped."""
     results, skipped = audit.collect_jobs(jobs, **kw)
     for job, reason in skipped:
         click.echo(f"skipped {job.name}: {reason}", err=True)
@@ -153,13 +321,13 @@ def collect_files(audit: Audit, files, **kw) -> list:
 
 def _is_repoaudit_config(path: Path) -> bool:
     """A repoaudit config file has a top-level ``registries`` key; anything else is read as Flux YAML."""
-    import yaml
+    from .loader import load_documents
 
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError):
+        docs = load_documents(path, kind="flux", empty_ok=True)
+    except ConfigError:
         return False  # load_flux reports the error with its line
-    return isinstance(doc, dict) and "registries" in doc
+    return len(docs) == 1 and isinstance(docs[0].body, dict) and "registries" in docs[0].body
 
 
 @main.command()
@@ -220,12 +388,15 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 @db_option
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Query parameter (repeatable).")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to a file ('-': standard output).")
 @fail_cleanly
 def query(name, db, params, fmt, output):
     """Run a named query from queries/ (see 'repoaudit queries')."""
+    check_output(output, "-o")
+    params = parse_params(params)
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.query(name, **parse_params(params)), fmt, output)
+        print_frame(audit.query(name, **params), fmt, output)
 
 
 @main.command("queries")
@@ -248,7 +419,7 @@ def list_queries(fmt):
 @click.argument("name", required=False)
 @db_option
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write NAME (a table, view or named query) to this CSV file.")
+              help="Write NAME (a table, view or named query) to this CSV file ('-': standard output).")
 @click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write every table as Hive-partitioned Parquet under this directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --parquet directory.")
@@ -258,15 +429,21 @@ def export(name, db, csv_path, parquet_dir, overwrite, params):
     """Export NAME to CSV (--csv FILE), or every table to partitioned Parquet (--parquet DIR)."""
     if bool(csv_path) == bool(parquet_dir):
         raise ConfigError("give exactly one of --csv FILE (with NAME) or --parquet DIR")
+    if csv_path and not name:
+        raise ConfigError("--csv needs the NAME of a table, view or named query")
+    if parquet_dir and (name or params):
+        raise ConfigError("--parquet exports every table; it takes no NAME or --param")
+    check_output(csv_path, "--csv")
+    check_output(parquet_dir, "--parquet", stdout=False, directory=True)
+    params = parse_params(params)
     with Audit(db, read_only=True) as audit:
+        if is_stdout(csv_path):
+            print_frame(audit.export_frame(name, **params), "csv")
+            return
         if csv_path:
-            if not name:
-                raise ConfigError("--csv needs the NAME of a table, view or named query")
-            count = audit.export_csv(name, csv_path, **parse_params(params))
+            count = audit.export_csv(name, csv_path, **params)
             click.echo(f"{count} rows written to {csv_path}")
             return
-        if name or params:
-            raise ConfigError("--parquet exports every table; it takes no NAME or --param")
         counts = audit.export_parquet(parquet_dir, overwrite=overwrite)
     for table, rows in counts.items():
         click.echo(f"{table:<24} {rows:>10} rows")
@@ -374,8 +551,10 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key
 
     if sign_key and not output and fmt != "json":
         raise ConfigError("--sign signs the plan JSON: add -o FILE or --format json")
+    check_output(output, "-o", stdout="the plan goes to standard output with --format json")
+    as_of = _as_of(as_of)
     with Audit(db, read_only=True) as audit:
-        plan = audit.retention(*policies, registry=registry, include=include, as_of=_as_of(as_of), blobs=False,
+        plan = audit.retention(*policies, registry=registry, include=include, as_of=as_of, blobs=False,
                                detail=bool(output) or fmt != "table")
     if output:
         plan.write_json(output, sign=sign_key)
@@ -469,6 +648,7 @@ def merge(inputs, output, max_spread_hours):
 
     from .merge import merge as merge_databases
 
+    check_output(output, "-o", stdout="a database cannot be standard output; give a file")
     for r in merge_databases(list(inputs), output, max_spread=timedelta(hours=max_spread_hours)):
         missing = f", missing shards {' '.join(r.missing_shards)}" if r.missing_shards else ""
         click.echo(f"snapshot {r.snapshot_id} of {r.registry}: {r.status}, merged from {r.shards} databases\n"
@@ -482,7 +662,7 @@ def merge(inputs, output, max_spread_hours):
 @main.command()
 @db_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write (default report.html or report.md).")
+              help="File to write (default report.html or report.md; '-': standard output).")
 @click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True)
 @click.option("--since", metavar="SNAPSHOT|DURATION",
               help="Compare with this snapshot id or look-back (7d, 24h, 2w); default: the previous snapshot.")
@@ -491,10 +671,16 @@ def merge(inputs, output, max_spread_hours):
 @fail_cleanly
 def report(db, output, fmt, since, policies):
     """Write the audit report: a self-contained HTML page, or Markdown for chat and e-mail."""
-    from .report import write_report
+    from .report import build_report, render_html, render_markdown, write_report
 
+    output = output or Path(f"report.{fmt}")
+    check_output(output, "-o")
     with Audit(db, read_only=True) as audit:
-        path = write_report(audit, output or f"report.{fmt}", fmt=fmt, since=since, policies=list(policies))
+        if is_stdout(output):
+            built = build_report(audit, since=since, policies=list(policies))
+            click.echo(render_html(built) if fmt == "html" else render_markdown(built), nl=False)
+            return
+        path = write_report(audit, output, fmt=fmt, since=since, policies=list(policies))
     click.echo(f"report written to {path}")
 
 

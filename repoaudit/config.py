@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,20 @@ class CollectOptions:
     shard: tuple[int, int] | None = None  # (i, n): only repositories whose name hashes to i mod n
 
     def __post_init__(self):
+        # Checked here, when the options are built: the collector compiles the regexes only
+        # after its snapshot has begun, and a typo must not leave a 'failed' snapshot behind.
+        for option, values in (("repository glob", self.include), ("exclude glob", self.exclude),
+                               ("repository", self.repositories), ("tag exclusion regex", self.exclude_tags)):
+            if isinstance(values, str):
+                raise ConfigError(f"{option}s must be a list of strings, not the string {values!r}")
+            for value in values:
+                if not isinstance(value, str) or not value.strip():
+                    raise ConfigError(f"invalid {option} {value!r}: empty")
+        for pattern in self.exclude_tags:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"invalid tag exclusion regex {pattern!r}: {exc}") from None
         if self.shard is not None:
             object.__setattr__(self, "shard", parse_shard(self.shard))
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import shutil
 import subprocess
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .loader import load_document, parse_document
 from .reference import DOCKER_HUB, DOCKER_HUB_ALIASES
 
 __all__ = [
@@ -192,8 +192,9 @@ def _run_helper(name: str, host: str, env: Mapping[str, str]) -> Credentials | N
         raise ConfigError(f"credential helper {program} failed for {registry_key(host)} "
                           f"(exit {result.returncode}){_helper_message(result)}")
     try:
-        doc = json.loads(out)
-    except ValueError:
+        doc = parse_document(out, name=f"credential helper {program}", kind="docker-config", fmt="json")
+    except ConfigError:
+        # Not the loader's message: it would point into the answer, which may hold a secret.
         raise ConfigError(f"credential helper {program} answered {registry_key(host)} with something "
                           f"that is not JSON") from None
     if not isinstance(doc, Mapping):
@@ -233,19 +234,12 @@ def default_docker_config_path(env: Mapping[str, str] = os.environ) -> Path:
 
 
 def _read_config(path: Path) -> dict | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read Docker config: {getattr(exc, 'strerror', None) or exc}") from None
-    if not text.strip():
+    # The loader's errors give only positions and the parser's own words, never the (secret) text.
+    doc = load_document(path, kind="docker-config", fmt="json", empty_ok=True)
+    if doc is None:
         return None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # Only the position: the message of a JSON error can quote the (secret) text.
-        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: a Docker config must be a JSON object")
     return doc
@@ -358,10 +352,7 @@ def from_dockerconfigjson_secret(secret: dict, host: str) -> Credentials | None:
     if config_text is None:
         raise ConfigError(f"{where}: has neither .dockerconfigjson nor .dockercfg "
                           f"(type {secret.get('type') or 'unset'})")
-    try:
-        doc = json.loads(config_text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}: {key} is not valid JSON (line {exc.lineno} column {exc.colno})") from None
+    doc = parse_document(config_text, name=f"{where}: {key}", kind="docker-config", fmt="json")
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{where}: {key} must be a JSON object")
     auths = doc.get("auths") if key == ".dockerconfigjson" else doc

@@ -19,6 +19,12 @@
     ├── PolicyError                 a retention policy that cannot be evaluated
     └── PlanVerificationError       a retention plan that does not match its hash, signature or the database
 
+Files a user hands in are read by :mod:`repoaudit.loader`, whose errors read
+``FILE:LINE:COL: what`` and are raised as the reader's class: ``IngestError`` for
+scans and pod listings, ``PolicyError`` for policies, ``ConfigError`` for plans,
+Flux YAML, the config file and Docker configs. The CLI turns every one of these
+into ``Error: …`` with exit code 1 (usage errors 2, anything else 70: a bug).
+
 Errors carry the context as attributes as well as in the message, so callers can
 act on them (the collector records ``registry``/``repository`` with the snapshot).
 Messages never contain credentials: the client never formats request headers.

@@ -90,12 +90,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import yaml
-
 from .config import ClientOptions, Target, parse_target
 from .credentials import (ANONYMOUS, Credentials, from_docker_config, from_dockerconfigjson_secret,
                           from_environment)
 from .errors import ConfigError
+from .loader import load_documents
 from .reference import parse_reference
 
 __all__ = [
@@ -285,28 +284,10 @@ class _Doc:
         return f"{self.file}:{self.line}"
 
 
-def _load_yaml_documents(path: Path) -> list[tuple[int, Any]]:
-    """``(line, document)`` for each YAML document of ``path``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    docs: list[tuple[int, Any]] = []
-    loader = yaml.SafeLoader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            docs.append((node.start_mark.line + 1, loader.construct_document(node)))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{at}: {problem}") from None
-    finally:
-        loader.dispose()
-    return docs
+def _load_yaml_documents(path: Path, kind: str = "flux") -> list[tuple[int, Any]]:
+    """``(line, document)`` for each YAML document of ``path`` (JSON for ``*.json``)."""
+    fmt = "json" if path.suffix.lower() == ".json" else "yaml"
+    return [(doc.line, doc.body) for doc in load_documents(path, kind=kind, fmt=fmt, empty_ok=True)]
 
 
 def _yaml_files(paths: Iterable[Path | str]) -> list[Path]:
@@ -661,7 +642,7 @@ def load_config(path: Path | str, *, env: Mapping[str, str] = os.environ) -> lis
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
-    docs = [doc for _, doc in _load_yaml_documents(path) if doc is not None]
+    docs = [doc for _, doc in _load_yaml_documents(path, "config") if doc is not None]
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ConfigError(f"{path}: expected one YAML mapping with a 'registries' list")
     top = docs[0]
@@ -863,12 +844,12 @@ def _config_password(base: Path, spec: Mapping, username: Any, where: str, env: 
 def _secret_file_credentials(file: Path, host: str, where: str) -> Credentials:
     if not file.is_file():
         raise ConfigError(f"{where}: secret file {file} does not exist")
-    secrets = [obj for _, doc in _load_yaml_documents(file) for obj in _objects(doc)
-               if obj.get("kind") == "Secret"]
+    documents = _load_yaml_documents(file, "docker-config")
+    secrets = [obj for _, doc in documents for obj in _objects(doc) if obj.get("kind") == "Secret"]
     # A bare config.json (no Kubernetes wrapper) is accepted too: it is what
     # `kubectl create secret docker-registry --from-file` is usually fed.
     if not secrets:
-        docs = [doc for _, doc in _load_yaml_documents(file)]
+        docs = [doc for _, doc in documents]
         if len(docs) == 1 and isinstance(docs[0], dict) and "auths" in docs[0]:
             try:
                 return from_docker_config(host, docs[0]) or ANONYMOUS

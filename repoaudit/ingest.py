@@ -208,8 +208,8 @@ def ingest_scans(con: duckdb.DuckDBPyConnection, kind: str, paths: Iterable[str 
     seen: set[str] = set()
     result = ScanIngestResult(kind=kind, files=[str(p) for p in files])
     for path in files:
+        scan = load_report(path, kind)  # first: it enforces the size limit before the whole file is hashed
         digest = _sha256(path)
-        scan = load_report(path, kind)
         if digest in seen:
             result.skipped.append(str(path))
             continue
@@ -284,8 +284,9 @@ def ingest_pods(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path] | st
     digests: list[str] = []
     seen_pods: set[tuple] = set()
     for path in files:
+        listed = load_pods(path)  # first: it enforces the size limit before the whole file is hashed
         digests.append(_sha256(path))
-        for pod in load_pods(path):
+        for pod in listed:
             meta = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
             key = (meta.get("namespace"), meta.get("name"), meta.get("uid"))
             if key in seen_pods:

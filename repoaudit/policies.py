@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import yaml
 
+from . import loader
 from .errors import PolicyError
 
 __all__ = ["Condition", "FORMATS", "Pattern", "Policy", "RepoSelector", "Rule", "TagSelector", "glob_to_regex",
@@ -485,8 +485,8 @@ def _harbor_extras_untagged(value: Any, default: bool, where: _Where, rule: str,
         return default
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except ValueError:
+            value = loader.parse_document(value, name="extras", kind="policy", fmt="json")
+        except PolicyError:
             return default  # Harbor ignores extras it cannot parse
     if isinstance(value, dict):
         untagged = value.get("untagged", False)
@@ -845,16 +845,7 @@ def load_policy(policy: "str | Path | dict | list | Policy", *, format: str | No
     if isinstance(policy, (dict, list)):
         return parse_policy(policy, format=format, name=name)
     path = Path(policy)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc.strerror or exc}") from None
-    try:
-        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise PolicyError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    text = loader.read_text(path, kind="policy", empty_ok=True)
+    doc = loader.parse_document(text, name=str(path), kind="policy", empty_ok=True,
+                                fmt="json" if path.suffix.lower() == ".json" else "yaml")
     return parse_policy(doc, format=format, source=str(path), name=name, text=text)

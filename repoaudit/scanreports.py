@@ -18,7 +18,6 @@ scanner used.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from repoaudit import loader
 from repoaudit.errors import ConfigError, IngestError
 from repoaudit.reference import ImageReference, parse_reference
 from repoaudit.timestamps import parse_timestamp  # noqa: F401 - part of this module's API
@@ -36,7 +36,6 @@ __all__ = [
     "SCANNERS",
     "SEVERITIES",
     "VULNERABILITY_KEYS",
-    "describe_json_error",
     "load_report",
     "normalize_severity",
     "parse_cyclonedx",
@@ -753,60 +752,16 @@ def parse_cyclonedx(data: dict, source: str) -> ParsedScan:
 _PARSERS = {"trivy": parse_trivy, "grype": parse_grype, "cyclonedx": parse_cyclonedx}
 
 
-def _unclosed_at_end(text: str) -> bool:
-    """True if ``text`` ends inside a string or with brackets still open."""
-    depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-    return in_string or depth > 0
-
-
-def describe_json_error(text: str, exc: json.JSONDecodeError) -> str:
-    """One line telling a truncated JSON document (a cut-off download) from a malformed one."""
-    if exc.pos >= len(text.rstrip()) or _unclosed_at_end(text):
-        end = text.rstrip()
-        line = end.count("\n") + 1
-        return f"truncated JSON (input ends inside an unclosed value at line {line})"
-    return f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-
-
 def read_text(path: Path) -> str:
-    """A report or manifest file as text: unreadable, non-UTF-8 and empty files are :class:`IngestError`."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise IngestError(f"{path}: cannot read file: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    if not text.strip():
-        raise IngestError(f"{path}: empty file")
-    return text
+    """A report file as text: unreadable, oversized, non-UTF-8 and empty files are :class:`IngestError`."""
+    return loader.read_text(path, kind="scan")
 
 
 def _read_json(path: Path) -> Any:
     text = read_text(path)
-    stripped = text.strip()
-    if stripped.startswith("<"):
+    if text.lstrip().startswith("<"):
         raise IngestError(f"{path}: looks like XML; only JSON reports are supported")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise IngestError(f"{path}: {describe_json_error(text, exc)}") from None
+    return loader.parse_document(text, name=str(path), kind="scan", fmt="json")
 
 
 def load_report(path: Path, scanner: str) -> ParsedScan:

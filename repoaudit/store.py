@@ -450,8 +450,13 @@ class SnapshotWriter:
         db = self._database_path()
         if db is None:
             return  # nothing to spare: an in-memory database holds everything in memory anyway
-        for leftover in db.parent.glob(f"{db.name}.stage-*"):
-            leftover.unlink(missing_ok=True)  # from a killed run; this process holds the database's write lock
+        # Leftovers of a killed run; this process holds the database's write lock, so none is live.
+        # Matched by exact name, not by glob: in "x[1].duckdb.stage-*" the brackets are a character
+        # class that matches x1.duckdb's live stage files.
+        leftover_name = re.compile(re.escape(db.name) + r"\.stage-\d+(?:\.wal)?")
+        for leftover in db.parent.iterdir():
+            if leftover_name.fullmatch(leftover.name):
+                leftover.unlink(missing_ok=True)
         self._stage_path = db.parent / f"{db.name}.stage-{self.snapshot_id}"
         self._stage = duckdb.connect(str(self._stage_path))
         self._stage.execute(f"SET memory_limit = '{self.STAGE_MEMORY}'")

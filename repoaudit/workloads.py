@@ -13,15 +13,12 @@ how sure we are of the exact content:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from repoaudit.errors import ConfigError, IngestError
+from repoaudit.loader import load_documents
 from repoaudit.reference import parse_image_id, parse_reference
-from repoaudit.scanreports import describe_json_error, read_text
 
 __all__ = ["WORKLOAD_KEYS", "load_pods", "workloads_from_pods"]
 
@@ -44,31 +41,75 @@ WORKLOAD_KEYS = (
 )
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _parse_documents(path: Path) -> list[Any]:
-    text = read_text(path)
-    stripped = text.strip()
-    # JSON first: its errors say "truncated" precisely, where YAML would guess.
-    if stripped[0] in "{[" or path.suffix.lower() == ".json":
-        try:
-            return [json.loads(text)]
-        except json.JSONDecodeError as exc:
-            raise IngestError(f"{path}: {describe_json_error(text, exc)}") from None
-    try:
-        # libyaml's loader when present: `kubectl get pods -A -o yaml` runs to many megabytes.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        documents = [doc for doc in yaml.load_all(text, Loader=loader) if doc is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or exc
-        raise IngestError(f"{path}: malformed YAML{where}: {_one_line(problem)}") from None
+    documents = [doc.body for doc in load_documents(path, kind="pods") if doc.body is not None]
     if not documents:
         raise IngestError(f"{path}: empty file (only comments or '---')")
     return documents
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _pod_problem(pod: Any) -> str | None:
+    """What makes ``pod`` unusable as a Pod, or None.
+
+    Checked before any row is made: a lenient reader would turn ``"containers": "nginx"``
+    into a pod with no containers, and a listing of those into an empty workload set,
+    which would lift the protection ``retention apply`` gives running images.
+    """
+    if not isinstance(pod, dict):
+        return f"is {_type(pod)}, expected a Pod object"
+    for key in ("metadata", "status"):
+        if pod.get(key) is not None and not isinstance(pod[key], dict):
+            return f"{key} is {_type(pod[key])}, expected an object"
+    metadata, status = pod.get("metadata") or {}, pod.get("status") or {}
+    for key in ("name", "namespace"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], str):
+            return f"metadata.{key} is {_type(metadata[key])}, expected a string"
+    owners = metadata.get("ownerReferences")
+    if owners is not None and not (isinstance(owners, list) and all(isinstance(o, dict) for o in owners)):
+        return "metadata.ownerReferences must be a list of objects"
+    if status.get("phase") is not None and not isinstance(status["phase"], str):
+        return f"status.phase is {_type(status['phase'])}, expected a string"
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        return f"spec is {_type(spec)}, expected an object with containers"
+    for key, required in (("containers", True), ("initContainers", False)):
+        containers = spec.get(key)
+        if containers is None and not required:
+            continue
+        if not isinstance(containers, list) or (required and not containers):
+            return f"spec.{key} is {_type(containers)}, expected a non-empty list of containers" if required \
+                else f"spec.{key} is {_type(containers)}, expected a list of containers"
+        for index, container in enumerate(containers):
+            if not isinstance(container, dict):
+                return f"spec.{key}[{index}] is {_type(container)}, expected a container object"
+            for field in ("name", "image"):
+                if not isinstance(container.get(field), str):
+                    return f"spec.{key}[{index}].{field} is {_type(container.get(field))}, expected a string"
+    for key in ("containerStatuses", "initContainerStatuses"):
+        statuses = status.get(key)
+        if statuses is None:
+            continue
+        if not isinstance(statuses, list):
+            return f"status.{key} is {_type(statuses)}, expected a list"
+        for index, item in enumerate(statuses):
+            if not isinstance(item, dict):
+                return f"status.{key}[{index}] is {_type(item)}, expected an object"
+            for field in ("name", "imageID"):
+                if item.get(field) is not None and not isinstance(item[field], str):
+                    return f"status.{key}[{index}].{field} is {_type(item[field])}, expected a string"
+    return None
+
+
+def _pod_label(pod: Any) -> str:
+    metadata = pod.get("metadata") if isinstance(pod, dict) else None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
+        return ""
+    namespace = metadata.get("namespace")
+    return f" (pod {namespace}/{metadata['name']})" if isinstance(namespace, str) else f" (pod {metadata['name']})"
 
 
 def _pods_from_document(doc: Any, path: Path, where: str) -> list[dict]:
@@ -76,11 +117,14 @@ def _pods_from_document(doc: Any, path: Path, where: str) -> list[dict]:
         raise IngestError(f"{path}: {where}is a {type(doc).__name__}, expected a Pod, PodList or List of Pods")
     kind = doc.get("kind")
     if kind == "Pod":
+        problem = _pod_problem(doc)
+        if problem:
+            raise IngestError(f"{path}: {where}Pod{_pod_label(doc)}: {problem}")
         return [doc]
     if kind in ("PodList", "List"):
-        items = doc.get("items") or []
+        items = doc.get("items")
         if not isinstance(items, list):
-            raise IngestError(f"{path}: {where}{kind}.items is {type(items).__name__}, expected a list")
+            raise IngestError(f"{path}: {where}{kind}.items is {_type(items)}, expected a list")
         pods = []
         for index, item in enumerate(items):
             if not isinstance(item, dict):
@@ -91,6 +135,9 @@ def _pods_from_document(doc: Any, path: Path, where: str) -> list[dict]:
                 raise IngestError(
                     f"{path}: {where}{kind}.items[{index}] is kind {item_kind!r}, expected only Pods"
                 )
+            problem = _pod_problem(item)
+            if problem:
+                raise IngestError(f"{path}: {where}{kind}.items[{index}]{_pod_label(item)}: {problem}")
             pods.append(item)
         return pods
     raise IngestError(f"{path}: {where}kind is {kind!r}, expected Pod, PodList or List of Pods")
@@ -195,6 +242,9 @@ def workloads_from_pods(items: list[dict], cluster: str) -> list[dict]:
     for index, pod in enumerate(items):
         if not isinstance(pod, dict):
             raise IngestError(f"pod {index} is a {type(pod).__name__}, expected a Pod object")
+        problem = _pod_problem(pod)
+        if problem:
+            raise IngestError(f"pod {index}{_pod_label(pod)}: {problem}")
         metadata, spec, status = _dict(pod.get("metadata")), _dict(pod.get("spec")), _dict(pod.get("status"))
         owner_kind, owner_name = _owner(metadata)
         base = {

@@ -50,6 +50,8 @@ def test_collect_then_query_export(cli, registry, pusher, tmp_path):
     q = cli("query", "repository_summary", "--format", "csv")
     assert q.exit_code == 0 and "team/web" in q.stdout
     csv_path = tmp_path / "out" / "tags.csv"
+    one_line_error(cli("export", "tags", "--csv", csv_path), f"{tmp_path / 'out'} does not exist")
+    csv_path.parent.mkdir()  # output directories are not created: a typo in one is an error, before any work
     exp = cli("export", "tags", "--csv", csv_path)
     assert exp.stdout.strip() == f"3 rows written to {csv_path}"
     assert len(csv_path.read_text().splitlines()) == 4

@@ -129,6 +129,31 @@ def test_killed_run_leaves_no_trace(tmp_path):
     assert not list(tmp_path.glob("db.duckdb.stage-*"))
 
 
+@pytest.mark.parametrize(("first", "second"), [("x1.duckdb", "x[1].duckdb"), ("x[1].duckdb", "x1.duckdb")])
+def test_stage_cleanup_spares_a_neighbours_live_stage_file(tmp_path, first, second):
+    # "x[1].duckdb.stage-*" as a glob matches x1.duckdb's stage files: the clean-up of a second
+    # run in the same folder must find leftovers by exact name, or it deletes a live stage.
+    seen: dict = {}
+
+    def neighbour_runs(request):
+        if request.url.path.startswith("/v2/team/b/manifests") and "other" not in seen:
+            seen["before"] = {p.name for p in tmp_path.iterdir() if ".stage-" in p.name}
+            with repoaudit.open(tmp_path / second) as other:
+                seen["other"] = other.collect(URL, transport=estate().transport(), retry=NO_BACKOFF,
+                                              progress=False)
+            seen["after"] = {p.name for p in tmp_path.iterdir() if ".stage-" in p.name}
+        return None
+
+    fake = estate()
+    fake.fault = neighbour_runs
+    with repoaudit.open(tmp_path / first) as audit:
+        result = audit.collect(URL, transport=fake.transport(), retry=NO_BACKOFF, progress=False)
+    assert (result.status, result.tags) == ("complete", 3)
+    assert (seen["other"].status, seen["other"].tags) == ("complete", 3)
+    assert f"{first}.stage-1" in seen["before"] and f"{first}.stage-1" in seen["after"]
+    assert not [p for p in tmp_path.iterdir() if ".stage-" in p.name]
+
+
 def test_insert_rows_keeps_types_for_empty_and_null_batches(tmp_path):
     from repoaudit.store import insert_rows
 
