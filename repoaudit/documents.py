@@ -107,7 +107,7 @@ def load_json(body: bytes, what: str) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         snippet = body[:40].decode("utf-8", "replace")
         reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise InvalidDocument(f"{what} is not JSON ({reason}; starts {snippet!r})") from None
+        raise InvalidDocument(f"{what} is not JSON (starts {snippet!r}; {reason})") from None
 
 
 # -- scalars -----------------------------------------------------------------------
