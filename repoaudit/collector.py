@@ -173,7 +173,7 @@ class Collector:
                 name = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            if getattr(self.source(name), "halted", None) is not None:
+            if self.source(name).halted is not None:
                 # The circuit is open: the run is failing; asking would only add a row per repository.
                 self.not_attempted += 1
             else:
@@ -224,8 +224,7 @@ class Collector:
             self._error(repository, None, InvalidDocument(
                 f"{len(invalid) - MAX_INVALID_NAMES} more invalid tags skipped", registry=self.registry,
                 repository=repository))
-        if hasattr(source, "set_request_budget"):
-            source.set_request_budget(repository, len(tags))
+        source.set_request_budget(repository, len(tags))
         self.progress.tags_found(len(tags))
         results = await asyncio.gather(*(self._tag(repository, tag) for tag in tags), return_exceptions=True)
         first_error = None
