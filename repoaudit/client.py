@@ -221,11 +221,11 @@ class RegistryClient:
     def _spend(self, repository: str | None) -> None:
         if repository is None:
             return
-        self._spent[repository] += 1
         budget = self._budget.get(repository)
-        if budget is not None and self._spent[repository] > budget:
+        if budget is not None and self._spent[repository] >= budget:
             raise RequestBudgetExceeded(f"took more than {budget:,} requests, more than its tags can need; "
                                         f"stopped", registry=self.name, repository=repository)
+        self._spent[repository] += 1
 
     async def _request(self, method: str, url: str | httpx.URL, *, what: str, repository: str | None = None,
                        headers: dict[str, str] | None = None, params: dict | None = None,
@@ -339,12 +339,22 @@ class RegistryClient:
             # Credentials only ever go to the registry's own origin; a redirect elsewhere (blob storage)
             # is sent bare, as httpx itself would strip the Authorization header.
             auth = httpx.USE_CLIENT_DEFAULT if _same_origin(request.url, self._origin) else None
-            response = await self._http.send(request, auth=auth, stream=True, follow_redirects=False)
+            try:
+                response = await self._http.send(request, auth=auth, stream=True, follow_redirects=False)
+            except httpx.RemoteProtocolError as exc:
+                if "location header" not in str(exc):
+                    raise
+                # httpx builds the next request even when not following, and reports a Location it
+                # cannot parse as a protocol error, which would be retried as if the network had failed.
+                raise InvalidResponse(f"{what} {request.url.path} redirects to an invalid URL ({exc})",
+                                      registry=self.name, repository=repository) from None
             try:
                 if not response.has_redirect_location:
                     status = response.status_code
                     error = status >= 400
-                    if method == "HEAD" or max_body is None or error:
+                    if hasattr(response, "_content"):
+                        body = response.content  # a challenge the auth flow has read (capped) already
+                    elif method == "HEAD" or max_body is None or error:
                         body = await _read_capped(response, self.limits.error_body, truncate=True)
                     else:
                         body = await _read_capped(response, max_body)
