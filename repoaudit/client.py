@@ -142,13 +142,14 @@ def error_summary(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
     try:
         doc = json.loads(body)
         errors = doc.get("errors") if isinstance(doc, dict) else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         errors = None
     for err in errors or []:
         if not isinstance(err, dict):
             continue
-        code = str(err.get("code") or "")
-        msg = str(err.get("message") or "")
+        # One line, however the registry spells it: a code or message may be anything JSON holds.
+        code = " ".join(str(err.get("code") or "").split())[:100]
+        msg = " ".join(str(err.get("message") or "").split())[:300]
         detail = err.get("detail")
         codes.append(code)
         text = f"{code}: {msg}" if code else msg

@@ -234,6 +234,13 @@ CASES: dict[str, Callable[[FakeRegistry, FakeRegistryServer], Expect]] = {
                                              Expect("InvalidDocument", "must be a JSON object, not list"))[2],
     "tag list holds a number": lambda f, s: (f.add_image(BAD, "1"), tags_page(s, {"name": BAD, "tags": ["1", 5]}),
                                              Expect("InvalidDocument", "tags[1] must be a string, not int 5"))[2],
+    "error body nested 30,000 deep": lambda f, s: (
+        f.add_image(BAD, "1"), s.raw.__setitem__(f"/v2/{BAD}/tags/list", s.answer(404, b"[" * 30_000 + b"]" * 30_000)),
+        Expect("NotFoundError", "HTTP 404"))[2],
+    "error message with newlines": lambda f, s: (
+        f.add_image(BAD, "1"), s.raw.__setitem__(f"/v2/{BAD}/tags/list", s.answer(400, json.dumps(
+            {"errors": [{"code": "X\nY", "message": "line one\nline two\r\n" + "z" * 5000}]}).encode())),
+        Expect("RegistryHTTPError", "X Y: line one line two"))[2],
     # -- names that must never reach a URL
     "tag v1?x=1": lambda f, s: case_tag(f, s, "v1?x=1"),
     "tag v1#frag": lambda f, s: case_tag(f, s, "v1#frag"),
@@ -351,6 +358,25 @@ def test_unreadable_catalog_fails_the_run_in_one_line(catalog, fragment, tmp_pat
     with repoaudit.open(tmp_path / "cli.duckdb", read_only=True) as audit:
         assert audit.query("snapshots").iloc[0]["status"] == "failed"
         assert audit.sql("SELECT count(*) FROM tags").iloc[0, 0] == 0
+
+
+def test_incremental_head_with_an_invalid_digest_header(tmp_path):
+    fake, pushed = estate()
+    fake.add_image(BAD, "1", b"bad-layer")
+    with FakeRegistryServer(fake) as server:
+        first = bounded(lambda: collect_library(server, tmp_path / "db.duckdb"))
+        assert first.status == "complete"
+        body = fake.manifests[fake.tags[BAD]["1"]]
+        server.raw[f"/v2/{BAD}/manifests/1"] = server.answer(200, body, {
+            "Content-Type": OCI_MANIFEST, "Docker-Content-Digest": "sha256:../../../team/app"})
+        second = bounded(lambda: collect_library(server, tmp_path / "db.duckdb"))
+    assert (second.mode, second.status, second.errors) == ("incremental", "partial", 1)
+    with repoaudit.open(tmp_path / "db.duckdb", read_only=True) as audit:
+        err = audit.sql("SELECT repository, reference, error_type, error FROM collection_errors").values.tolist()
+        assert err[0][:3] == [BAD, "1", "InvalidResponse"] and "Docker-Content-Digest" in err[0][3]
+        tags = audit.sql("SELECT repository FROM tags WHERE snapshot_id = $s", {"s": second.snapshot_id})
+        assert sorted(tags["repository"]) == sorted(GOOD)
+        assert_nothing_invalid(audit)
 
 
 def test_endless_body_memory_stays_bounded(tmp_path):
