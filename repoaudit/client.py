@@ -125,6 +125,12 @@ class _BoundedAuth(httpx.Auth):
                 outgoing = await flow.asend(response)
             except StopAsyncIteration:
                 return
+            except (RecursionError, OverflowError, ValueError, TypeError, AttributeError, KeyError) as exc:
+                # The flow reads a token answer as a registry wrote it (a 10**400 expires_in, JSON nested
+                # past the recursion limit); whatever it trips on is a bad answer, not a bug here.
+                raise AuthenticationError(f"unusable answer from {response.request.url.host} while "
+                                          f"authenticating ({exc.__class__.__name__})",
+                                          registry=request.url.netloc.decode()) from None
 
 
 @dataclass(frozen=True)

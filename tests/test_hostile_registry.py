@@ -34,7 +34,7 @@ from repoaudit.client import Limits, RegistryClient
 from repoaudit.collector import collect_source
 from repoaudit.config import ClientOptions, parse_target
 from repoaudit.documents import MAX_SIZE, is_valid_repository, is_valid_tag
-from repoaudit.errors import PaginationError, RepoauditError
+from repoaudit.errors import PaginationError, RepoauditError, ResponseTooLarge
 from repoaudit.retry import NO_BACKOFF
 from repoaudit.store import connect
 
@@ -522,3 +522,35 @@ def test_no_exception_but_repoauditerror_for_random_document_damage():
                 parse(json.dumps(doc).encode())
             except RepoauditError as exc:
                 assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("token_body, fails", [
+    (b'{"token": "t", "expires_in": 1' + b"0" * 400 + b"}", True),
+    (b'{"token": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", True),
+    (b"x" * (2 * MiB), True),
+    (b'{"token": "t", "expires_in": "soon"}', False),  # falls back to 60 s, as auth.py intends
+])
+def test_hostile_token_endpoint_is_an_authentication_error(token_body, fails):
+    from repoaudit.errors import AuthenticationError
+
+    def handler(request):
+        if request.url.host == "auth.test":
+            return httpx.Response(200, content=token_body)
+        if "authorization" not in request.headers:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.test/token"'})
+        return httpx.Response(200, json={"name": "a/b", "tags": ["1"]})
+
+    async def go():
+        client = RegistryClient(parse_target("https://registry.test"), ClientOptions(retry=NO_BACKOFF),
+                                transport=httpx.MockTransport(handler))
+        try:
+            return await client.list_tags("a/b")
+        finally:
+            await client.aclose()
+
+    if not fails:
+        assert asyncio.run(go()) == ["1"]
+        return
+    with pytest.raises((AuthenticationError, ResponseTooLarge)) as info:
+        asyncio.run(go())
+    assert "\n" not in str(info.value)
