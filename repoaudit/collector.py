@@ -27,7 +27,7 @@ import duckdb
 
 from .config import CollectOptions
 from .documents import is_valid_repository, is_valid_tag, printable
-from .errors import (AuthenticationError, CircuitOpen, ConfigError, InvalidDocument, LimitExceeded, NotFoundError,
+from .errors import (AuthenticationError, ConfigError, InvalidDocument, LimitExceeded, NotFoundError,
                      RepoauditError)
 from .manifest import ImageConfig, Manifest, parse_config, parse_manifest
 from .progress import NullProgress, Progress
