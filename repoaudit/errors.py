@@ -13,7 +13,7 @@
     │   │   └── InvalidDocument     JSON that breaks its document schema (documents.py);
     │   │                           also an UnsupportedMediaType, which parse_manifest raised first
     │   ├── DigestMismatch          content whose sha256 differs from its digest
-    │   ├── LimitExceeded           a response or a run went past one of the client's bounds
+    │   ├── LimitExceeded           past a bound of the client (Limits) or the collector (index depth)
     │   │   ├── ResponseTooLarge    a body larger than its cap (manifests 4 MiB, ...)
     │   │   ├── DeadlineExceeded    a response not complete within its total deadline
     │   │   ├── TooManyRedirects    more redirects than the cap, or a redirect loop
