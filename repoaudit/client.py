@@ -280,6 +280,11 @@ class RegistryClient:
                         reason += (" (the registry closed the TLS connection before answering; if it requires a "
                                    "client certificate: --cert and --key)")
                     self._exhausted()
+                    if isinstance(exc, httpx.DecodingError):
+                        # The registry was reached; what it sent (its Content-Encoding) could not be decoded.
+                        raise InvalidResponse(f"{what} {_path_of(url)} could not be decoded after {attempt} tries: "
+                                              f"{_describe(exc, self.target.url)}",
+                                              registry=self.name, repository=repository) from None
                     raise RegistryUnreachable(f"cannot reach {self.target.url}: {reason}",
                                               registry=self.name, repository=repository) from None
                 await self._sleep(policy.delay(attempt, rng=self._rng))

@@ -194,6 +194,9 @@ CASES: dict[str, Callable[[FakeRegistry, FakeRegistryServer], Expect]] = {
     "gzip bomb": lambda f, s: (raw_manifest(f, s, s.answer(200, gzip.compress(b" " * 64 * MiB), {
         "Content-Type": OCI_MANIFEST, "Content-Encoding": "gzip"})),
         Expect("ResponseTooLarge", "larger than the 4,194,304-byte cap"))[1],
+    "gzip body that is not gzip": lambda f, s: (raw_manifest(f, s, s.answer(200, b"not gzip at all", {
+        "Content-Type": OCI_MANIFEST, "Content-Encoding": "gzip"})),
+        Expect("InvalidResponse", "could not be decoded after 8 tries: DecodingError"))[1],
     "trickle body": lambda f, s: (raw_manifest(f, s, s.trickle()), Expect("DeadlineExceeded", "after 2 s"))[1],
     "short body then close": lambda f, s: (raw_manifest(f, s, s.short_body(b"{}", announced=1000)),
                                            Expect("RegistryUnreachable", "RemoteProtocolError"))[1],
