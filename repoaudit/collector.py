@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import logging
 import re
 import time
 from collections import Counter, OrderedDict
@@ -25,7 +26,9 @@ from datetime import datetime
 import duckdb
 
 from .config import CollectOptions
-from .errors import AuthenticationError, ConfigError, NotFoundError, RepoauditError, UnsupportedMediaType
+from .documents import is_valid_repository, is_valid_tag, printable
+from .errors import (AuthenticationError, ConfigError, InvalidDocument, LimitExceeded, NotFoundError,
+                     RepoauditError)
 from .manifest import ImageConfig, Manifest, parse_config, parse_manifest
 from .progress import NullProgress, Progress
 from .reference import parse_reference
@@ -35,6 +38,14 @@ from .timestamps import utc_naive
 
 
 CONFIG_CACHE = 10_000
+# An index may hold indexes (OCI allows it; attestation layouts do it once). Deeper than this is a
+# registry generating documents, not storing them.
+MAX_INDEX_DEPTH = 8
+
+# Invalid tags or catalog names recorded one row each; past this, one row counts the rest.
+MAX_INVALID_NAMES = 100
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,9 +83,16 @@ def select_shard(names: list[str], shard: tuple[int, int] | None) -> list[str]:
     return [name for name in names if shard_of(name, n) == i]
 
 
-def _created(value: str | None) -> datetime | None:
-    """An image config's ``created`` as naive UTC; the epoch of reproducible builds means unknown."""
+def _created(value: str | None, digest: str | None = None) -> datetime | None:
+    """An image config's ``created`` as naive UTC; the epoch of reproducible builds means unknown.
+
+    ``created`` is type-checked with the config (documents.py); a string that is not
+    RFC 3339 is unknown too, logged rather than failing the image (see documents.py).
+    """
     parsed = utc_naive(value)
+    if value and parsed is None:
+        log.warning("image config %s: created %s is not an RFC 3339 timestamp; stored as unknown",
+                    digest, printable(value))
     return parsed if parsed is not None and parsed.year >= 1971 else None
 
 
@@ -133,6 +151,7 @@ class Collector:
         self.tag_count = 0
         self.error_count = 0
         self.failed_repositories = 0
+        self.not_attempted = 0
 
     def source(self, repository: str) -> Source:
         return self.routes[repository].source
@@ -154,7 +173,11 @@ class Collector:
                 name = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await self._repository(name)
+            if self.source(name).halted is not None:
+                # The circuit is open: the run is failing; asking would only add a row per repository.
+                self.not_attempted += 1
+            else:
+                await self._repository(name)
             self.progress.repository_done()
 
     def _error(self, repository: str | None, reference: str | None, exc: BaseException) -> None:
@@ -182,17 +205,31 @@ class Collector:
 
     async def _repository(self, repository: str) -> None:
         snap = self.writer.snapshot_id
+        source = self.source(repository)
         try:
-            listed = await self.source(repository).list_tags(repository)
+            listed = await source.list_tags(repository)
         except RepoauditError as exc:
             self.fail_repository(repository, exc)
             return
         scan_time = utcnow()
         exclusions = self.routes[repository].exclusions
-        tags = [t for t in listed if not any(p.search(t) for p in exclusions)]
+        # A tag outside the grammar never reaches a URL or a table: "v1?x=1" would be a query on v1.
+        invalid = [t for t in listed if not is_valid_tag(t)]
+        tags = [t for t in listed if is_valid_tag(t) and not any(p.search(t) for p in exclusions)]
+        for tag in invalid[:MAX_INVALID_NAMES]:
+            self._error(repository, printable(tag, 140), InvalidDocument(
+                f"the tag list holds {printable(tag)}, which is not a valid tag; skipped",
+                registry=self.registry, repository=repository))
+        if len(invalid) > MAX_INVALID_NAMES:
+            self._error(repository, None, InvalidDocument(
+                f"{len(invalid) - MAX_INVALID_NAMES} more invalid tags skipped", registry=self.registry,
+                repository=repository))
+        source.set_request_budget(repository, len(tags))
         self.progress.tags_found(len(tags))
         results = await asyncio.gather(*(self._tag(repository, tag) for tag in tags), return_exceptions=True)
         first_error = None
+        if invalid:
+            first_error = f"{len(invalid)} invalid tag(s) in the tag list, first {printable(invalid[0])}"
         ok = 0
         for tag, result in zip(tags, results):
             if isinstance(result, BaseException):
@@ -204,7 +241,7 @@ class Collector:
             ok += 1
             self.writer.add("tags", (snap, self.registry, repository, tag, result))
         self.tag_count += ok
-        if first_error and ok == 0 and tags:
+        if first_error and ok == 0 and (tags or invalid):
             self.failed_repositories += 1
             status = "failed"
         else:
@@ -212,7 +249,7 @@ class Collector:
         self.writer.add("repositories", (snap, self.registry, repository, ok, status, first_error))
         message = f"successful scan: found {len(tags)} tags"
         if first_error:
-            message += f"; {len(tags) - ok} could not be read ({first_error})"
+            message += f"; {len(tags) - ok + len(invalid)} could not be read ({first_error})"
         # Flux is Ready once the tags are listed; unreadable manifests are repoaudit's extra depth.
         self.status(repository, ready=True, reason="Succeeded", message=message, tags=tags, scan_time=scan_time)
 
@@ -233,7 +270,7 @@ class Collector:
         finally:
             self.progress.tag_done()
 
-    async def _ensure(self, repository: str, digest: str, fetched=None) -> None:
+    async def _ensure(self, repository: str, digest: str, fetched=None, depth: int = 0) -> None:
         """Store manifest ``digest`` (and what it references) once, however many tags race for it."""
         if digest in self.stored:
             return
@@ -241,10 +278,13 @@ class Collector:
         if pending is not None:
             await pending
             return
+        if depth > MAX_INDEX_DEPTH:
+            raise LimitExceeded(f"indexes nested more than {MAX_INDEX_DEPTH} deep, down to {digest}; stopped",
+                                registry=self.registry, repository=repository)
         future = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
         try:
-            await self._store(repository, digest, fetched)
+            await self._store(repository, digest, fetched, depth)
             self.stored.add(digest)
             future.set_result(None)
         except BaseException as exc:
@@ -254,14 +294,17 @@ class Collector:
         finally:
             del self._inflight[digest]
 
-    async def _store(self, repository: str, digest: str, fetched) -> None:
+    async def _store(self, repository: str, digest: str, fetched, depth: int = 0) -> None:
         if fetched is None:
             fetched = await self.source(repository).get_manifest(repository, digest)
-        m = parse_manifest(fetched.body, fetched.digest, fetched.media_type)
+        try:
+            m = parse_manifest(fetched.body, fetched.digest, fetched.media_type)
+        except InvalidDocument as exc:
+            raise InvalidDocument(str(exc), registry=self.registry, repository=repository) from None
         cfg = None
         if m.is_index:
-            children = await asyncio.gather(*(self._ensure(repository, c.digest) for c in m.children),
-                                            return_exceptions=True)
+            children = await asyncio.gather(*(self._ensure(repository, c.digest, depth=depth + 1)
+                                              for c in m.children), return_exceptions=True)
             for child, res in zip(m.children, children):
                 if isinstance(res, BaseException):
                     raise res
@@ -280,8 +323,9 @@ class Collector:
         body = await self.source(repository).get_blob(repository, digest)
         try:
             cfg = parse_config(body, digest)
-        except UnsupportedMediaType:
-            cfg = None  # an unreadable config leaves created/platform unknown, not the image uncollected
+        except InvalidDocument as exc:
+            # A config is a document like the manifest: one that breaks its schema fails the tag.
+            raise InvalidDocument(str(exc), registry=self.registry, repository=repository) from None
         self._configs[digest] = cfg
         if len(self._configs) > CONFIG_CACHE:
             self._configs.popitem(last=False)
@@ -300,7 +344,7 @@ class Collector:
         self.writer.add("manifests", (
             self.registry, m.digest, m.media_type, m.kind, m.artifact_type, m.size,
             m.config.digest if m.config else None, config_size, layers_size, len(m.layers), total,
-            _created(cfg.created) if cfg else None, cfg.architecture if cfg else None,
+            _created(cfg.created, m.config.digest) if cfg else None, cfg.architecture if cfg else None,
             cfg.os if cfg else None, cfg.variant if cfg else None,
             to_json(cfg.labels) if cfg else None, to_json(m.annotations), m.subject, self.writer.snapshot_id))
         for pos, layer in enumerate(m.layers):
@@ -339,6 +383,16 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
             collector._error(None, None, exc)
         return exc
     names = select_shard(select_repositories(names, options.include, options.exclude), options.shard)
+    if source.kind == "registry":
+        # good/../evil/img would reach evil/img through URL normalisation; a layout's names are local paths.
+        invalid = [n for n in names if not is_valid_repository(n)]
+        for name in invalid[:MAX_INVALID_NAMES]:
+            collector._error(printable(name, 140), None, InvalidDocument(
+                f"{printable(name)} is not a valid repository name; skipped", registry=source.name))
+        if len(invalid) > MAX_INVALID_NAMES:
+            collector._error(None, None, InvalidDocument(
+                f"{len(invalid) - MAX_INVALID_NAMES} more invalid repository names skipped", registry=source.name))
+        names = [n for n in names if is_valid_repository(n)]
     for name in names:
         collector.routes.setdefault(name, Route(source, part, exclusions))
     return None
@@ -384,8 +438,12 @@ async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, pr
         await collector.run()
         repositories = len(collector.routes) + sum(len(p.options.repositories) for p, e in zip(parts, start_errors)
                                                    if e is not None)
+        halted = next((h for h in (getattr(p.source, "halted", None) for p in parts) if h is not None), None)
         if len(failed_parts) == len(parts):
             status, error = "failed", str(failed_parts[0])
+        elif halted is not None:
+            collector._error(None, None, halted)
+            status, error = "failed", f"{halted}; {collector.not_attempted} repositories not attempted"
         elif repositories and collector.failed_repositories == repositories:
             status, error = "failed", f"all {repositories} repositories failed"
         else:

@@ -9,8 +9,17 @@
     │   ├── AuthenticationError     401/403 after credentials (or a token) were tried
     │   ├── RegistryHTTPError       any other non-2xx answer (.status, .codes)
     │   │   └── NotFoundError       404 / NAME_UNKNOWN / MANIFEST_UNKNOWN
-    │   ├── InvalidResponse         a body that is not the JSON it should be
-    │   └── DigestMismatch          content whose sha256 differs from its digest
+    │   ├── InvalidResponse         a body or header that is not what it should be
+    │   │   └── InvalidDocument     JSON that breaks its document schema (documents.py);
+    │   │                           also an UnsupportedMediaType, which parse_manifest raised first
+    │   ├── DigestMismatch          content whose sha256 differs from its digest
+    │   ├── LimitExceeded           past a bound of the client (Limits) or the collector (index depth)
+    │   │   ├── ResponseTooLarge    a body larger than its cap (manifests 4 MiB, ...)
+    │   │   ├── DeadlineExceeded    a response not complete within its total deadline
+    │   │   ├── TooManyRedirects    more redirects than the cap, or a redirect loop
+    │   │   ├── PaginationError     a Link chain that repeats a URL or a page, or exceeds the page cap
+    │   │   └── RequestBudgetExceeded  a repository needed more requests than its work can explain
+    │   └── CircuitOpen             the run stopped: too many requests in a row exhausted their retries
     ├── LayoutError                 an OCI image layout directory that cannot be read
     ├── UnsupportedMediaType        a manifest media type that cannot be parsed
     ├── StoreError                  the DuckDB file cannot be opened or migrated
@@ -39,6 +48,10 @@ class RepoauditError(Exception):
 
 class ConfigError(RepoauditError):
     """A URL, option, glob or configuration file is invalid."""
+
+
+class UnsupportedMediaType(RepoauditError):
+    """A manifest's media type is not one repoaudit can parse."""
 
 
 class RegistryError(RepoauditError):
@@ -82,12 +95,40 @@ class DigestMismatch(RegistryError):
     """Content does not hash to the digest it was served under."""
 
 
+class InvalidDocument(InvalidResponse, UnsupportedMediaType):
+    """A manifest, index, config, catalog or tag list that breaks its schema."""
+
+
+class LimitExceeded(RegistryError):
+    """A response or a run went past one of the bounds in :class:`repoaudit.client.Limits`."""
+
+
+class ResponseTooLarge(LimitExceeded):
+    """A response body is larger than the cap for its kind."""
+
+
+class DeadlineExceeded(LimitExceeded):
+    """A response did not complete within its total deadline (a trickle, an endless body)."""
+
+
+class TooManyRedirects(LimitExceeded):
+    """A request was redirected more often than the cap allows."""
+
+
+class PaginationError(LimitExceeded):
+    """A ``Link: rel="next"`` chain repeats a URL or a page, or is longer than the page cap."""
+
+
+class RequestBudgetExceeded(LimitExceeded):
+    """A repository took more requests than its tags can explain: a runaway loop."""
+
+
+class CircuitOpen(RegistryError):
+    """Too many requests in a row exhausted their retries; the run stops asking."""
+
+
 class LayoutError(RepoauditError):
     """An OCI image layout directory is missing files or holds invalid JSON."""
-
-
-class UnsupportedMediaType(RepoauditError):
-    """A manifest's media type is not one repoaudit can parse."""
 
 
 class StoreError(RepoauditError):

@@ -9,16 +9,16 @@ untagged manifests are invisible through a registry's tag listing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
 from pathlib import Path
 
+from . import documents
 from .config import Target
-from .client import FetchedManifest
-from .errors import DigestMismatch, LayoutError, NotFoundError
-from .manifest import sha256_digest, verify_digest
+from .client import FetchedManifest, Limits
+from .errors import DigestMismatch, InvalidDocument, LayoutError, NotFoundError, ResponseTooLarge
+from .manifest import OCI_INDEX, sha256_digest, verify_digest
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
@@ -41,8 +41,10 @@ class OCILayoutSource:
     # Reads are local and quick; a few workers only overlap the JSON parsing with file I/O.
     concurrency = 4
 
-    def __init__(self, target: Target):
+    def __init__(self, target: Target, limits: Limits | None = None):
         self.target = target
+        self.limits = limits or Limits()
+        self.halted = None  # no circuit to open: reads are local
         self.name = target.name
         self.root = target.path
         self.requests: Counter[str] = Counter()
@@ -89,40 +91,59 @@ class OCILayoutSource:
         path = self._layout(repository) / "index.json"
         self.requests["GET index.json"] += 1
         try:
-            doc = json.loads(path.read_bytes())
+            # index.json is an OCI index: the same schema as one served by a registry.
+            body = self._read_file(path, self.limits.page_body, "index.json")
+            doc = documents.load_json(body, str(path))
+            if not isinstance(doc, dict) or "manifests" not in doc:
+                raise LayoutError(f"{path}: no manifests list")
+            documents.manifest(doc, str(path), OCI_INDEX)
         except FileNotFoundError:
             raise LayoutError(f"{path}: missing index.json (not an OCI image layout)") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise LayoutError(f"{path}: invalid JSON ({exc})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
-            raise LayoutError(f"{path}: no manifests list")
+        except OSError as exc:
+            raise LayoutError(f"{path}: {exc.strerror or exc}") from None
+        except InvalidDocument as exc:
+            raise LayoutError(str(exc)) from None
         tags: dict[str, tuple[str, str | None]] = {}
         for desc in doc["manifests"]:
-            if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
-                raise LayoutError(f"{path}: descriptor without a digest")
             name = (desc.get("annotations") or {}).get(REF_NAME)
             if name:
                 tags[_tag_of(name)] = (desc["digest"], desc.get("mediaType"))
         self._index[repository] = tags
         return tags
 
+    def set_request_budget(self, repository: str, tags: int) -> None:
+        pass  # local reads cannot loop: every blob is read at most once per digest
+
     async def list_tags(self, repository: str) -> list[str]:
         return sorted(self._read_index(repository))
 
     def _blob_path(self, repository: str, digest: str) -> Path:
+        try:
+            documents.check_digest(digest, f"{self.target.url}/{repository}", "digest")
+        except InvalidDocument as exc:
+            raise LayoutError(str(exc)) from None
         algo, _, hexpart = digest.partition(":")
-        if not algo or not hexpart or "/" in digest or ".." in digest:
-            raise LayoutError(f"{repository}: invalid digest {digest!r}")
         return self._layout(repository) / "blobs" / algo / hexpart
+
+    def _read_file(self, path: Path, cap: int, what: str) -> bytes:
+        """A file read with the same cap a registry response of its kind has."""
+        with path.open("rb") as f:
+            data = f.read(cap + 1)
+        if len(data) > cap:
+            raise ResponseTooLarge(f"{what} {path} is larger than the {cap:,}-byte cap", registry=self.name)
+        return data
 
     def _read_blob(self, repository: str, digest: str, what: str) -> bytes:
         path = self._blob_path(repository, digest)
         self.requests[f"GET {what}"] += 1
+        cap = self.limits.manifest_body if what == "manifest" else self.limits.config_body
         try:
-            data = path.read_bytes()
+            data = self._read_file(path, cap, what)
         except FileNotFoundError:
             raise NotFoundError(f"{what} {digest} missing from the layout ({path})", status=404,
                                 registry=self.name, repository=repository) from None
+        except OSError as exc:
+            raise LayoutError(f"{path}: {exc.strerror or exc}") from None
         if not verify_digest(digest, data):
             raise DigestMismatch(f"{path} hashes to {sha256_digest(data)}, not {digest}",
                                  registry=self.name, repository=repository)

@@ -1,7 +1,9 @@
 """Retry policy as data: which answers are retried, and how long to wait between tries.
 
 The policy is injected into the client (tests pass :data:`NO_BACKOFF`), never read
-from globals, so a run's behaviour is fixed when it starts.
+from globals, so a run's behaviour is fixed when it starts. The budget is per
+request; the run-wide circuit breaker (``Limits.breaker`` in :mod:`repoaudit.client`)
+stops a run once that many requests in a row have used up their tries.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 class RetryPolicy:
     """Exponential backoff with jitter; ``Retry-After`` wins when the server sends one."""
 
-    attempts: int = 5
+    # Eight tries: at a 13% fault rate (10% 5xx/429, 1% resets, 2% corrupted bodies) one request in
+    # 12 million exhausts them, against one in 27,000 with five; waits add up to about a minute.
+    attempts: int = 8
     backoff: float = 0.5
     max_backoff: float = 30.0
     jitter: float = 0.5

@@ -1,7 +1,9 @@
 """One interface for "a place images live", after regclient's ``scheme.API``.
 
 :class:`~repoaudit.client.RegistryClient` and :class:`~repoaudit.ocilayout.OCILayoutSource`
-both implement it; the collector only ever sees a :class:`Source`.
+both implement it; the collector only ever sees a :class:`Source`. Both hand out
+only values checked by :mod:`repoaudit.documents` (or raw strings the collector
+checks: catalog names, tags), and raise nothing but :class:`~repoaudit.errors.RepoauditError`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Protocol
 
 from .client import FetchedManifest, RegistryClient
 from .config import ClientOptions, Target, parse_target
+from .errors import RegistryError
 from .ocilayout import OCILayoutSource
 
 
@@ -21,6 +24,7 @@ class Source(Protocol):
     target: Target
     requests: Counter[str]
     rate_limit: dict[str, str]
+    halted: RegistryError | None  # set once the source has stopped answering (the circuit breaker)
 
     async def ping(self) -> None: ...
     async def list_repositories(self) -> list[str]: ...
@@ -29,6 +33,7 @@ class Source(Protocol):
     async def head_manifest(self, repository: str, reference: str) -> str | None: ...
     async def get_blob(self, repository: str, digest: str) -> bytes: ...
     async def delete_manifest(self, repository: str, digest: str) -> None: ...
+    def set_request_budget(self, repository: str, tags: int) -> None: ...
     async def aclose(self) -> None: ...
 
 
