@@ -18,7 +18,7 @@ import pandas as pd
 
 from .collector import CollectResult, Part, collect_parts
 from .config import ClientOptions, CollectOptions, Target, default_db_path, parse_target
-from .credentials import Credentials, resolve as resolve_credentials
+from .credentials import credential_options
 from .errors import ConfigError, QueryError, StoreError
 from .fluxconfig import CollectJob
 from .frames import fetch_frame
@@ -188,15 +188,8 @@ class Audit:
         """
         target = url if isinstance(url, Target) else parse_target(url, name)
         if client_options is None:
-            if target.kind == "registry" and use_credential_store:
-                creds = resolve_credentials(target.name, username=username, password=password)
-            else:
-                creds = Credentials(username=username, password=password,
-                                    source="flags" if username or password else "anonymous")
-            if creds.password and not creds.username:
-                raise ConfigError("a password was given without a username")
-            client_options = ClientOptions(
-                username=creds.username, password=creds.password, identity_token=creds.identity_token,
+            client_options = credential_options(
+                target, username, password, use_store=use_credential_store,
                 concurrency=concurrency, verify=False if insecure else (ca_file or True), cert=cert, proxy=proxy,
                 **({"timeout": timeout} if timeout else {}), **({"retry": retry} if retry else {}))
         options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full, shard=shard,
@@ -302,12 +295,7 @@ class Audit:
             raise StoreError(f"{self.path} is open read-only; open it writable to record deletions")
         if client_options is None:
             def options_for(target: Target) -> ClientOptions:
-                creds = (resolve_credentials(target.name, username=username, password=password)
-                         if target.kind == "registry" else Credentials(username=username, password=password))
-                if creds.password and not creds.username:
-                    raise ConfigError("a password was given without a username")
-                return ClientOptions(username=creds.username, password=creds.password,
-                                     identity_token=creds.identity_token)
+                return credential_options(target, username, password)
             client_options = options_for
         return run_sync(lambda: apply_plan(self.con, plan, policy=policy, yes=yes, client_options=client_options,
                                            transport=transport, registry_urls=registry_urls,

@@ -35,6 +35,11 @@ class Target:
     def path(self) -> Path:
         return Path(self.url[len("oci:"):])
 
+    @property
+    def host(self) -> str:
+        """``host[:port]`` requests go to: credentials are looked up by this, never by ``name``."""
+        return self.url.split("://", 1)[1] if self.kind == "registry" else ""
+
 
 def parse_target(text: str, name: str | None = None) -> Target:
     """``https://host[:port]``, ``http://host:port`` (only when written), ``oci:PATH``, or a bare host (HTTPS)."""

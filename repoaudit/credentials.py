@@ -38,8 +38,10 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
+from .config import ClientOptions, Target
 from .errors import ConfigError
 from .loader import load_document, parse_document
 from .reference import DOCKER_HUB, DOCKER_HUB_ALIASES
@@ -378,3 +380,21 @@ def resolve(host: str, *, username: str | None = None, password: str | None = No
     return (from_environment(host, env)
             or from_docker_config(host, config_path=docker_config_path, env=env)
             or ANONYMOUS)
+
+
+def credential_options(target: Target, username: str | None = None, password: str | None = None, *,
+                       use_store: bool = True, **options: Any) -> ClientOptions:
+    """Client options carrying the credentials for ``target``'s host (flags > environment > Docker config).
+
+    Looked up by the host requests go to, never by the registry's display name (``--name``), so
+    a name chosen to match another host's entry cannot send that host's credentials here.
+    """
+    if target.kind == "registry" and use_store:
+        creds = resolve(target.host, username=username, password=password)
+    else:
+        creds = Credentials(username=username, password=password,
+                            source="flags" if username or password else "anonymous")
+    if creds.password and not creds.username:
+        raise ConfigError("a password was given without a username")
+    return ClientOptions(username=creds.username, password=creds.password,
+                         identity_token=creds.identity_token, **options)

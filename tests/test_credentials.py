@@ -341,3 +341,47 @@ def test_secrets_are_not_in_repr():
     creds = Credentials(username="alice", password=SECRET, identity_token=SECRET + "2", source="flags")
     assert SECRET not in repr(creds) and SECRET not in str(creds)
     assert "alice" in repr(creds)
+
+
+def test_collect_name_never_picks_another_hosts_credentials(tmp_path, monkeypatch):
+    """`--name` is a display name: credentials go by the URL's host, so naming a run after a host
+    in the Docker config cannot send that host's password elsewhere."""
+    import base64 as b64
+
+    import httpx
+
+    import repoaudit
+    from fakeregistry import FakeRegistry
+
+    config = tmp_path / "docker"
+    config.mkdir()
+    secret = b64.b64encode(b"admin:s3cret").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {"trusted.example:5000": {"auth": secret}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    for var in ("REPOAUDIT_USERNAME", "REPOAUDIT_PASSWORD", "REPOAUDIT_IDENTITY_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+
+    fake = FakeRegistry()
+    fake.add_image("app", "1")
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("authorization")))
+        if "authorization" not in request.headers:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="registry"'})
+        return fake.handle(request)
+
+    def collect(url: str, name: str | None):
+        seen.clear()
+        with repoaudit.open(tmp_path / f"{len(list(tmp_path.iterdir()))}.duckdb") as audit:
+            try:
+                audit.collect(url, name=name, transport=httpx.MockTransport(handler), progress=False)
+            except repoaudit.RepoauditError:
+                pass  # refused for lack of credentials: what matters is what was sent
+        return [auth for _, auth in seen if auth]
+
+    # The control: the host itself gets its own credentials.
+    assert collect("http://trusted.example:5000", None) and all("Basic " in a for a in collect(
+        "http://trusted.example:5000", None))
+    # Another host, named after the trusted one, gets none.
+    assert collect("http://elsewhere.example:5000", "trusted.example:5000") == []
