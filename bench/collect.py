@@ -87,7 +87,7 @@ def main() -> None:
             assert incr.status == "complete" and incr.new_manifests == 0, incr
 
             # The exact request mix of the full collection, replayed without any processing.
-            accept = {"Accept": repoaudit.manifest.ACCEPT}
+            accept = {"Accept": repoaudit.model.manifest.ACCEPT}
             rows = audit.sql("""SELECT t.repository, t.tag, m.config_digest FROM tags t
                                 JOIN manifests m USING (registry, digest)
                                 WHERE t.snapshot_id = $s""", {"s": full.snapshot_id})

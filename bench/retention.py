@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import repoaudit  # noqa: E402
-from repoaudit.retention import default_policies_dir, plan_retention  # noqa: E402
-from repoaudit.store import rebuild_links  # noqa: E402
+from repoaudit.retention.whatif import default_policies_dir
+from repoaudit.retention.engine import plan_retention
+from repoaudit.store.kept import rebuild_links
 
 SQL = """
 CREATE TEMP TABLE img AS

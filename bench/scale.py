@@ -49,8 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import repoaudit  # noqa: E402
-from repoaudit.queries import load_queries  # noqa: E402
-from repoaudit.store import SNAPSHOT_TOTALS, connect, maintain  # noqa: E402
+from repoaudit.analysis.queries import load_queries
+from repoaudit.store.writer import SNAPSHOT_TOTALS
+from repoaudit.store.database import connect
+from repoaudit.store.kept import maintain
 
 REGISTRY = "synthetic.example.com"
 VISIBLE = 80         # version tags visible in each snapshot
@@ -282,7 +284,7 @@ PLAN_MODES = (("what-if", {"detail": False, "blobs": False}), ("plan", {"detail"
 def time_retention(path: Path) -> list[tuple[str, list[float], str]]:
     """Seconds per PLAN_MODES for each policy in data/policies/, when the retention module exists."""
     try:
-        import repoaudit.retention  # noqa: F401
+        import repoaudit.retention.engine  # noqa: F401
     except ImportError:
         return []
     policies = sorted(p for p in (ROOT / "data" / "policies").glob("*") if p.is_file())
@@ -437,7 +439,7 @@ def main() -> None:
         elif args.no_retention:
             print("\n(retention plans not timed: --no-retention)")
         else:
-            print("\n(no repoaudit.retention with audit.retention() and data/policies/: retention plan not timed)")
+            print("\n(no repoaudit.retention.engine with audit.retention() and data/policies/: retention plan not timed)")
 
         if args.layout_tags:
             print()

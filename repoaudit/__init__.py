@@ -7,21 +7,32 @@ a retention policy would really free, and where known vulnerabilities run::
     audit = repoaudit.open("repoaudit.duckdb")
     audit.collect("https://registry.example.com")
     audit.query("repository_summary")
+
+This module is the public face: it re-exports; nothing inside the package imports it
+(the version lives in ``_version``), so the stages never import back up.
 """
 
-__version__ = "0.1.0"
-
-from .audit import Audit, open  # noqa: E402
-from .collector import CollectResult  # noqa: E402
-from .config import ClientOptions, CollectOptions, Target, parse_target  # noqa: E402
-from .errors import (AuthenticationError, ConfigError, DigestMismatch, IngestError, InvalidResponse,  # noqa: E402
-                     LayoutError, NotFoundError, PolicyError, QueryError, RegistryError, RegistryHTTPError,
-                     RegistryUnreachable, RepoauditError, StoreError, UnsupportedMediaType)
-from .retry import NO_BACKOFF, RetryPolicy  # noqa: E402
+from repoaudit._version import __version__
+from repoaudit.audit import Audit, open
+from repoaudit.collect.collector import CollectResult
+from repoaudit.errors import (AuthenticationError, CircuitOpen, ConfigError, DeadlineExceeded, DigestMismatch,
+                              IngestError, InvalidDocument, InvalidResponse, LayoutError, LimitExceeded,
+                              NotFoundError, PaginationError, PlanVerificationError, PolicyError, QueryError,
+                              RegistryError, RegistryHTTPError, RegistryUnreachable, RepoauditError,
+                              RequestBudgetExceeded, ResponseTooLarge, StoreError, TooManyRedirects,
+                              UnsupportedMediaType)
+from repoaudit.model.formatting import human_bytes
+from repoaudit.model.limits import Limits
+from repoaudit.model.options import ClientOptions, CollectOptions, Target, parse_target
+from repoaudit.model.retry import NO_BACKOFF, RetryPolicy
+from repoaudit.retention.whatif import default_policies_dir
 
 __all__ = sorted([
-    "Audit", "AuthenticationError", "ClientOptions", "CollectOptions", "CollectResult", "ConfigError",
-    "DigestMismatch", "IngestError", "InvalidResponse", "LayoutError", "NO_BACKOFF", "NotFoundError",
-    "PolicyError", "QueryError", "RegistryError", "RegistryHTTPError", "RegistryUnreachable", "RepoauditError",
-    "RetryPolicy", "StoreError", "Target", "UnsupportedMediaType", "open", "parse_target",
+    "Audit", "AuthenticationError", "CircuitOpen", "ClientOptions", "CollectOptions", "CollectResult",
+    "ConfigError", "DeadlineExceeded", "DigestMismatch", "IngestError", "InvalidDocument", "InvalidResponse",
+    "LayoutError", "LimitExceeded", "Limits", "NO_BACKOFF", "NotFoundError", "PaginationError",
+    "PlanVerificationError", "PolicyError", "QueryError", "RegistryError", "RegistryHTTPError",
+    "RegistryUnreachable", "RepoauditError", "RequestBudgetExceeded", "ResponseTooLarge", "RetryPolicy",
+    "StoreError", "Target", "TooManyRedirects", "UnsupportedMediaType", "__version__", "default_policies_dir",
+    "human_bytes", "open", "parse_target",
 ])

@@ -16,17 +16,17 @@ from typing import Any, Callable, Iterable
 import duckdb
 import pandas as pd
 
-from .collector import CollectResult, Part, collect_parts
-from .config import ClientOptions, CollectOptions, Target, default_db_path, parse_target
-from .credentials import credential_options
-from .errors import ConfigError, QueryError, StoreError
-from .fluxconfig import CollectJob
-from .frames import fetch_frame
-from .progress import NullProgress, TqdmProgress
-from .queries import NamedQuery, get_query, load_queries
-from .retry import RetryPolicy
-from .sources import open_source
-from .store import connect
+from repoaudit.collect.collector import CollectResult, Part, collect_parts
+from repoaudit.model.options import ClientOptions, CollectOptions, Target, default_db_path, parse_target
+from repoaudit.sources.credentials import credential_options
+from repoaudit.errors import ConfigError, QueryError, StoreError
+from repoaudit.jobs.job import CollectJob
+from repoaudit.store.frames import fetch_frame
+from repoaudit.collect.progress import NullProgress, TqdmProgress
+from repoaudit.analysis.queries import NamedQuery, get_query, load_queries
+from repoaudit.model.retry import RetryPolicy
+from repoaudit.sources.factory import open_source
+from repoaudit.store.database import connect
 
 
 def _json_list(value: Any) -> list:
@@ -164,7 +164,7 @@ class Audit:
 
     def export_parquet(self, directory: str | Path, *, overwrite: bool = False) -> dict[str, int]:
         """Every table as Hive-partitioned Parquet under ``directory``; rows per table."""
-        from .exports import export_parquet
+        from repoaudit.store.exports import export_parquet
 
         return export_parquet(self.con, directory, overwrite=overwrite)
 
@@ -247,11 +247,11 @@ class Audit:
 
         ``paths`` is a file, a directory (searched recursively) or a list of them. One call
         is one transaction: a bad file raises :class:`~repoaudit.IngestError` naming it and
-        writes nothing. Returns a :class:`~repoaudit.ingest.ScanIngestResult` or
-        :class:`~repoaudit.ingest.PodIngestResult` (``.summary()`` for a line of text).
+        writes nothing. Returns a :class:`~repoaudit.ingest.load.ScanIngestResult` or
+        :class:`~repoaudit.ingest.load.PodIngestResult` (``.summary()`` for a line of text).
         Pod listings of several files form one snapshot of ``cluster`` (default ``default``).
         """
-        from .ingest import ingest
+        from repoaudit.ingest.load import ingest
 
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only; open it writable to ingest")
@@ -264,14 +264,14 @@ class Audit:
         """What-if of retention policies on each registry's latest snapshot -> ``RetentionPlan``.
 
         ``policies``: file paths (native YAML, Harbor, ECR or Artifact Registry JSON),
-        loaded documents, or :class:`repoaudit.policies.Policy`. The plan's DataFrames:
+        loaded documents, or :class:`repoaudit.retention.policies.Policy`. The plan's DataFrames:
         ``summary`` (one row per policy, with ``reclaimable_bytes``), ``candidates``,
         ``by_repository``, ``by_namespace``, ``deletions``, ``freed_blobs``; ``whatif()`` puts
         the policies side by side; ``write_json(path)`` writes what ``retention_apply`` reads.
         ``blobs=False`` skips the freed-blob list and ``detail=False`` everything but
         ``summary`` and ``by_namespace`` (both are faster on large estates).
         """
-        from .retention import plan_retention
+        from repoaudit.retention.engine import plan_retention
 
         return plan_retention(self.con, policies, registry=registry, include=include, as_of=as_of,
                               database=self.path, blobs=blobs, detail=detail)
@@ -283,13 +283,13 @@ class Audit:
         """Apply a plan (file or document) to the live registry -> ``ApplyResult``; a dry run unless ``yes``.
 
         The plan is verified against itself and this database first, and refused whole
-        on any mismatch (:func:`repoaudit.apply.verify_plan`); ``registry_urls`` maps a
+        on any mismatch (:func:`repoaudit.retention.apply.verify_plan`); ``registry_urls`` maps a
         registry to another URL to apply at, ``verify_key`` requires a signature by that
         key. Each candidate's tags are read again; changed or now-deployed digests are
         skipped and reported. Outcomes go to the ``deletions`` table when ``yes``.
         Credentials are looked up by the host the requests go to.
         """
-        from .apply import apply_plan
+        from repoaudit.retention.apply import apply_plan
 
         if yes and self.read_only:
             raise StoreError(f"{self.path} is open read-only; open it writable to record deletions")
@@ -313,8 +313,8 @@ class Audit:
         return self.query("tag_timeline", registry=registry, repository=repository, tag=tag, limit=limit)
 
     def merge(self, inputs: Iterable[str | Path], *, max_spread: Any = None) -> list:
-        """Merge shard databases into this one: one new snapshot per registry (see :mod:`repoaudit.merge`)."""
-        from .merge import DEFAULT_MAX_SPREAD, merge_into
+        """Merge shard databases into this one: one new snapshot per registry (see :mod:`repoaudit.store.merge`)."""
+        from repoaudit.store.merge import DEFAULT_MAX_SPREAD, merge_into
 
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only; open it writable to merge into it")

@@ -30,11 +30,11 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from . import __version__
-from .audit import Audit
-from .config import DEFAULT_CONCURRENCY, CollectOptions, default_db_path, parse_target
-from .errors import ConfigError, RepoauditError
-from .formatting import human_bytes
+from repoaudit._version import __version__
+from repoaudit.audit import Audit
+from repoaudit.model.options import DEFAULT_CONCURRENCY, CollectOptions, default_db_path, parse_target
+from repoaudit.errors import ConfigError, RepoauditError
+from repoaudit.model.formatting import human_bytes
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
@@ -291,7 +291,8 @@ def collect_files(audit: Audit, files, **kw) -> list:
 
 def load_jobs(files) -> list:
     """The collect jobs of Flux ImageRepository objects or repoaudit config files (notes on stderr)."""
-    from .fluxconfig import load_config, load_flux
+    from repoaudit.jobs.configfile import load_config
+    from repoaudit.jobs.flux import load_flux
 
     jobs = []
     flux_paths = []
@@ -321,7 +322,7 @@ def collect_jobs(audit: Audit, jobs: list, **kw) -> list:
 
 def _is_repoaudit_config(path: Path) -> bool:
     """A repoaudit config file has a top-level ``registries`` key; anything else is read as Flux YAML."""
-    from .loader import load_documents
+    from repoaudit.loader import load_documents
 
     try:
         docs = load_documents(path, kind="flux", empty_ok=True)
@@ -459,7 +460,7 @@ def export(name, db, csv_path, parquet_dir, overwrite, params):
 @fail_cleanly
 def demo(directory, db, no_progress):
     """Generate the synthetic demo estate, collect its history and print the headline answers."""
-    from .demo import run_demo
+    from repoaudit.demo.runner import run_demo
 
     run_demo(directory, db, progress=not no_progress, echo=click.echo)
 
@@ -547,7 +548,7 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
 @fail_cleanly
 def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key):
     """What each policy would delete, and the bytes garbage collection would then free."""
-    from .retention import whatif_table
+    from repoaudit.retention.whatif import whatif_table
 
     if sign_key and not output and fmt != "json":
         raise ConfigError("--sign signs the plan JSON: add -o FILE or --format json")
@@ -594,7 +595,7 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key
 def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, registry_urls, verify_key):
     """Verify a plan against the database, then delete its images by digest, skipping any whose tags changed
     or that are deployed now."""
-    from .apply import parse_registry_urls
+    from repoaudit.retention.apply import parse_registry_urls
 
     password = None
     if password_stdin:
@@ -646,7 +647,7 @@ def merge(inputs, output, max_spread_hours):
     """Combine shard databases (collect --shard I/N) into one snapshot per registry."""
     from datetime import timedelta
 
-    from .merge import merge as merge_databases
+    from repoaudit.store.merge import merge as merge_databases
 
     check_output(output, "-o", stdout="a database cannot be standard output; give a file")
     for r in merge_databases(list(inputs), output, max_spread=timedelta(hours=max_spread_hours)):
@@ -671,7 +672,7 @@ def merge(inputs, output, max_spread_hours):
 @fail_cleanly
 def report(db, output, fmt, since, policies):
     """Write the audit report: a self-contained HTML page, or Markdown for chat and e-mail."""
-    from .report import build_report, render_html, render_markdown, write_report
+    from repoaudit.analysis.report import build_report, render_html, render_markdown, write_report
 
     output = output or Path(f"report.{fmt}")
     check_output(output, "-o")

@@ -100,7 +100,7 @@ class InvalidDocument(InvalidResponse, UnsupportedMediaType):
 
 
 class LimitExceeded(RegistryError):
-    """A response or a run went past one of the bounds in :class:`repoaudit.client.Limits`."""
+    """A response or a run went past one of the bounds in :class:`repoaudit.sources.registry.Limits`."""
 
 
 class ResponseTooLarge(LimitExceeded):

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, IngestError, PolicyError, RepoauditError
+from repoaudit.errors import ConfigError, IngestError, PolicyError, RepoauditError
 
 __all__ = ["Document", "MAX_ALIAS_NODES", "MAX_BYTES", "MAX_DEPTH", "load_document", "load_documents",
            "parse_document", "parse_documents", "read_text"]

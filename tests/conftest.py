@@ -107,7 +107,7 @@ def skopeo() -> Callable[..., str]:
 @pytest.fixture(scope="session")
 def demo_db(tmp_path_factory) -> Path:
     """The demo estate collected into a database once per session (about five seconds)."""
-    from repoaudit.demo import run_demo
+    from repoaudit.demo.runner import run_demo
 
     out = tmp_path_factory.mktemp("demo")
     return run_demo(out, out / "demo.duckdb", progress=False, echo=lambda *_: None)

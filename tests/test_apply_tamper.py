@@ -23,7 +23,7 @@ from pusher import layer_bytes
 from registry import RegistryServer
 from repoaudit.cli import main
 from repoaudit.errors import AuthenticationError, PlanVerificationError
-from repoaudit.signing import plan_digest
+from repoaudit.retention.signing import plan_digest
 
 KEEP_NEWEST = {"name": "keep-newest", "rules": [{"keep": {"most_recent": 1}}]}
 

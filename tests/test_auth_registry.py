@@ -19,12 +19,12 @@ import pytest
 
 from pusher import Pusher, layer_bytes
 from registry import RegistryServer
-from repoaudit.auth import scope_for
-from repoaudit.client import RegistryClient
-from repoaudit.config import ClientOptions, parse_target
+from repoaudit.sources.auth import scope_for
+from repoaudit.sources.registry import RegistryClient
+from repoaudit.model.options import ClientOptions, parse_target
 from repoaudit.errors import AuthenticationError, RegistryUnreachable
-from repoaudit.fluxconfig import load_flux
-from repoaudit.retry import NO_BACKOFF
+from repoaudit.jobs.flux import load_flux
+from repoaudit.model.retry import NO_BACKOFF
 from tokenserver import StaticBearer, TokenServer, make_pki
 
 USER, PASSWORD = "alice", "correct-horse-battery"

@@ -10,12 +10,12 @@ import pytest
 
 import repoaudit
 from fakeregistry import FakeRegistry, error
-from repoaudit.client import RegistryClient, error_summary
-from repoaudit.config import ClientOptions, parse_target
+from repoaudit.sources.registry import RegistryClient, error_summary
+from repoaudit.model.options import ClientOptions, parse_target
 from repoaudit.errors import (ConfigError, DigestMismatch, InvalidResponse, NotFoundError, RegistryHTTPError,
                               RegistryUnreachable)
-from repoaudit.pagination import next_link
-from repoaudit.retry import NO_BACKOFF, RetryPolicy, parse_retry_after
+from repoaudit.sources.pagination import next_link
+from repoaudit.model.retry import NO_BACKOFF, RetryPolicy, parse_retry_after
 
 URL = "https://registry.test"
 
@@ -213,6 +213,30 @@ def test_unreachable_host_is_retried_then_reported():
 
     with pytest.raises(RegistryUnreachable, match=r"cannot reach https://registry.test: ConnectError: "
                                                   r"\[Errno 111\] Connection refused"):
+        run(go())
+    # A registry that never answered gets three tries, not the policy's eight: a wrong URL fails in seconds.
+    assert attempts["n"] == 3 < NO_BACKOFF.attempts
+
+
+def test_connection_errors_after_an_answer_get_every_try():
+    attempts = {"n": 0}
+
+    def flaky(request):
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        attempts["n"] += 1
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    async def go():
+        client = RegistryClient(parse_target(URL), ClientOptions(retry=NO_BACKOFF),
+                                transport=httpx.MockTransport(flaky))
+        try:
+            await client.ping()
+            await client.list_tags("app")
+        finally:
+            await client.aclose()
+
+    with pytest.raises(RegistryUnreachable):
         run(go())
     assert attempts["n"] == NO_BACKOFF.attempts
 

@@ -18,8 +18,8 @@ from fakeregistry import FakeRegistry, error
 from pusher import Pusher, layer_bytes
 from registry import RegistryServer
 from repoaudit.cli import main
-from repoaudit.exports import base_tables
-from repoaudit.retry import NO_BACKOFF
+from repoaudit.store.exports import base_tables
+from repoaudit.model.retry import NO_BACKOFF
 from tokenserver import StaticBearer, TokenServer, make_pki
 
 USER, PASSWORD = "auditor", "s3cret-Passw0rd-never-stored"

@@ -10,9 +10,9 @@ import pytest
 
 import repoaudit
 from pusher import Pusher, PushedImage, PushedIndex, layer_bytes
-from repoaudit.collector import select_repositories
-from repoaudit.config import ClientOptions
-from repoaudit.retry import NO_BACKOFF
+from repoaudit.collect.selection import select_repositories
+from repoaudit.model.options import ClientOptions
+from repoaudit.model.retry import NO_BACKOFF
 
 
 @dataclass

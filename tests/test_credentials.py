@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from repoaudit.credentials import (DOCKER_HUB_SERVER_URL, Credentials, default_docker_config_path,
-                                   from_docker_config, from_dockerconfigjson_secret, from_environment,
-                                   registry_key, resolve)
+from repoaudit.sources.credentials import DOCKER_HUB_SERVER_URL, Credentials, default_docker_config_path, from_docker_config, from_dockerconfigjson_secret, from_environment, registry_key, resolve
 from repoaudit.errors import ConfigError
 
 SECRET = "s3cr3t-do-not-print"

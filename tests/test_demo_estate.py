@@ -14,13 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from repoaudit.demo_estate import (
-    EPOCHS,
-    EstateSummary,
-    REGISTRY,
-    epoch_times,
-    generate_estate,
-)
+from repoaudit.demo.estate import EPOCHS, EstateSummary, REGISTRY, epoch_times, generate_estate
 
 AS_OF = date(2026, 11, 27)
 REF_NAME = "org.opencontainers.image.ref.name"

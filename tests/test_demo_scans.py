@@ -10,10 +10,10 @@ from collections import defaultdict
 import pytest
 
 import repoaudit
-from repoaudit.demo_estate import REGISTRY, REPO_SPECS
-from repoaudit.demo_scans import SKIPPED_REPOSITORIES, write_demo_scans
-from repoaudit.scanreports import load_report
-from repoaudit.workloads import load_pods, workloads_from_pods
+from repoaudit.demo.estate import REGISTRY, REPO_SPECS
+from repoaudit.demo.scans import SKIPPED_REPOSITORIES, write_demo_scans
+from repoaudit.ingest.scans import load_report
+from repoaudit.ingest.pods import load_pods, workloads_from_pods
 
 VULN_ID = re.compile(r"^(CVE-\d{4}-\d{4,}|TEMP-\d{7}-[0-9A-F]{6})$")
 

@@ -14,7 +14,7 @@ import yaml
 
 import repoaudit
 from repoaudit.cli import main
-from repoaudit.queries import load_queries
+from repoaudit.analysis.queries import load_queries
 
 ROOT = Path(__file__).resolve().parents[1]
 README_PATH = ROOT / "README.md"

@@ -7,7 +7,7 @@ import pytest
 
 import repoaudit
 from pusher import layer_bytes
-from repoaudit.exports import base_tables, read_parquet_sql
+from repoaudit.store.exports import base_tables, read_parquet_sql
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES
-from repoaudit.config import ClientOptions
+from repoaudit.model.options import ClientOptions
 from repoaudit.errors import ConfigError
-from repoaudit.fluxconfig import (DEFAULT_EXCLUSION_LIST, CollectJob, excluded, load_config, load_flux,
-                                  parse_duration)
+from repoaudit.jobs.job import DEFAULT_EXCLUSION_LIST, CollectJob, excluded, parse_duration
+from repoaudit.jobs.configfile import load_config
+from repoaudit.jobs.flux import load_flux
 from tokenserver import make_pki
 
 FLUX = FIXTURES / "flux"

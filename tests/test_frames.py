@@ -6,9 +6,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from repoaudit.frames import fetch_frame
-from repoaudit.queries import load_queries
-from repoaudit.store import connect
+from repoaudit.store.frames import fetch_frame
+from repoaudit.analysis.queries import load_queries
+from repoaudit.store.database import connect
 
 # One column of every type DuckDB and Arrow convert differently, and one row of NULLs.
 EVERY_TYPE = """

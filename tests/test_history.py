@@ -13,8 +13,8 @@ from click.testing import CliRunner
 import repoaudit
 from pusher import PUSHER_USER_AGENT, Pusher, PushedImage, layer_bytes
 from repoaudit.cli import main
-from repoaudit.config import ClientOptions
-from repoaudit.retry import NO_BACKOFF
+from repoaudit.model.options import ClientOptions
+from repoaudit.model.retry import NO_BACKOFF
 
 _REQUEST = re.compile(r'"([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) .* "([^"]*)"$')
 
@@ -235,7 +235,7 @@ def test_a_run_limited_to_some_repositories_keeps_the_others_referenced(registry
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory) -> Path:
-    from repoaudit.demo import run_demo
+    from repoaudit.demo.runner import run_demo
 
     root = tmp_path_factory.mktemp("demo")
     return run_demo(root, root / "demo.duckdb", progress=False, echo=lambda line: None)

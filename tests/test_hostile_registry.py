@@ -30,13 +30,14 @@ from click.testing import CliRunner
 import repoaudit
 from fakeregistry import OCI_MANIFEST, FakeRegistry, FakeRegistryServer, digest_of, error
 from repoaudit.cli import main
-from repoaudit.client import Limits, RegistryClient
-from repoaudit.collector import collect_source
-from repoaudit.config import ClientOptions, parse_target
-from repoaudit.documents import MAX_SIZE, is_valid_repository, is_valid_tag
+from repoaudit.model.limits import Limits
+from repoaudit.sources.registry import RegistryClient
+from repoaudit.collect.collector import collect_source
+from repoaudit.model.options import ClientOptions, parse_target
+from repoaudit.model.documents import MAX_SIZE, is_valid_repository, is_valid_tag
 from repoaudit.errors import PaginationError, RepoauditError, ResponseTooLarge
-from repoaudit.retry import NO_BACKOFF
-from repoaudit.store import connect
+from repoaudit.model.retry import NO_BACKOFF
+from repoaudit.store.database import connect
 
 GOOD = ("good/a", "good/b", "good/c")
 BAD = "bad/x"
@@ -260,7 +261,7 @@ CASES: dict[str, Callable[[FakeRegistry, FakeRegistryServer], Expect]] = {
 }
 
 
-def collect_library(server: FakeRegistryServer, db) -> repoaudit.collector.CollectResult:
+def collect_library(server: FakeRegistryServer, db) -> repoaudit.collect.collector.CollectResult:
     with repoaudit.open(db) as audit:
         return audit.collect(server.url, retry=NO_BACKOFF, timeout=TIMEOUT, progress=False,
                              use_credential_store=False)
@@ -492,7 +493,7 @@ def test_no_exception_but_repoauditerror_for_random_document_damage():
     """Random type swaps anywhere in a manifest or config: parsed, or a RepoauditError, never anything else."""
     import random
 
-    from repoaudit.manifest import parse_config, parse_manifest
+    from repoaudit.model.manifest import parse_config, parse_manifest
 
     fake = FakeRegistry()
     manifest, config = fake.image_documents(b"x")

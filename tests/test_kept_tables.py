@@ -1,6 +1,6 @@
 """The tables a commit keeps (repository_links, keys, blob_refs, manifest_sole_bytes, latest_images) equal a recount.
 
-The snapshot writer folds each snapshot into them as it commits (repoaudit.store.maintain);
+The snapshot writer folds each snapshot into them as it commits (repoaudit.store.kept.maintain);
 rebuild_links recomputes them from every snapshot. Both must agree, whatever the order
 snapshots arrive in, and a database migrated from before these tables gets them filled.
 """
@@ -12,7 +12,9 @@ from datetime import datetime
 
 import duckdb
 
-from repoaudit.store import SnapshotWriter, connect, migrations, rebuild_links
+from repoaudit.store.writer import SnapshotWriter
+from repoaudit.store.database import connect, migrations
+from repoaudit.store.kept import rebuild_links
 
 REG = "registry.test"
 

@@ -14,13 +14,14 @@ import time
 import pytest
 
 from repoaudit import loader
-from repoaudit.credentials import from_docker_config, from_dockerconfigjson_secret
+from repoaudit.sources.credentials import from_docker_config, from_dockerconfigjson_secret
 from repoaudit.errors import ConfigError, IngestError, PolicyError, RepoauditError
-from repoaudit.fluxconfig import load_config, load_flux
+from repoaudit.jobs.configfile import load_config
+from repoaudit.jobs.flux import load_flux
 from repoaudit.loader import load_document, load_documents, parse_document
-from repoaudit.policies import load_policy
-from repoaudit.scanreports import load_report
-from repoaudit.workloads import load_pods
+from repoaudit.retention.policies import load_policy
+from repoaudit.ingest.scans import load_report
+from repoaudit.ingest.pods import load_pods
 
 DEPTH = 200_000
 DEEP_JSON = "[" * DEPTH + "]" * DEPTH

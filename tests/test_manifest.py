@@ -8,8 +8,7 @@ import pytest
 
 from conftest import FIXTURES
 from repoaudit.errors import UnsupportedMediaType
-from repoaudit.manifest import (DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST, parse_config, parse_manifest,
-                                sha256_digest, verify_digest)
+from repoaudit.model.manifest import DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST, parse_config, parse_manifest, sha256_digest, verify_digest
 
 OCI = FIXTURES / "oci"
 

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 import repoaudit
 from pusher import Pusher, layer_bytes
 from repoaudit.cli import main
-from repoaudit.config import CollectOptions, parse_shard
+from repoaudit.model.options import CollectOptions, parse_shard
 from repoaudit.errors import ConfigError, StoreError
-from repoaudit.merge import merge
+from repoaudit.store.merge import merge
 
 REPOS = [f"team{t}/svc{s}" for t in range(2) for s in range(4)]
 

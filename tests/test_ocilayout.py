@@ -10,7 +10,7 @@ import pytest
 import repoaudit
 from pusher import layer_bytes
 from repoaudit.errors import LayoutError
-from repoaudit.ocilayout import _tag_of
+from repoaudit.sources.ocilayout import _tag_of
 
 
 @pytest.fixture

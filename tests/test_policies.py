@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from repoaudit.errors import PolicyError
-from repoaudit.policies import (Condition, Pattern, RepoSelector, detect_format, glob_to_regex, load_policy,
-                                parse_duration, parse_policy)
+from repoaudit.retention.policies import Condition, Pattern, RepoSelector, detect_format, glob_to_regex, load_policy, parse_duration, parse_policy
 
 POLICIES = Path(__file__).resolve().parents[1] / "data" / "policies"
 

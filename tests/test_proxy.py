@@ -23,7 +23,7 @@ import repoaudit
 from pusher import Pusher, layer_bytes
 from registry import RegistryServer
 from repoaudit.cli import main
-from repoaudit.exports import base_tables
+from repoaudit.store.exports import base_tables
 from tokenserver import make_pki
 
 PROXY_USER, PROXY_PASSWORD = "egress", "proxy-pass-never-stored"
@@ -172,7 +172,7 @@ def test_wrong_proxy_credentials_fail_in_one_line(registry, proxy, tmp_path, mon
 
 
 def test_flux_proxy_secret_ref_reaches_the_client(tmp_path):
-    from repoaudit.fluxconfig import load_flux
+    from repoaudit.jobs.flux import load_flux
 
     docs = [
         {"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",

@@ -7,7 +7,7 @@ import pytest
 import repoaudit
 from pusher import layer_bytes
 from repoaudit.errors import QueryError
-from repoaudit.queries import load_queries, parse_query_file
+from repoaudit.analysis.queries import load_queries, parse_query_file
 
 
 def test_every_query_file_has_a_valid_header():

@@ -7,14 +7,7 @@ import dataclasses
 import pytest
 
 from repoaudit.errors import ConfigError
-from repoaudit.reference import (
-    DOCKER_HUB_ALIASES,
-    ImageReference,
-    is_docker_hub,
-    parse_image_id,
-    parse_reference,
-    validate_digest,
-)
+from repoaudit.model.reference import DOCKER_HUB_ALIASES, ImageReference, is_docker_hub, parse_image_id, parse_reference, validate_digest
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:8b4501fe0fe221df663c22e16539f399e89594552f400408303c42f3dd8d0e52"

@@ -12,9 +12,9 @@ import pytest
 
 import repoaudit
 from repoaudit.errors import ConfigError
-from repoaudit.formatting import human_bytes
-from repoaudit.retention import default_policies_dir
-from repoaudit.report import build_report, parse_since, render_html, render_markdown, write_report
+from repoaudit.model.formatting import human_bytes
+from repoaudit.retention.whatif import default_policies_dir
+from repoaudit.analysis.report import build_report, parse_since, render_html, render_markdown, write_report
 
 # Records failed loads and, after load, every image's size into the DOM that --dump-dom prints.
 PROBE = """<script>window.__errors=[];

@@ -340,7 +340,7 @@ def test_stale_repositories_and_namespaces_queries(audit, estate):
 
 
 def test_demo_whatif_of_the_example_policies(demo_db):
-    from repoaudit.retention import demo_whatif, whatif_table
+    from repoaudit.retention.whatif import demo_whatif, whatif_table
 
     with repoaudit.open(demo_db, read_only=True) as audit:
         frame = demo_whatif(audit)
@@ -361,8 +361,8 @@ def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
     B is newest by created-or-pushed (no created: pushed). A, C and E share a created-or-pushed time:
     A and C also share created, so C's greater digest wins; E has no created and comes after both.
     """
-    from repoaudit.policies import load_policy
-    from repoaudit.retention import _Params, _policy_sql
+    from repoaudit.retention.policies import load_policy
+    from repoaudit.retention.engine import _Params, _policy_sql
 
     con = duckdb.connect()
     con.execute("""

@@ -14,16 +14,7 @@ from pathlib import Path
 import pytest
 
 from repoaudit.errors import ConfigError, IngestError
-from repoaudit.scanreports import (
-    VULNERABILITY_KEYS,
-    ParsedScan,
-    load_report,
-    normalize_severity,
-    parse_cyclonedx,
-    parse_grype,
-    parse_timestamp,
-    parse_trivy,
-)
+from repoaudit.ingest.scans import VULNERABILITY_KEYS, ParsedScan, load_report, normalize_severity, parse_cyclonedx, parse_grype, parse_timestamp, parse_trivy
 
 from conftest import FIXTURES  # noqa: E402
 TRIVY = FIXTURES / "trivy"

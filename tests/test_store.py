@@ -15,8 +15,8 @@ import pytest
 import repoaudit
 from fakeregistry import FakeRegistry
 from repoaudit.errors import StoreError
-from repoaudit.retry import NO_BACKOFF
-from repoaudit.store import connect, migrations, schema_version
+from repoaudit.model.retry import NO_BACKOFF
+from repoaudit.store.database import connect, migrations, schema_version
 
 URL = "https://registry.test"
 TESTS = Path(__file__).resolve().parent
@@ -85,7 +85,7 @@ KILL_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import repoaudit
     from fakeregistry import FakeRegistry
-    from repoaudit.retry import NO_BACKOFF
+    from repoaudit.model.retry import NO_BACKOFF
     fake = FakeRegistry()
     for repo in ("a", "b", "c"):
         fake.add_image("team/" + repo, "1", repo.encode())
@@ -155,7 +155,7 @@ def test_stage_cleanup_spares_a_neighbours_live_stage_file(tmp_path, first, seco
 
 
 def test_insert_rows_keeps_types_for_empty_and_null_batches(tmp_path):
-    from repoaudit.store import insert_rows
+    from repoaudit.store.database import insert_rows
 
     con = connect(tmp_path / "db.duckdb")
     insert_rows(con, "layers", [])

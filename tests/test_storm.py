@@ -18,7 +18,7 @@ import pytest
 
 import repoaudit
 from pusher import Pusher, layer_bytes
-from repoaudit.retry import NO_BACKOFF
+from repoaudit.model.retry import NO_BACKOFF
 from test_collector import seed
 
 STORMS = 3  # full runs under independent storms; each also followed by an incremental one

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from repoaudit.errors import IngestError
-from repoaudit.workloads import WORKLOAD_KEYS, load_pods, workloads_from_pods
+from repoaudit.ingest.pods import WORKLOAD_KEYS, load_pods, workloads_from_pods
 
 from conftest import FIXTURES as ALL_FIXTURES  # noqa: E402
 

@@ -20,7 +20,7 @@ import os
 import matplotlib.pyplot as plt
 import pandas as pd
 import repoaudit
-from repoaudit.formatting import human_bytes
+from repoaudit import human_bytes
 
 audit = repoaudit.open(db, read_only=True)
 pd.set_option("display.max_colwidth", 80)"""
@@ -117,7 +117,7 @@ exactly, from the same reference graph the collector stored."""),
            'policies_dir = None     # None: the example policies shipped with repoaudit'),
     new_code_cell(SETUP + """
 from pathlib import Path
-from repoaudit.retention import default_policies_dir
+from repoaudit import default_policies_dir
 
 policies = sorted(Path(policies_dir or default_policies_dir()).iterdir())
 [p.name for p in policies]"""),

@@ -1,0 +1,481 @@
+"""The collector: catalog → tags → manifests (→ index children) → configs, as one snapshot.
+
+Manifests are content-addressed: a digest already stored for the registry is
+never fetched again. When the database already holds manifests of a registry,
+the run is *incremental*: each tag is resolved with a ``HEAD`` and only unseen
+digests are fetched, so an unchanged registry costs one HEAD per tag and no
+manifest or blob GETs. ``full=True`` fetches every tag's manifest with a GET.
+
+Repositories are processed by a fixed pool of workers so that memory stays flat
+however large the catalog is: only the rows of repositories in flight, plus
+the buffered batch, are held at once.
+"""
+from __future__ import annotations
+import asyncio
+import logging
+import re
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+import duckdb
+from repoaudit.model.options import CollectOptions
+from repoaudit.model.documents import is_valid_repository, is_valid_tag, printable
+from repoaudit.errors import (AuthenticationError, ConfigError, InvalidDocument, LimitExceeded, NotFoundError,
+                     RepoauditError)
+from repoaudit.model.manifest import ImageConfig, Manifest, parse_config, parse_manifest
+from repoaudit.collect.progress import NullProgress, Progress
+from repoaudit.sources.base import Source
+from repoaudit.store.writer import SnapshotWriter
+from repoaudit.store.database import to_json, utcnow
+from repoaudit.model.timestamps import utc_naive
+from repoaudit.collect.selection import select_repositories, select_shard
+from repoaudit.jobs.status import canonical_image_name, flux_reason
+
+
+CONFIG_CACHE = 10_000
+
+
+
+# An index may hold indexes (OCI allows it; attestation layouts do it once). Deeper than this is a
+# registry generating documents, not storing them.
+MAX_INDEX_DEPTH = 8
+
+
+
+# Invalid tags or catalog names recorded one row each; past this, one row counts the rest.
+MAX_INVALID_NAMES = 100
+
+
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class CollectResult:
+    snapshot_id: int
+    registry: str
+    status: str
+    mode: str
+    repositories: int = 0
+    tags: int = 0
+    manifests: int = 0
+    new_manifests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    requests: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+
+def _created(value: str | None, digest: str | None = None) -> datetime | None:
+    """An image config's ``created`` as naive UTC; the epoch of reproducible builds means unknown.
+
+    ``created`` is type-checked with the config (documents.py); a string that is not
+    RFC 3339 is unknown too, logged rather than failing the image (see documents.py).
+    """
+    parsed = utc_naive(value)
+    if value and parsed is None:
+        log.warning("image config %s: created %s is not an RFC 3339 timestamp; stored as unknown",
+                    digest, printable(value))
+    return parsed if parsed is not None and parsed.year >= 1971 else None
+
+
+
+@dataclass(frozen=True)
+class Part:
+    """Repositories of one registry reached with one source and one set of options.
+
+    A plain ``collect URL`` is one part; a Flux configuration with several
+    ImageRepository objects on the same registry (each with its own secret or
+    exclusion list) is several parts written into one snapshot.
+    """
+
+    source: Source
+    options: CollectOptions
+    label: str | None = None  # the Flux object or config entry this part came from
+
+
+
+@dataclass(frozen=True)
+class Route:
+    source: Source
+    part: Part
+    exclusions: tuple[re.Pattern, ...]
+
+
+
+class Collector:
+    def __init__(self, registry: str, writer: SnapshotWriter, routes: dict[str, Route], *, full: bool = False,
+                 progress: Progress | None = None):
+        self.registry = registry
+        self.writer = writer
+        self.routes = routes
+        self.full = full
+        self.progress = progress or NullProgress()
+        self.stored: set[str] = set()
+        self.incremental = False
+        self._inflight: dict[str, asyncio.Future] = {}
+        # Configs are shared by many manifests (the same image in several repositories, rebuilt
+        # tags); a bounded LRU keeps the saving without growing with the registry.
+        self._configs: OrderedDict[str, ImageConfig | None] = OrderedDict()
+        self.new_manifests = 0
+        self.tag_count = 0
+        self.error_count = 0
+        self.failed_repositories = 0
+        self.not_attempted = 0
+
+    def source(self, repository: str) -> Source:
+        return self.routes[repository].source
+
+    async def run(self) -> None:
+        self.stored = self.writer.known_manifests()
+        self.incremental = bool(self.stored) and not self.full
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        for name in self.routes:
+            queue.put_nowait(name)
+        self.progress.repositories(len(self.routes))
+        concurrency = max((r.source.concurrency for r in self.routes.values()), default=1)
+        workers = max(1, min(len(self.routes), concurrency))
+        await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
+
+    async def _worker(self, queue: asyncio.Queue[str]) -> None:
+        while True:
+            try:
+                name = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            if self.source(name).halted is not None:
+                # The circuit is open: the run is failing; asking would only add a row per repository.
+                self.not_attempted += 1
+            else:
+                await self._repository(name)
+            self.progress.repository_done()
+
+    def _error(self, repository: str | None, reference: str | None, exc: BaseException) -> None:
+        self.error_count += 1
+        self.writer.add("collection_errors", (self.writer.snapshot_id, self.registry, repository, reference,
+                                              exc.__class__.__name__, str(exc)))
+
+    def status(self, repository: str, *, ready: bool, reason: str, message: str, tags: list[str] = (),
+               scan_time: datetime | None = None, route: Route | None = None) -> None:
+        """One ``repository_status`` row, Flux ImageRepository style."""
+        route = route or self.routes.get(repository)
+        observed = [p.pattern for p in route.exclusions] if route else []
+        latest = sorted(tags, reverse=True)[:10]  # Flux: the first ten tags in descending order
+        self.writer.add("repository_status", (
+            self.writer.snapshot_id, self.registry, repository, route.part.label if route else None,
+            canonical_image_name(self.registry, repository), len(tags) if ready else None,
+            scan_time, to_json(latest) if ready else None, to_json(observed), ready, reason, message,
+            self.writer.started_at))
+
+    def fail_repository(self, repository: str, exc: BaseException, route: Route | None = None) -> None:
+        self._error(repository, None, exc)
+        self.failed_repositories += 1
+        self.writer.add("repositories", (self.writer.snapshot_id, self.registry, repository, None, "failed", str(exc)))
+        self.status(repository, ready=False, reason=flux_reason(exc), message=str(exc), route=route)
+
+    async def _repository(self, repository: str) -> None:
+        snap = self.writer.snapshot_id
+        source = self.source(repository)
+        try:
+            listed = await source.list_tags(repository)
+        except RepoauditError as exc:
+            self.fail_repository(repository, exc)
+            return
+        scan_time = utcnow()
+        exclusions = self.routes[repository].exclusions
+        # A tag outside the grammar never reaches a URL or a table: "v1?x=1" would be a query on v1.
+        invalid = [t for t in listed if not is_valid_tag(t)]
+        tags = [t for t in listed if is_valid_tag(t) and not any(p.search(t) for p in exclusions)]
+        for tag in invalid[:MAX_INVALID_NAMES]:
+            self._error(repository, printable(tag, 140), InvalidDocument(
+                f"the tag list holds {printable(tag)}, which is not a valid tag; skipped",
+                registry=self.registry, repository=repository))
+        if len(invalid) > MAX_INVALID_NAMES:
+            self._error(repository, None, InvalidDocument(
+                f"{len(invalid) - MAX_INVALID_NAMES} more invalid tags skipped", registry=self.registry,
+                repository=repository))
+        source.set_request_budget(repository, len(tags))
+        self.progress.tags_found(len(tags))
+        results = await asyncio.gather(*(self._tag(repository, tag) for tag in tags), return_exceptions=True)
+        first_error = None
+        if invalid:
+            first_error = f"{len(invalid)} invalid tag(s) in the tag list, first {printable(invalid[0])}"
+        ok = 0
+        for tag, result in zip(tags, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, RepoauditError):
+                    raise result
+                self._error(repository, tag, result)
+                first_error = first_error or str(result)
+                continue
+            ok += 1
+            self.writer.add("tags", (snap, self.registry, repository, tag, result))
+        self.tag_count += ok
+        if first_error and ok == 0 and (tags or invalid):
+            self.failed_repositories += 1
+            status = "failed"
+        else:
+            status = "partial" if first_error else "ok"
+        self.writer.add("repositories", (snap, self.registry, repository, ok, status, first_error))
+        message = f"successful scan: found {len(tags)} tags"
+        if first_error:
+            message += f"; {len(tags) - ok + len(invalid)} could not be read ({first_error})"
+        # Flux is Ready once the tags are listed; unreadable manifests are repoaudit's extra depth.
+        self.status(repository, ready=True, reason="Succeeded", message=message, tags=tags, scan_time=scan_time)
+
+    async def _tag(self, repository: str, tag: str) -> str:
+        try:
+            source = self.source(repository)
+            if self.incremental:
+                digest = await source.head_manifest(repository, tag)
+                if digest:
+                    # By digest, so tags racing for the same new manifest share one GET.
+                    await self._ensure(repository, digest)
+                    return digest
+                fetched = await source.get_manifest(repository, tag)
+            else:
+                fetched = await source.get_manifest(repository, tag)
+            await self._ensure(repository, fetched.digest, fetched)
+            return fetched.digest
+        finally:
+            self.progress.tag_done()
+
+    async def _ensure(self, repository: str, digest: str, fetched=None, depth: int = 0) -> None:
+        """Store manifest ``digest`` (and what it references) once, however many tags race for it."""
+        if digest in self.stored:
+            return
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            await pending
+            return
+        if depth > MAX_INDEX_DEPTH:
+            raise LimitExceeded(f"indexes nested more than {MAX_INDEX_DEPTH} deep, down to {digest}; stopped",
+                                registry=self.registry, repository=repository)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            await self._store(repository, digest, fetched, depth)
+            self.stored.add(digest)
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the racing tags re-raise it themselves
+            raise
+        finally:
+            del self._inflight[digest]
+
+    async def _store(self, repository: str, digest: str, fetched, depth: int = 0) -> None:
+        if fetched is None:
+            fetched = await self.source(repository).get_manifest(repository, digest)
+        try:
+            m = parse_manifest(fetched.body, fetched.digest, fetched.media_type)
+        except InvalidDocument as exc:
+            raise InvalidDocument(str(exc), registry=self.registry, repository=repository) from None
+        cfg = None
+        if m.is_index:
+            children = await asyncio.gather(*(self._ensure(repository, c.digest, depth=depth + 1)
+                                              for c in m.children), return_exceptions=True)
+            for child, res in zip(m.children, children):
+                if isinstance(res, BaseException):
+                    raise res
+            for pos, c in enumerate(m.children):
+                p = c.platform or {}
+                self.writer.add("manifest_children", (self.registry, m.digest, pos, c.digest, c.media_type, c.size,
+                                                      p.get("os"), p.get("architecture"), p.get("variant")))
+        elif m.has_image_config:
+            cfg = await self._config(repository, m.config.digest)
+        self._write_manifest(m, cfg)
+
+    async def _config(self, repository: str, digest: str) -> ImageConfig | None:
+        if digest in self._configs:
+            self._configs.move_to_end(digest)
+            return self._configs[digest]
+        body = await self.source(repository).get_blob(repository, digest)
+        try:
+            cfg = parse_config(body, digest)
+        except InvalidDocument as exc:
+            # A config is a document like the manifest: one that breaks its schema fails the tag.
+            raise InvalidDocument(str(exc), registry=self.registry, repository=repository) from None
+        self._configs[digest] = cfg
+        if len(self._configs) > CONFIG_CACHE:
+            self._configs.popitem(last=False)
+        return cfg
+
+    def _write_manifest(self, m: Manifest, cfg: ImageConfig | None) -> None:
+        self.new_manifests += 1
+        config_size = m.config.size if m.config else None
+        sizes = [l.size for l in m.layers]
+        layers_size = sum(s for s in sizes if s is not None) if m.layers else (0 if m.kind == "image" else None)
+        total = None
+        if m.kind == "image":
+            total = (config_size or 0) + (layers_size or 0)
+        elif m.kind == "schema1" and m.layers and all(s is not None for s in sizes):
+            total = layers_size
+        self.writer.add("manifests", (
+            self.registry, m.digest, m.media_type, m.kind, m.artifact_type, m.size,
+            m.config.digest if m.config else None, config_size, layers_size, len(m.layers), total,
+            _created(cfg.created, m.config.digest) if cfg else None, cfg.architecture if cfg else None,
+            cfg.os if cfg else None, cfg.variant if cfg else None,
+            to_json(cfg.labels) if cfg else None, to_json(m.annotations), m.subject, self.writer.snapshot_id))
+        for pos, layer in enumerate(m.layers):
+            self.writer.add("layers", (self.registry, m.digest, pos, layer.digest, layer.media_type, layer.size))
+
+
+
+async def _plan(part: Part, collector: Collector) -> Exception | None:
+    """Ping the part's source and list its repositories into the collector's routes.
+
+    Explicit repository lists (registries without a catalog: Docker Hub, GHCR,
+    public ECR; Flux ImageRepository objects) skip ``/v2/_catalog``. A part
+    that cannot start has its listed repositories marked failed; its error is
+    returned so the caller can tell a dead registry from a partial run.
+    """
+    options, source = part.options, part.source
+    try:
+        exclusions = tuple(re.compile(p) for p in options.exclude_tags)
+    except re.error as exc:
+        return ConfigError(f"invalid tag exclusion regex {exc.pattern!r}: {exc}")
+    names = list(options.repositories)
+    try:
+        await source.ping()
+        if not names:
+            try:
+                names = await source.list_repositories()
+            except (AuthenticationError, NotFoundError) as exc:
+                raise exc.__class__(
+                    f"the catalog is not available ({str(exc).split(': ', 1)[-1]}); name the repositories "
+                    f"to collect (--repository NAME, or a config file)", registry=source.name,
+                    **({"status": exc.status, "codes": exc.codes} if isinstance(exc, NotFoundError) else {})) from None
+    except RepoauditError as exc:
+        for name in names:
+            if name not in collector.routes:  # an earlier part may reach it after all
+                collector.fail_repository(name, exc, Route(source, part, exclusions))
+        if not names:
+            collector._error(None, None, exc)
+        return exc
+    names = select_shard(select_repositories(names, options.include, options.exclude), options.shard)
+    if source.kind == "registry":
+        # good/../evil/img would reach evil/img through URL normalisation; a layout's names are local paths.
+        invalid = [n for n in names if not is_valid_repository(n)]
+        for name in invalid[:MAX_INVALID_NAMES]:
+            collector._error(printable(name, 140), None, InvalidDocument(
+                f"{printable(name)} is not a valid repository name; skipped", registry=source.name))
+        if len(invalid) > MAX_INVALID_NAMES:
+            collector._error(None, None, InvalidDocument(
+                f"{len(invalid) - MAX_INVALID_NAMES} more invalid repository names skipped", registry=source.name))
+        names = [n for n in names if is_valid_repository(n)]
+    for name in names:
+        collector.routes.setdefault(name, Route(source, part, exclusions))
+    return None
+
+
+
+async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, progress: Progress | None = None,
+                        started_at: datetime | None = None) -> CollectResult:
+    """Collect every part (all of one registry) into one snapshot of ``con``.
+
+    A run where nothing could start (unreachable registry, refused credentials,
+    no catalog) is committed as a ``failed`` snapshot with its reason, and the
+    error re-raised so callers both keep the record and stop. An unexpected
+    exception or an interrupt rolls everything back and keeps only a ``failed``
+    snapshot row.
+    """
+    if not parts:
+        raise ConfigError("nothing to collect")
+    registry = parts[0].source.name
+    if any(p.source.name != registry for p in parts):
+        raise ConfigError("one snapshot holds one registry: " + ", ".join(sorted({p.source.name for p in parts})))
+    first = parts[0].options
+    t0 = time.monotonic()
+    writer = SnapshotWriter(con, registry=registry, source=parts[0].source.target.url,
+                            source_kind=parts[0].source.kind, started_at=started_at,
+                            options={"include": list(first.include), "exclude": list(first.exclude),
+                                     "full": first.full, "parts": [p.label for p in parts if p.label],
+                                     **({"shard": "%d/%d" % first.shard} if first.shard else {})})
+    writer.mode = "incremental" if writer.known_manifests() and not first.full else "full"
+    progress = progress or NullProgress()
+
+    def requests() -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for src in {id(p.source): p.source for p in parts}.values():
+            total.update(src.requests)
+        return dict(total)
+
+    collector = Collector(registry, writer, {}, full=first.full, progress=progress)
+    writer.before_commit.append(lambda c: finalize_indexes(c, registry, writer.snapshot_id))
+    writer.begin()
+    try:
+        start_errors = [await _plan(part, collector) for part in parts]
+        failed_parts = [e for e in start_errors if e is not None]
+        await collector.run()
+        repositories = len(collector.routes) + sum(len(p.options.repositories) for p, e in zip(parts, start_errors)
+                                                   if e is not None)
+        halted = next((h for h in (getattr(p.source, "halted", None) for p in parts) if h is not None), None)
+        if len(failed_parts) == len(parts):
+            status, error = "failed", str(failed_parts[0])
+        elif halted is not None:
+            collector._error(None, None, halted)
+            status, error = "failed", f"{halted}; {collector.not_attempted} repositories not attempted"
+        elif repositories and collector.failed_repositories == repositories:
+            status, error = "failed", f"all {repositories} repositories failed"
+        else:
+            status = "partial" if collector.error_count else "complete"
+            error = None
+        rate_limit: dict[str, str] = {}
+        for p in parts:
+            rate_limit.update(p.source.rate_limit)
+        manifest_count = writer.commit(status=status, repository_count=repositories, tag_count=collector.tag_count,
+                                       new_manifest_count=collector.new_manifests, error_count=collector.error_count,
+                                       requests=requests(), rate_limit=rate_limit, error=error)
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else str(exc)
+        writer.record_failure(reason or exc.__class__.__name__, error_type=exc.__class__.__name__,
+                              requests=requests())
+        raise
+    finally:
+        progress.close()
+    if len(failed_parts) == len(parts):
+        raise failed_parts[0]
+    return CollectResult(writer.snapshot_id, registry, status, writer.mode, repositories, collector.tag_count,
+                         manifest_count, collector.new_manifests, collector.error_count,
+                         time.monotonic() - t0, requests(), error)
+
+
+
+async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options: CollectOptions | None = None, *,
+                         progress: Progress | None = None, started_at: datetime | None = None) -> CollectResult:
+    """Collect one source with one set of options: the plain ``repoaudit collect URL``."""
+    return await collect_parts(con, [Part(source, options or CollectOptions())], progress=progress,
+                               started_at=started_at)
+
+
+
+def finalize_indexes(con: duckdb.DuckDBPyConnection, registry: str, snapshot_id: int) -> None:
+    """Give new indexes their size and age from their children, now that all children are stored.
+
+    An index's ``total_size`` counts each config and layer blob once even when
+    several platforms share it, which is what the index costs in the blob store.
+    """
+    con.execute("""
+        UPDATE manifests AS m SET
+            total_size = agg.total_size,
+            created = agg.created
+        FROM (
+            SELECT c.index_digest,
+                   (SELECT sum(size) FROM (
+                        SELECT DISTINCT b.blob_digest, b.size FROM manifest_children c2
+                        JOIN manifest_blobs b ON b.registry = c2.registry AND b.manifest_digest = c2.child_digest
+                        WHERE c2.registry = c.registry AND c2.index_digest = c.index_digest AND b.role <> 'manifest'
+                   )) AS total_size,
+                   max(cm.created) AS created
+            FROM manifest_children c
+            LEFT JOIN manifests cm ON cm.registry = c.registry AND cm.digest = c.child_digest
+            WHERE c.registry = $registry
+            GROUP BY c.registry, c.index_digest
+        ) AS agg
+        WHERE m.registry = $registry AND m.digest = agg.index_digest AND m.first_seen_snapshot = $snapshot
+    """, {"registry": registry, "snapshot": snapshot_id})
+

@@ -1,0 +1,17 @@
+"""factory (split from sources.py)."""
+
+from __future__ import annotations
+from repoaudit.sources.registry import RegistryClient
+from repoaudit.model.options import ClientOptions, Target, parse_target
+from repoaudit.sources.ocilayout import OCILayoutSource
+from repoaudit.sources.base import Source
+
+
+def open_source(target: Target | str, options: ClientOptions | None = None, **client_kw) -> Source:
+    """A source for a URL (``https://…``, ``http://…``, ``oci:PATH``) or a parsed :class:`Target`."""
+    if isinstance(target, str):
+        target = parse_target(target)
+    if target.kind == "oci-layout":
+        return OCILayoutSource(target)
+    return RegistryClient(target, options, **client_kw)
+

@@ -1,0 +1,562 @@
+"""Async client for the OCI Distribution API (Docker Registry HTTP API v2).
+
+One ``httpx.AsyncClient`` per run: a keep-alive pool sized to the concurrency
+limit, HTTP/2 when the server offers it over TLS. Every request goes through
+:meth:`RegistryClient._request`, which holds the concurrency semaphore, applies
+the injected :class:`~repoaudit.model.retry.RetryPolicy` and turns failures into the
+errors of :mod:`repoaudit.errors`; no httpx exception leaves this module.
+
+A registry is not trusted to end what it starts. Every response is read as a
+stream against a size cap and a total deadline (:class:`Limits`), redirects are
+followed here, one hop at a time and without credentials off the registry's
+origin, and pagination stops on a repeated URL or page. Names, tags and digests
+are checked before they become part of a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+from collections import Counter
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+from repoaudit._version import __version__
+from repoaudit.sources.auth import RegistryAuth
+from repoaudit.model.options import ClientOptions, Target
+from repoaudit.sources.tls import ssl_context
+from repoaudit.model.documents import catalog_page, check_digest, is_valid_repository, is_valid_tag, load_json, printable, tag_list_page
+from repoaudit.errors import (AuthenticationError, CircuitOpen, ConfigError, DeadlineExceeded, DigestMismatch,
+                     InvalidDocument, InvalidResponse, NotFoundError, PaginationError, RegistryError,
+                     RegistryHTTPError, RegistryUnreachable, RequestBudgetExceeded, ResponseTooLarge,
+                     TooManyRedirects)
+from repoaudit.model.manifest import ACCEPT, sha256_digest, verify_digest
+from repoaudit.sources.pagination import next_link
+from repoaudit.model.limits import Limits, _MAX_ERROR_BODY
+from repoaudit.model.manifest import FetchedManifest
+
+class _Retry(Exception):
+    """Raised by a ``parse`` callback: this content may come out right on another try (corrupted in transit)."""
+
+    def __init__(self, cls: type[RegistryError], message: str):
+        self.cls = cls
+        self.message = message
+
+
+async def _read_capped(response: httpx.Response, cap: int, *, truncate: bool = False) -> bytes:
+    """The body, decoded, stopping at ``cap`` bytes: an error past it, or the first ``cap`` with ``truncate``."""
+    length = response.headers.get("content-length", "")
+    if not truncate and length.isdigit() and int(length) > cap:
+        raise ResponseTooLarge(f"{_label(response)} announces {int(length):,} bytes, more than the "
+                               f"{cap:,}-byte cap")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > cap:
+            if truncate:
+                chunks.append(chunk[:len(chunk) - (total - cap)])
+                break
+            raise ResponseTooLarge(f"{_label(response)} is larger than the {cap:,}-byte cap")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    # httpx keeps a read body here; setting it lets .json()/.content work on what was read, and
+    # keeps httpx from reading the rest of the stream itself when it handles an auth round trip.
+    response._content = body
+    return body
+
+
+def _label(response: httpx.Response) -> str:
+    return f"the response to {response.request.method} {response.request.url.path}"
+
+
+class _BoundedAuth(httpx.Auth):
+    """:class:`RegistryAuth` with every body it makes httpx read bounded.
+
+    httpx reads the whole body of any response that passes through an auth flow
+    asking for bodies, the final one included; that would undo the streaming
+    reads. Here only the responses the flow itself looks at are read (token
+    answers, challenges), each with a cap; the final one is left to the caller.
+    """
+
+    requires_response_body = False
+
+    def __init__(self, inner: RegistryAuth, limits: Limits):
+        self.inner = inner
+        self.limits = limits
+        inner.requires_response_body = False
+
+    async def async_auth_flow(self, request: httpx.Request):
+        flow = self.inner.async_auth_flow(request)
+        outgoing = await flow.__anext__()
+        while True:
+            response = yield outgoing
+            if outgoing is not request:
+                await _read_capped(response, self.limits.token_body)
+            elif response.status_code == 401:
+                await _read_capped(response, self.limits.error_body, truncate=True)
+            try:
+                outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return
+            except (RecursionError, OverflowError, ValueError, TypeError, AttributeError, KeyError) as exc:
+                # The flow reads a token answer as a registry wrote it (a 10**400 expires_in, JSON nested
+                # past the recursion limit); whatever it trips on is a bad answer, not a bug here.
+                raise AuthenticationError(f"unusable answer from {response.request.url.host} while "
+                                          f"authenticating ({exc.__class__.__name__})",
+                                          registry=request.url.netloc.decode()) from None
+
+
+
+def error_summary(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
+    """Turn ``{"errors":[{"code","message","detail"}]}`` into one line and its codes."""
+    body = response.content[:_MAX_ERROR_BODY]
+    codes: list[str] = []
+    parts: list[str] = []
+    try:
+        doc = json.loads(body)
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        errors = None
+    for err in errors or []:
+        if not isinstance(err, dict):
+            continue
+        # One line, however the registry spells it: a code or message may be anything JSON holds.
+        code = " ".join(str(err.get("code") or "").split())[:100]
+        msg = " ".join(str(err.get("message") or "").split())[:300]
+        detail = err.get("detail")
+        codes.append(code)
+        text = f"{code}: {msg}" if code else msg
+        if detail not in (None, "", {}, []):
+            text += f" ({json.dumps(detail, separators=(',', ':'))[:200]})"
+        parts.append(text)
+    reason = response.reason_phrase or ""
+    summary = f"HTTP {response.status_code} {reason}".strip()
+    if parts:
+        summary += ": " + "; ".join(parts)
+    return summary, tuple(codes)
+
+
+class RegistryClient:
+    """The registry side of :class:`repoaudit.sources.base.Source`."""
+
+    kind = "registry"
+
+    def __init__(self, target: Target, options: ClientOptions | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, limits: Limits | None = None):
+        self.target = target
+        self.name = target.name
+        self.options = options or ClientOptions()
+        self.limits = limits or Limits()
+        self.concurrency = self.options.concurrency
+        self._sleep = sleep
+        self._rng = random.Random()
+        self._semaphore = asyncio.Semaphore(self.options.concurrency)
+        self.requests: Counter[str] = Counter()  # "GET manifest", "HEAD manifest", ... for benchmarks and tests
+        self.rate_limit: dict[str, str] = {}
+        self.halted: CircuitOpen | None = None  # set when the circuit breaker stops the run
+        self._exhausted_in_row = 0
+        self._answered = False  # has the registry ever answered? (see _transport_attempts)
+        self._halt_reason = ""
+        self._spent: Counter[str] = Counter()  # HTTP exchanges per repository, redirects and retries included
+        self._budget: dict[str, int] = {}
+        self._origin = httpx.URL(target.url)
+        self.auth = RegistryAuth(self.options.username, self.options.password,
+                                 identity_token=self.options.identity_token)
+        limits = httpx.Limits(max_connections=self.options.concurrency,
+                              max_keepalive_connections=self.options.concurrency)
+        self._http = httpx.AsyncClient(
+            base_url=target.url, auth=_BoundedAuth(self.auth, self.limits), transport=transport, limits=limits,
+            timeout=httpx.Timeout(self.options.timeout),
+            verify=ssl_context(self.options.verify, self.options.cert), proxy=self.options.proxy,
+            http2=self.options.http2 and transport is None,
+            # Redirects are followed in _exchange: httpx would read a redirect's whole body.
+            follow_redirects=False, headers={"User-Agent": f"{self.options.user_agent}/{__version__}"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()
+
+    def set_request_budget(self, repository: str, tags: int) -> None:
+        """Bound the requests ``repository`` may still take, now that its ``tags`` are known.
+
+        A repository's work is its tags; a registry that makes it take many more
+        requests than that (an endless chain of nested indexes) ends the
+        repository with :class:`RequestBudgetExceeded`, not the run.
+        """
+        self._budget[repository] = (self._spent[repository] + self.limits.requests_per_repository
+                                    + self.limits.requests_per_tag * tags)
+
+    def _spend(self, repository: str | None) -> None:
+        if repository is None:
+            return
+        budget = self._budget.get(repository)
+        if budget is not None and self._spent[repository] >= budget:
+            raise RequestBudgetExceeded(f"took more than {budget:,} requests, more than its tags can need; "
+                                        f"stopped", registry=self.name, repository=repository)
+        self._spent[repository] += 1
+
+    async def _request(self, method: str, url: str | httpx.URL, *, what: str, repository: str | None = None,
+                       headers: dict[str, str] | None = None, params: dict | None = None,
+                       ok_statuses: tuple[int, ...] = (), max_body: int | None = None,
+                       parse: Callable[[httpx.Response, bytes], Any] | None = None) -> tuple[httpx.Response, Any]:
+        """One request with retries; returns the response and ``parse(response, body)`` (the body without one).
+
+        Retried: 408/429/5xx, transport errors, and content ``parse`` says may be
+        corrupted in transit (a digest mismatch, a short or garbled body). Not
+        retried: answers that are wrong in themselves (4xx, invalid documents,
+        a body over its cap, a deadline passed).
+        """
+        policy = self.options.retry
+        attempt = 0
+        while True:
+            if self.halted is not None:
+                raise CircuitOpen(self._halt_reason, registry=self.name, repository=repository)
+            attempt += 1
+            self.requests[f"{method} {what}"] += 1
+            try:
+                async with self._semaphore:
+                    response, body = await self._exchange(method, url, what=what, repository=repository,
+                                                          headers=headers, params=params, max_body=max_body)
+                status = response.status_code
+                if (status < 400 or status in ok_statuses) and parse is not None:
+                    body = parse(response, body)
+            except _Retry as retry:
+                if attempt >= policy.attempts:
+                    self._exhausted()
+                    tries = f" (after {attempt} tries)" if attempt > 1 else ""
+                    raise retry.cls(retry.message + tries, registry=self.name, repository=repository) from None
+                await self._sleep(policy.delay(attempt, rng=self._rng))
+                continue
+            except ssl.SSLError as exc:
+                # A TLS alert after the handshake (TLS 1.3 sends a refused client certificate that way)
+                # escapes httpx's mapping; no retry mends a certificate.
+                raise RegistryUnreachable(f"cannot reach {self.target.url}: {_describe_tls(exc)}",
+                                          registry=self.name, repository=repository) from None
+            except (httpx.TransportError, httpx.DecodingError, OSError) as exc:
+                if attempt >= self._transport_attempts(exc, policy):
+                    reason = _describe(exc, self.target.url)
+                    if isinstance(exc, httpx.ReadError) and self.target.url.startswith("https:"):
+                        # How a registry that wants a client certificate often shows it: the connection closes
+                        # before any answer, without the TLS alert that names the reason.
+                        reason += (" (the registry closed the TLS connection before answering; if it requires a "
+                                   "client certificate: --cert and --key)")
+                    self._exhausted()
+                    if isinstance(exc, httpx.DecodingError):
+                        # The registry was reached; what it sent (its Content-Encoding) could not be decoded.
+                        raise InvalidResponse(f"{what} {_path_of(url)} could not be decoded after {attempt} tries: "
+                                              f"{_describe(exc, self.target.url)}",
+                                              registry=self.name, repository=repository) from None
+                    raise RegistryUnreachable(f"cannot reach {self.target.url}: {reason}",
+                                              registry=self.name, repository=repository) from None
+                await self._sleep(policy.delay(attempt, rng=self._rng))
+                continue
+            except DeadlineExceeded:
+                self._exhausted()  # a registry that trickles every answer is as good as down
+                raise
+            except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+                # Whatever else httpx can raise about an answer is the answer's fault, and not transient.
+                raise InvalidResponse(f"{what} {_path_of(url)}: {_describe(exc, self.target.url)}",
+                                      registry=self.name, repository=repository) from None
+            self._note_rate_limit(response)
+            self._answered = True
+            if status < 400 or status in ok_statuses:
+                self._exhausted_in_row = 0
+                return response, body
+            if status in policy.statuses and attempt < policy.attempts:
+                await self._sleep(policy.delay(attempt, response.headers.get("retry-after"), rng=self._rng))
+                continue
+            summary, codes = error_summary(response)
+            where = f"{what} {response.request.url.path}"
+            if status in policy.statuses:
+                self._exhausted()
+            else:
+                self._exhausted_in_row = 0  # an answer, if not the one wanted: the registry is there
+            if status in (401, 403):
+                hint = "credentials refused" if self.auth.has_credentials else "authentication required"
+                raise AuthenticationError(f"{hint} for {where}: {summary}", registry=self.name, repository=repository)
+            cls = NotFoundError if status == 404 else RegistryHTTPError
+            tries = f" after {attempt} tries" if attempt > 1 else ""
+            raise cls(f"{where} failed{tries}: {summary}", status=status, codes=codes,
+                      registry=self.name, repository=repository)
+
+    def _transport_attempts(self, exc: BaseException, policy) -> int:
+        """How many tries a transport error gets: none more for what no retry mends (a certificate, a
+        protocol), few while the registry has never answered (a wrong URL should fail in seconds, not the
+        minute the full backoff takes), the policy's number once it has (a blip in a long run)."""
+        if isinstance(exc, httpx.UnsupportedProtocol) or _is_tls_failure(exc):
+            return 1
+        if not self._answered:
+            return min(policy.attempts, 3)
+        return policy.attempts
+
+    def _exhausted(self) -> None:
+        """Count a request that used up its retries; enough of them in a row open the circuit."""
+        self._exhausted_in_row += 1
+        if self._exhausted_in_row >= self.limits.breaker and self.halted is None:
+            self._halt_reason = (f"stopped after {self._exhausted_in_row} requests in a row failed after all "
+                                 f"their retries (the registry looks down or overloaded)")
+            self.halted = CircuitOpen(self._halt_reason, registry=self.name)
+
+    async def _exchange(self, method: str, url: str | httpx.URL, *, what: str, repository: str | None,
+                        headers: dict[str, str] | None, params: dict | None,
+                        max_body: int | None) -> tuple[httpx.Response, bytes]:
+        """One attempt: send, follow redirects, read the body, all within the total deadline."""
+        deadline = self.limits.deadline_factor * self.options.timeout
+        try:
+            return await asyncio.wait_for(self._follow(method, url, what=what, repository=repository,
+                                                       headers=headers, params=params, max_body=max_body),
+                                          deadline)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"{what} {_path_of(url)} was not complete after {deadline:g} s (the "
+                                   f"per-request deadline)", registry=self.name, repository=repository) from None
+
+    async def _follow(self, method: str, url: str | httpx.URL, *, what: str, repository: str | None,
+                      headers: dict[str, str] | None, params: dict | None,
+                      max_body: int | None) -> tuple[httpx.Response, bytes]:
+        try:
+            request = self._http.build_request(method, url, headers=headers, params=params)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"cannot request {what} {printable(str(url))}: {exc}") from None
+        chain = [str(request.url)]
+        while True:
+            self._spend(repository)
+            # Credentials only ever go to the registry's own origin; a redirect elsewhere (blob storage)
+            # is sent bare, as httpx itself would strip the Authorization header.
+            auth = httpx.USE_CLIENT_DEFAULT if _same_origin(request.url, self._origin) else None
+            try:
+                response = await self._http.send(request, auth=auth, stream=True, follow_redirects=False)
+            except httpx.RemoteProtocolError as exc:
+                if "location header" not in str(exc):
+                    raise
+                # httpx builds the next request even when not following, and reports a Location it
+                # cannot parse as a protocol error, which would be retried as if the network had failed.
+                raise InvalidResponse(f"{what} {request.url.path} redirects to an invalid URL ({exc})",
+                                      registry=self.name, repository=repository) from None
+            try:
+                if not response.has_redirect_location:
+                    status = response.status_code
+                    error = status >= 400
+                    if hasattr(response, "_content"):
+                        body = response.content  # a challenge the auth flow has read (capped) already
+                    elif method == "HEAD" or max_body is None or error:
+                        body = await _read_capped(response, self.limits.error_body, truncate=True)
+                    else:
+                        body = await _read_capped(response, max_body)
+                    return response, body
+                try:
+                    nxt = request.url.join(response.headers["location"])
+                except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+                    raise InvalidResponse(f"{what} {request.url.path} redirects to an invalid URL "
+                                          f"{printable(response.headers.get('location', ''))} ({exc})",
+                                          registry=self.name, repository=repository) from None
+                if str(nxt) in chain or len(chain) > self.limits.max_redirects:
+                    loop = "a redirect loop" if str(nxt) in chain else f"more than {self.limits.max_redirects} redirects"
+                    raise TooManyRedirects(f"{what} {chain[0]}: {loop} ({' -> '.join(_short(u) for u in chain[:3])}"
+                                           f"{' -> …' if len(chain) > 3 else ''})",
+                                           registry=self.name, repository=repository)
+                chain.append(str(nxt))
+                hop_method = "GET" if response.status_code == 303 and method != "HEAD" else method
+                request = self._http.build_request(hop_method, nxt, headers=headers)
+            finally:
+                await response.aclose()
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        # Docker Hub's pull quota headers; kept so the snapshot can record them.
+        for key in ("ratelimit-limit", "ratelimit-remaining"):
+            if key in response.headers:
+                self.rate_limit[key] = response.headers[key]
+
+    async def ping(self) -> None:
+        """``GET /v2/``: 200, or 401 answered by the auth flow; anything else is an error."""
+        await self._request("GET", "/v2/", what="ping")
+
+    async def _paginate(self, path: str, key: str, what: str, repository: str | None = None) -> list[str]:
+        """Every page of a ``Link: rel="next"`` chain, which must stay on this path and never repeat."""
+        items: list[str] = []
+        url: httpx.URL | str = path
+        params: dict | None = {"n": self.options.page_size}
+        seen: set[str] = set()
+        previous: list[str] | None = None
+        checker = catalog_page if key == "repositories" else tag_list_page
+
+        def parse(response: httpx.Response, body: bytes) -> list[str]:
+            where = f"{what} {response.request.url.path}"
+            try:
+                doc = load_json(body, where)
+            except InvalidDocument as exc:
+                # A truncated or garbled page is not JSON; a page that is JSON carries no checksum, so
+                # only this failure can be told from the registry's real answer and tried again.
+                raise _Retry(InvalidResponse, str(exc)) from None
+            try:
+                return checker(doc, where)
+            except InvalidDocument as exc:
+                raise InvalidDocument(str(exc), registry=self.name, repository=repository) from None
+
+        while url is not None:
+            if len(seen) >= self.limits.max_pages:
+                raise PaginationError(f"{what} has more than {self.limits.max_pages:,} pages; stopped",
+                                      registry=self.name, repository=repository)
+            seen.add(str(self._http.build_request("GET", url, params=params).url))
+            response, page = await self._request("GET", url, what=what, repository=repository, params=params,
+                                                 max_body=self.limits.page_body, parse=parse)
+            if page and page == previous:
+                raise PaginationError(f"{what} {path}: the next page repeats the last one ({len(page)} "
+                                      f"entries); stopped", registry=self.name, repository=repository)
+            previous = page
+            items.extend(page)
+            try:
+                url = next_link(response)
+            except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+                raise InvalidResponse(f"{what} {path}: invalid Link header ({exc})",
+                                      registry=self.name, repository=repository) from None
+            params = None  # the link carries n and last
+            if url is None:
+                break
+            if not _same_origin(url, response.request.url) or url.path != response.request.url.path:
+                # A next page elsewhere would file another listing's names under this one.
+                raise PaginationError(f"{what} {path}: Link rel=next leaves the listing "
+                                      f"({printable(str(url), 80)}); stopped",
+                                      registry=self.name, repository=repository)
+            if str(url) in seen:
+                raise PaginationError(f"{what} {path}: Link rel=next points back at a page already read "
+                                      f"({printable(str(url), 80)}); stopped",
+                                      registry=self.name, repository=repository)
+        return items
+
+    async def list_repositories(self) -> list[str]:
+        """Every name the catalog lists, as strings; the caller checks each against the name grammar."""
+        return await self._paginate("/v2/_catalog", "repositories", "catalog")
+
+    async def list_tags(self, repository: str) -> list[str]:
+        """Every tag listed, as strings; the caller checks each against the tag grammar."""
+        return await self._paginate(f"/v2/{self._name(repository)}/tags/list", "tags", "tags", repository)
+
+    def _name(self, repository: str) -> str:
+        if not is_valid_repository(repository):
+            raise ConfigError(f"refusing to request repository {printable(repository)}: not a valid repository "
+                              f"name")
+        return repository
+
+    def _reference(self, repository: str, reference: str) -> str:
+        """A tag or digest checked before it becomes a path segment: ``?``, ``#``, ``/`` or ``..`` never can."""
+        if is_valid_tag(reference):
+            return reference
+        try:
+            return check_digest(reference, "reference", "")
+        except InvalidDocument:
+            raise ConfigError(f"{self.name}/{repository}: refusing to request {printable(reference)}: neither "
+                              f"a tag nor a digest") from None
+
+    def _served_digest(self, response: httpx.Response, repository: str) -> str | None:
+        served = response.headers.get("docker-content-digest")
+        if served is None:
+            return None
+        try:
+            return check_digest(served, f"manifest {response.request.url.path}", "Docker-Content-Digest header")
+        except InvalidDocument as exc:
+            raise InvalidResponse(str(exc), registry=self.name, repository=repository) from None
+
+    async def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        path = f"/v2/{self._name(repository)}/manifests/{self._reference(repository, reference)}"
+        by_digest = not is_valid_tag(reference)
+
+        def parse(response: httpx.Response, body: bytes) -> FetchedManifest:
+            served = self._served_digest(response, repository)
+            expected = reference if by_digest else served
+            if expected and not verify_digest(expected, body):
+                # Corrupted in transit (a flipped bit, a body cut short with an honest length) looks like
+                # this too, so it is tried again before it is believed.
+                raise _Retry(DigestMismatch, f"manifest {reference} was served as {expected} but its content "
+                                             f"hashes to {sha256_digest(body)}")
+            return FetchedManifest(expected or sha256_digest(body), response.headers.get("content-type"), body)
+
+        _, fetched = await self._request("GET", path, what="manifest", repository=repository,
+                                         headers={"Accept": ACCEPT}, max_body=self.limits.manifest_body,
+                                         parse=parse)
+        return fetched
+
+    async def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag points at, without the body; ``None`` when the server does not say."""
+        path = f"/v2/{self._name(repository)}/manifests/{self._reference(repository, reference)}"
+        response, _ = await self._request("HEAD", path, what="manifest", repository=repository,
+                                          headers={"Accept": ACCEPT})
+        return self._served_digest(response, repository)
+
+    async def get_blob(self, repository: str, digest: str, *, max_size: int | None = None) -> bytes:
+        """A blob checked against its digest; capped at ``Limits.config_body`` (repoaudit reads configs only)."""
+        try:
+            checked = check_digest(digest, "blob", "")
+        except InvalidDocument:
+            raise ConfigError(f"{self.name}/{repository}: refusing to request blob {printable(digest)}: not a "
+                              f"digest") from None
+
+        def parse(response: httpx.Response, body: bytes) -> bytes:
+            if not verify_digest(digest, body):
+                raise _Retry(DigestMismatch, f"blob {digest} content hashes to {sha256_digest(body)}")
+            return body
+
+        _, body = await self._request("GET", f"/v2/{self._name(repository)}/blobs/{checked}", what="blob",
+                                      repository=repository, max_body=max_size or self.limits.config_body,
+                                      parse=parse)
+        return body
+
+    async def delete_manifest(self, repository: str, digest: str) -> None:
+        checked = self._reference(repository, digest)
+        await self._request("DELETE", f"/v2/{self._name(repository)}/manifests/{checked}", what="delete",
+                            repository=repository)
+
+
+def _same_origin(url: httpx.URL, origin: httpx.URL) -> bool:
+    return (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
+
+
+def _path_of(url: str | httpx.URL) -> str:
+    return url.path if isinstance(url, httpx.URL) else url.split("?", 1)[0]
+
+
+def _short(url: str) -> str:
+    return printable(url, 80)[1:-1] if len(url) > 78 else url
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """A handshake that failed on the certificate or the protocol (httpx wraps it in ConnectError)."""
+    seen = exc
+    for _ in range(5):  # the ssl error sits a few causes down, under httpcore's and httpx's wrappers
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+        if seen is None:
+            break
+    text = str(exc)
+    return any(mark in text for mark in ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "[SSL:"))
+
+
+def _describe_tls(exc: ssl.SSLError) -> str:
+    text = f"SSLError: {exc.reason or exc}"
+    if exc.reason in ("SSLV3_ALERT_BAD_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+        text += " (the registry wants a client certificate it trusts: --cert and --key)"
+    return text
+
+
+def _describe(exc: Exception, target_url: str) -> str:
+    text = str(exc) or exc.__class__.__name__
+    # httpx nests the OS error; its last line is the readable part.
+    text = f"{exc.__class__.__name__}: {text.splitlines()[-1]}" if text else exc.__class__.__name__
+    try:
+        url = exc.request.url
+    except (AttributeError, RuntimeError):
+        return text
+    origin = f"{url.scheme}://{url.netloc.decode()}"
+    # The token realm or a blob redirect can be another host: name the one that failed.
+    return text if origin == target_url else f"{text} (while contacting {origin})"

@@ -1,0 +1,227 @@
+"""kept (split from store.py)."""
+
+from __future__ import annotations
+import duckdb
+
+
+# Integer keys (schema migration 10): dictionary -> (the column it names, its sequence) ...
+_DICTIONARIES = {"digest_keys": ("digest", "digest_key_seq"), "repository_keys": ("repository", "repository_key_seq")}
+
+
+
+# ... and the columns keyed from each: (dictionary, table, key column, named column).
+_KEYED = (("digest_keys", "manifests", "manifest_key", "digest"),
+          ("digest_keys", "manifests", "config_key", "config_digest"),
+          ("digest_keys", "layers", "manifest_key", "manifest_digest"),
+          ("digest_keys", "layers", "blob_key", "digest"),
+          ("digest_keys", "manifest_children", "index_key", "index_digest"),
+          ("digest_keys", "manifest_children", "child_key", "child_digest"),
+          ("digest_keys", "repository_links", "manifest_key", "digest"),
+          ("repository_keys", "repository_links", "repository_key", "repository"),
+          ("repository_keys", "repositories", "repository_key", "repository"))
+
+
+
+def _key_names(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> None:
+    """Key every digest or repository name that rows of ``tables`` (table -> relation) leave unkeyed."""
+    for dictionary, (name, sequence) in _DICTIONARIES.items():
+        missing = " UNION ALL ".join(f"SELECT registry, {column} AS name FROM {tables[table]} "
+                                     f"WHERE {key} IS NULL AND {column} IS NOT NULL"
+                                     for d, table, key, column in _KEYED if d == dictionary and table in tables)
+        if missing:
+            con.execute(f"""
+                INSERT INTO {dictionary} (registry, {name}, key)
+                SELECT registry, name, nextval('{sequence}') FROM (
+                    SELECT DISTINCT n.registry, n.name FROM ({missing}) n
+                    ANTI JOIN {dictionary} k ON k.registry = n.registry AND k.{name} = n.name)""")
+
+
+
+def _with_keys(table: str, relation: str, dictionaries: dict[str, str] | None = None) -> str:
+    """SELECT of every column of ``relation`` (rows shaped like ``table``) with its NULL keys looked up.
+
+    ``dictionaries`` names where to look each dictionary up (default: the dictionary itself).
+    """
+    columns = [(d, key, column) for d, t, key, column in _KEYED if t == table]
+    where = dictionaries or {}
+    joins = " ".join(f"LEFT JOIN {where.get(d, d)} k{i} ON k{i}.registry = t.registry "
+                     f"AND k{i}.{_DICTIONARIES[d][0]} = t.{column}"
+                     for i, (d, _, column) in enumerate(columns))
+    keys = ", ".join(f"coalesce(t.{key}, k{i}.key) AS {key}" for i, (_, key, _) in enumerate(columns))
+    return f"SELECT t.* REPLACE ({keys}) FROM {relation} t {joins}" if columns else f"SELECT * FROM {relation}"
+
+
+
+def copy_with_keys(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> None:
+    """INSERT the rows of each relation into its table (table -> relation) with their keys filled in.
+
+    Writing keys as rows arrive, rather than updating them afterwards, keeps the transaction from
+    holding an undo copy of every row it touched (the snapshot's new links use it).
+    """
+    _key_names(con, tables)
+    for table, relation in tables.items():
+        con.execute(f"INSERT INTO main.{table} BY NAME {_with_keys(table, relation)}")
+
+
+
+def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
+    """Fold one snapshot's (repository, manifest) links into ``repository_links`` (schema migration 9).
+
+    Runs inside the snapshot's transaction, after its row is written. The snapshot may be older than
+    some already folded (a merge of old shards), so first and last sightings are compared, not assumed.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE _repoaudit_fold AS SELECT * FROM links_reached(?)",
+                [int(snapshot_id)])
+    con.execute("""
+        UPDATE repository_links AS l SET
+            first_seen = CASE WHEN (f.first_seen, f.first_snapshot) < (l.first_seen, l.first_snapshot)
+                              THEN f.first_seen ELSE l.first_seen END,
+            first_snapshot = CASE WHEN (f.first_seen, f.first_snapshot) < (l.first_seen, l.first_snapshot)
+                                  THEN f.first_snapshot ELSE l.first_snapshot END,
+            last_seen = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
+                             THEN f.last_seen ELSE l.last_seen END,
+            last_snapshot = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
+                                 THEN f.last_snapshot ELSE l.last_snapshot END,
+            tags = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
+                        THEN f.tags ELSE l.tags END
+        FROM _repoaudit_fold f
+        WHERE f.registry = l.registry AND f.repository = l.repository AND f.digest = l.digest""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _repoaudit_new_links AS
+        SELECT f.*, NULL::BIGINT AS manifest_key, NULL::BIGINT AS repository_key FROM _repoaudit_fold f
+        ANTI JOIN repository_links l
+            ON l.registry = f.registry AND l.repository = f.repository AND l.digest = f.digest""")
+    copy_with_keys(con, {"repository_links": "_repoaudit_new_links"})
+    con.execute("DROP TABLE _repoaudit_fold")
+    con.execute("DROP TABLE _repoaudit_new_links")
+
+
+
+def assign_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Key every digest and repository name stored without one (schema migration 10), in the caller's transaction.
+
+    Staged rows come in keyed (SnapshotWriter._key_stage) and new links too (copy_with_keys); this catches
+    the rest: databases from before the keys, merges, in-memory databases. Only unkeyed rows are read.
+    """
+    by_table: dict[str, list[tuple[str, str]]] = {}
+    for _, table, key, column in _KEYED:
+        by_table.setdefault(table, []).append((key, column))
+    unkeyed = {table: " OR ".join(f"({key} IS NULL AND {column} IS NOT NULL)" for key, column in columns)
+               for table, columns in by_table.items()}
+    # A commit usually leaves nothing unkeyed: a row probe per table saves reading every table's key columns.
+    unkeyed = {table: where for table, where in unkeyed.items()
+               if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT 1)").fetchone()[0]}
+    if not unkeyed:
+        return
+    _key_names(con, {table: table for table in unkeyed})
+    for table, where in unkeyed.items():
+        columns = by_table[table]
+        # One pass per table, matched by rowid: joining the table itself again in UPDATE ... FROM is slower.
+        sets = ", ".join(f"{key} = x.{key}" for key, _ in columns)
+        relation = f"(SELECT rowid AS row_id, * FROM {table} WHERE {where})"
+        con.execute(f"UPDATE {table} SET {sets} FROM ({_with_keys(table, relation)}) x WHERE {table}.rowid = x.row_id")
+
+
+
+def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the blob references of manifests now both stored and reached to ``blob_refs`` (schema migration 10).
+
+    Links are never removed and stored manifests never change, so counting each manifest once, the first
+    time it has a manifests row and a link, keeps the table equal to a count over all reached manifests.
+    ``manifest_sole_bytes`` (migration 11) is recounted for the manifests whose blobs this changes: the new
+    ones, and those that held alone a blob a new one now shares.
+    """
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _repoaudit_count AS
+        SELECT DISTINCT m.manifest_key FROM manifests m
+        SEMI JOIN repository_links l ON l.manifest_key = m.manifest_key
+        ANTI JOIN counted_manifests c ON c.manifest_key = m.manifest_key""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _repoaudit_refs AS
+        SELECT any_value(b.registry) AS registry, b.blob_key, max(b.size) AS size, count(*) AS refs,
+               min(b.manifest_key) AS lo_manifest, max(b.manifest_key) AS hi_manifest
+        FROM manifest_blob_keys b SEMI JOIN _repoaudit_count n ON n.manifest_key = b.manifest_key
+        GROUP BY b.blob_key""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _repoaudit_sole AS
+        SELECT manifest_key FROM _repoaudit_count
+        UNION
+        SELECT r.lo_manifest FROM blob_refs r SEMI JOIN _repoaudit_refs n ON n.blob_key = r.blob_key
+        WHERE r.lo_manifest = r.hi_manifest""")
+    con.execute("""
+        UPDATE blob_refs AS r SET size = greatest(r.size, n.size), refs = r.refs + n.refs,
+                                  lo_manifest = least(r.lo_manifest, n.lo_manifest),
+                                  hi_manifest = greatest(r.hi_manifest, n.hi_manifest)
+        FROM _repoaudit_refs n WHERE n.blob_key = r.blob_key""")
+    con.execute("""
+        INSERT INTO blob_refs BY NAME
+        SELECT n.* FROM _repoaudit_refs n ANTI JOIN blob_refs r ON r.blob_key = n.blob_key""")
+    con.execute("INSERT INTO counted_manifests SELECT manifest_key FROM _repoaudit_count")
+    sum_sole_bytes(con, "_repoaudit_sole")
+    for table in ("_repoaudit_count", "_repoaudit_refs", "_repoaudit_sole"):
+        con.execute(f"DROP TABLE {table}")
+
+
+
+def sum_sole_bytes(con: duckdb.DuckDBPyConnection, manifests: str | None = None) -> None:
+    """Recount ``manifest_sole_bytes`` from ``blob_refs``: for the manifest keys in table ``manifests``, or all."""
+    if manifests is None:
+        con.execute("DELETE FROM manifest_sole_bytes")
+        only = ""
+    else:
+        con.execute(f"DELETE FROM manifest_sole_bytes WHERE manifest_key IN (SELECT manifest_key FROM {manifests})")
+        only = f"SEMI JOIN {manifests} s ON s.manifest_key = r.lo_manifest"
+    con.execute(f"""
+        INSERT INTO manifest_sole_bytes
+        SELECT r.lo_manifest, sum(r.size) FROM blob_refs r {only}
+        WHERE r.lo_manifest = r.hi_manifest AND r.size IS NOT NULL
+        GROUP BY r.lo_manifest""")
+
+
+
+def refresh_latest_images(con: duckdb.DuckDBPyConnection, registry: str | None = None) -> None:
+    """Recompute ``latest_images`` (schema migration 11) for one registry, or all of them."""
+    if registry is None:
+        con.execute("DELETE FROM latest_images")
+    else:
+        con.execute("DELETE FROM latest_images WHERE registry = ?", [registry])
+    con.execute("INSERT INTO latest_images BY NAME SELECT * FROM compute_latest_images(?)", [registry])
+
+
+
+def key_and_count(con: duckdb.DuckDBPyConnection) -> None:
+    """Keys for everything new, then the blob references of newly reached manifests."""
+    assign_keys(con)
+    count_blob_refs(con)
+
+
+
+def refill_latest(con: duckdb.DuckDBPyConnection) -> None:
+    """Count blob references (migration 10), then fill the tables migration 11 adds."""
+    count_blob_refs(con)
+    sum_sole_bytes(con)
+    refresh_latest_images(con)
+
+
+
+def maintain(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
+    """What a commit keeps besides the rows themselves: the snapshot's links, keys, blob references, and its
+    registry's latest images."""
+    fold_links(con, snapshot_id)
+    key_and_count(con)
+    registry = con.execute("SELECT registry FROM snapshots WHERE snapshot_id = ?", [int(snapshot_id)]).fetchone()[0]
+    refresh_latest_images(con, registry)
+
+
+
+def rebuild_links(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute ``repository_links``, keys, blob references and latest images from every snapshot: for
+    plain-SQL databases."""
+    con.execute("DELETE FROM repository_links")
+    con.execute("INSERT INTO repository_links BY NAME SELECT * FROM links_reached(NULL)")
+    con.execute("DELETE FROM blob_refs")
+    con.execute("DELETE FROM counted_manifests")
+    con.execute("DELETE FROM manifest_sole_bytes")
+    key_and_count(con)
+    refresh_latest_images(con)
+

@@ -1,0 +1,280 @@
+"""writer (split from store.py)."""
+
+from __future__ import annotations
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+import duckdb
+from repoaudit._version import __version__
+from repoaudit.store.database import COLUMNS, insert_rows, to_json, under_memory_limit, utcnow
+from repoaudit.store.kept import _KEYED, _with_keys, maintain
+
+
+@dataclass
+class SnapshotInfo:
+    snapshot_id: int
+    registry: str
+    source: str
+    started_at: datetime
+
+
+
+# Stored with each snapshot so that listing snapshots never re-walks every blob of every snapshot.
+SNAPSHOT_TOTALS = """
+    WITH reach AS (SELECT DISTINCT registry, digest FROM snapshot_manifests WHERE snapshot_id = $1)
+    SELECT (SELECT count(*) FROM reach),
+           coalesce((SELECT sum(size) FROM (
+               SELECT DISTINCT b.blob_digest, b.size FROM reach r
+               JOIN manifest_blobs b ON b.registry = r.registry AND b.manifest_digest = r.digest)), 0)
+"""
+
+
+
+class SnapshotWriter:
+    """Buffers one snapshot's rows and writes them inside a single transaction.
+
+    Nothing is visible to other connections until :meth:`commit`; an exception
+    or a killed process leaves earlier snapshots exactly as they were. A failed
+    run is then recorded by :meth:`record_failure` in a transaction of its own.
+
+    DuckDB keeps a transaction's uncommitted rows in memory, uncompressed. So that
+    memory stays flat however large the registry, every row is first written to a
+    staging database beside the file, committed batch by batch there, keyed there
+    (see ``_key_stage``), and copied into the real tables in the snapshot's one
+    transaction, which begins only then, under ``COMMIT_MEMORY``. A killed run leaves
+    only that staging file, which the next writer of the database removes. An
+    in-memory database, or ``begin(stage=False)``, writes into the transaction directly.
+    """
+
+    FLUSH_AT = 20_000
+    STAGED = tuple(COLUMNS)
+    STAGE_MEMORY = "128MB"
+    # DuckDB caches the rows a big copy writes unless held to a limit. The snapshot's transaction runs
+    # under COMMIT_MEMORY bytes, or COMMIT_MEMORY_PER_STAGE_BYTE times the stage file if more (what it
+    # cannot evict grows with the snapshot: 128 MB ran out at 300k tags). If it still runs out, the
+    # transaction is rolled back and run again without a limit: everything is still in the stage.
+    COMMIT_MEMORY = 128 * 2**20
+    COMMIT_MEMORY_PER_STAGE_BYTE = 6
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, registry: str, source: str, source_kind: str,
+                 started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
+        self.con = con
+        self.registry = registry
+        self.source = source
+        self.source_kind = source_kind
+        self.mode = mode
+        self.options = options or {}
+        self.started_at = started_at or utcnow()
+        self._buffers: dict[str, list[tuple]] = {t: [] for t in COLUMNS}
+        self._open = False
+        self._stage: duckdb.DuckDBPyConnection | None = None
+        self._stage_path: Path | None = None
+        self._stage_attached = False
+        # Run inside the snapshot's transaction, after its rows are in and before its row is written.
+        self.before_commit: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
+        self.snapshot_id = con.execute("SELECT nextval('snapshot_id_seq')").fetchone()[0]
+
+    def begin(self, *, stage: bool = True) -> "SnapshotWriter":
+        """Start the snapshot. ``stage=False`` for callers that write into the transaction themselves."""
+        if stage:
+            self._open_stage()
+        if self._stage is None:
+            self.con.execute("BEGIN TRANSACTION")
+            self._open = True
+        # else the snapshot's transaction begins in commit(): until then every row goes to the stage
+        return self
+
+    def _database_path(self) -> Path | None:
+        rows = self.con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                                ).fetchall()
+        return Path(rows[0][0]) if rows and rows[0][0] else None  # None: an in-memory database
+
+    def _open_stage(self) -> None:
+        db = self._database_path()
+        if db is None:
+            return  # nothing to spare: an in-memory database holds everything in memory anyway
+        # Leftovers of a killed run; this process holds the database's write lock, so none is live.
+        # Matched by exact name, not by glob: in "x[1].duckdb.stage-*" the brackets are a character
+        # class that matches x1.duckdb's live stage files.
+        leftover_name = re.compile(re.escape(db.name) + r"\.stage-\d+(?:\.wal)?")
+        for leftover in db.parent.iterdir():
+            if leftover_name.fullmatch(leftover.name):
+                leftover.unlink(missing_ok=True)
+        self._stage_path = db.parent / f"{db.name}.stage-{self.snapshot_id}"
+        self._stage = duckdb.connect(str(self._stage_path))
+        self._stage.execute(f"SET memory_limit = '{self.STAGE_MEMORY}'")
+        for table in self.STAGED:
+            cols = self.con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                    "WHERE table_catalog = current_database() AND table_schema = 'main' "
+                                    "AND table_name = ? ORDER BY ordinal_position",
+                                    [table]).fetchall()
+            self._stage.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in cols)})")
+
+    def _close_stage(self) -> None:
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
+        if self._stage_attached:
+            try:
+                self.con.execute("DETACH _repoaudit_stage")
+            except duckdb.Error:
+                pass
+            self._stage_attached = False
+        if self._stage_path is not None:
+            for path in (self._stage_path, Path(f"{self._stage_path}.wal")):
+                path.unlink(missing_ok=True)
+            self._stage_path = None
+
+    def known_manifests(self) -> set[str]:
+        rows = self.con.execute("SELECT digest FROM manifests WHERE registry = ?", [self.registry]).fetchall()
+        return {r[0] for r in rows}
+
+    def add(self, table: str, row: tuple) -> None:
+        buf = self._buffers[table]
+        buf.append(row)
+        if len(buf) >= self.FLUSH_AT:
+            self.flush(table)
+
+    def flush(self, table: str | None = None) -> None:
+        """Write buffered rows: to the stage when there is one, else into the transaction."""
+        for name in ([table] if table else list(self._buffers)):
+            rows, self._buffers[name] = self._buffers[name], []
+            staged = self._stage is not None and name in self.STAGED
+            insert_rows(self._stage if staged else self.con, name, rows)
+
+    def _attach_stage(self) -> int:
+        """Close the stage, key its rows (outside any transaction of the database) and attach it; its size."""
+        self.flush()
+        self._stage.close()
+        self._stage = None
+        staged_bytes = self._stage_path.stat().st_size
+        path = str(self._stage_path).replace("'", "''")
+        self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")
+        self._stage_attached = True
+        self._key_stage()
+        return staged_bytes
+
+    def _copy_stage(self) -> None:
+        """Inside the snapshot's transaction: the stage's keyed rows, and the keys its new digests took."""
+        self.con.execute("INSERT INTO digest_keys SELECT registry, digest, key FROM _repoaudit_stage._keys "
+                         "WHERE new")
+        self.con.execute("SELECT setval('digest_key_seq', (SELECT max(key) FROM digest_keys)) "
+                         "WHERE EXISTS (SELECT 1 FROM digest_keys)")
+        for name in self.STAGED:
+            self.con.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM _repoaudit_stage.{name}_keyed")
+
+    STAGE_KEYING_MEMORY = 128 * 2**20
+
+    def _key_stage(self) -> None:
+        """Key the staged rows inside the stage database, outside the snapshot's transaction.
+
+        Looking keys up while copying the rows in made the transaction's peak memory ~100 MB higher at
+        100k tags. Done here, on a second connection, the lookups run under a memory limit and spill to
+        disk; if even that runs out, nothing of the snapshot is lost, and they run again without it.
+        New digests are numbered after the highest key so far: this process holds the write lock, so
+        nothing else takes keys until the snapshot's transaction has inserted these.
+        """
+        aux = self.con.cursor()
+        digest_columns = [(t, c) for d, t, _, c in _KEYED if d == "digest_keys" and t in self.STAGED]
+        names = " UNION ".join(f"SELECT registry, {c} AS digest FROM _repoaudit_stage.{t} WHERE {c} IS NOT NULL"
+                               for t, c in digest_columns)
+        statements = [
+            "DROP TABLE IF EXISTS _repoaudit_stage._keys",
+            f"""CREATE TABLE _repoaudit_stage._keys AS
+                WITH found AS (
+                    SELECT n.registry, n.digest, k.key FROM ({names}) n
+                    LEFT JOIN main.digest_keys k ON k.registry = n.registry AND k.digest = n.digest
+                ), base AS (
+                    SELECT greatest(coalesce((SELECT max(key) FROM main.digest_keys), 0),
+                                    coalesce((SELECT last_value FROM duckdb_sequences()
+                                              WHERE database_name = current_database()
+                                                AND sequence_name = 'digest_key_seq'), 0)) AS base
+                )
+                SELECT registry, digest, key, false AS new FROM found WHERE key IS NOT NULL
+                UNION ALL
+                SELECT registry, digest, (SELECT base FROM base) + row_number() OVER (ORDER BY registry, digest),
+                       true
+                FROM found WHERE key IS NULL""",
+        ]
+        for name in self.STAGED:
+            statements.append(f"DROP TABLE IF EXISTS _repoaudit_stage.{name}_keyed")
+            statements.append(f"CREATE TABLE _repoaudit_stage.{name}_keyed AS "
+                              + _with_keys(name, f"_repoaudit_stage.{name}",
+                                           {"digest_keys": "_repoaudit_stage._keys"}))
+        try:
+            under_memory_limit(aux, self.STAGE_KEYING_MEMORY, lambda: [aux.execute(sql) for sql in statements])
+        finally:
+            aux.close()
+
+    def commit(self, *, status: str, repository_count: int, tag_count: int,
+               new_manifest_count: int, error_count: int, requests: dict | None = None,
+               rate_limit: dict | None = None, finished_at: datetime | None = None,
+               error: str | None = None) -> int:
+        """Write the snapshot row and commit; returns the distinct manifests the snapshot reaches."""
+        row = dict(status=status, repository_count=repository_count, tag_count=tag_count,
+                   new_manifest_count=new_manifest_count, error_count=error_count, requests=requests,
+                   rate_limit=rate_limit, finished_at=finished_at or utcnow(), error=error)
+        if self._stage is None:
+            self.flush()
+            manifest_count = self._finish(row)
+        else:
+            staged_bytes = self._attach_stage()
+
+            def copy_and_finish() -> int:
+                self.con.execute("BEGIN TRANSACTION")
+                self._open = True
+                self._copy_stage()
+                return self._finish(row)
+
+            def roll_back() -> None:
+                if self._open:
+                    self._open = False
+                    self.con.execute("ROLLBACK")
+
+            manifest_count = under_memory_limit(
+                self.con, max(self.COMMIT_MEMORY, self.COMMIT_MEMORY_PER_STAGE_BYTE * staged_bytes),
+                copy_and_finish, roll_back)
+        self._close_stage()
+        return manifest_count
+
+    def _finish(self, row: dict) -> int:
+        """The snapshot's row, what a commit keeps, and COMMIT."""
+        for step in self.before_commit:
+            step(self.con)
+        manifest_count, unique_bytes = self.con.execute(SNAPSHOT_TOTALS, [self.snapshot_id]).fetchall()[0]
+        self.con.execute(
+            "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self.snapshot_id, self.registry, self.source, self.source_kind, self.started_at,
+             row["finished_at"], row["status"], self.mode, row["repository_count"], row["tag_count"],
+             manifest_count, row["new_manifest_count"], row["error_count"], row["error"],
+             to_json(row["requests"]), to_json(row["rate_limit"]), to_json(self.options), __version__,
+             unique_bytes])
+        if row["status"] in ("complete", "partial"):
+            maintain(self.con, self.snapshot_id)
+        self.con.execute("COMMIT")
+        self._open = False
+        return manifest_count
+
+    def rollback(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+        self._close_stage()
+        self._buffers = {t: [] for t in COLUMNS}
+
+    def record_failure(self, error: str, *, error_type: str = "RepoauditError",
+                       requests: dict | None = None) -> None:
+        """Roll back whatever was written and keep only a ``failed`` snapshot row with the reason."""
+        self.rollback()
+        self.before_commit = []  # they finish a snapshot's rows, and a failed one keeps none
+        self.con.execute("BEGIN TRANSACTION")
+        self._open = True
+        self.add("collection_errors", (self.snapshot_id, self.registry, None, None, error_type, error))
+        self.commit(status="failed", repository_count=0, tag_count=0, new_manifest_count=0,
+                    error_count=1, requests=requests, error=error)
+
