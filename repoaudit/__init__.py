@@ -15,12 +15,32 @@ This module is the public face: it re-exports; nothing inside the package import
 from repoaudit._version import __version__
 from repoaudit.audit import Audit, open
 from repoaudit.collect.collector import CollectResult
-from repoaudit.errors import (AuthenticationError, CircuitOpen, ConfigError, DeadlineExceeded, DigestMismatch,
-                              IngestError, InvalidDocument, InvalidResponse, LayoutError, LimitExceeded,
-                              NotFoundError, PaginationError, PlanVerificationError, PolicyError, QueryError,
-                              RegistryError, RegistryHTTPError, RegistryUnreachable, RepoauditError,
-                              RequestBudgetExceeded, ResponseTooLarge, StoreError, TooManyRedirects,
-                              UnsupportedMediaType)
+from repoaudit.errors import (
+                              AuthenticationError,
+                              CircuitOpen,
+                              ConfigError,
+                              DeadlineExceeded,
+                              DigestMismatch,
+                              IngestError,
+                              InvalidDocument,
+                              InvalidResponse,
+                              LayoutError,
+                              LimitExceeded,
+                              NotFoundError,
+                              PaginationError,
+                              PlanVerificationError,
+                              PolicyError,
+                              QueryError,
+                              RegistryError,
+                              RegistryHTTPError,
+                              RegistryUnreachable,
+                              RepoauditError,
+                              RequestBudgetExceeded,
+                              ResponseTooLarge,
+                              StoreError,
+                              TooManyRedirects,
+                              UnsupportedMediaType,
+)
 from repoaudit.model.formatting import human_bytes
 from repoaudit.model.limits import Limits
 from repoaudit.model.options import ClientOptions, CollectOptions, Target, parse_target

@@ -16,17 +16,23 @@ from typing import Any, Callable, Iterable
 import duckdb
 import pandas as pd
 
-from repoaudit.collect.collector import CollectResult, Part, collect_parts
-from repoaudit.model.options import ClientOptions, CollectOptions, Target, default_db_path, parse_target
-from repoaudit.sources.credentials import credential_options
-from repoaudit.errors import ConfigError, QueryError, StoreError
-from repoaudit.jobs.job import CollectJob
-from repoaudit.store.frames import fetch_frame
-from repoaudit.collect.progress import NullProgress, TqdmProgress
 from repoaudit.analysis.queries import NamedQuery, get_query, load_queries
+from repoaudit.collect.collector import CollectResult, Part, collect_parts
+from repoaudit.collect.progress import NullProgress, TqdmProgress
+from repoaudit.errors import ConfigError, QueryError, StoreError, first_line
+from repoaudit.jobs.job import CollectJob
+from repoaudit.model.options import (
+    ClientOptions,
+    CollectOptions,
+    Target,
+    default_db_path,
+    parse_target,
+)
 from repoaudit.model.retry import RetryPolicy
+from repoaudit.sources.credentials import credential_options
 from repoaudit.sources.factory import open_source
 from repoaudit.store.database import connect
+from repoaudit.store.frames import fetch_frame
 
 
 def _json_list(value: Any) -> list:
@@ -82,7 +88,7 @@ class Audit:
         try:
             return fetch_frame(self.con, text, params)
         except duckdb.Error as exc:
-            raise QueryError(f"SQL failed: {str(exc).splitlines()[0]}") from None
+            raise QueryError(f"SQL failed: {first_line(exc)}") from None
 
     def queries(self) -> pd.DataFrame:
         """The named queries with their descriptions and parameters."""
@@ -101,7 +107,7 @@ class Audit:
         try:
             return fetch_frame(self.con, q.sql, bound)
         except duckdb.Error as exc:
-            raise QueryError(f"query {name} failed: {str(exc).splitlines()[0]}") from None
+            raise QueryError(f"query {name} failed: {first_line(exc)}") from None
 
     def snapshots(self) -> pd.DataFrame:
         return self.query("snapshots")

@@ -32,9 +32,14 @@ import pandas as pd
 
 from repoaudit._version import __version__
 from repoaudit.audit import Audit
-from repoaudit.model.options import DEFAULT_CONCURRENCY, CollectOptions, default_db_path, parse_target
 from repoaudit.errors import ConfigError, RepoauditError
 from repoaudit.model.formatting import human_bytes
+from repoaudit.model.options import (
+    DEFAULT_CONCURRENCY,
+    CollectOptions,
+    default_db_path,
+    parse_target,
+)
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
@@ -672,7 +677,12 @@ def merge(inputs, output, max_spread_hours):
 @fail_cleanly
 def report(db, output, fmt, since, policies):
     """Write the audit report: a self-contained HTML page, or Markdown for chat and e-mail."""
-    from repoaudit.analysis.report import build_report, render_html, render_markdown, write_report
+    from repoaudit.analysis.report import (
+        build_report,
+        render_html,
+        render_markdown,
+        write_report,
+    )
 
     output = output or Path(f"report.{fmt}")
     check_output(output, "-o")

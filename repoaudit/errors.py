@@ -150,3 +150,9 @@ class PolicyError(RepoauditError):
 class PlanVerificationError(RepoauditError):
     """A retention plan was refused before anything was sent: its hash, signature, snapshot or a candidate
     does not match what the plan claims or what the database derives (the message names which)."""
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first line of an error's text (DuckDB's and parsers' messages run on with context lines)."""
+    text = str(error)
+    return text.splitlines()[0] if text.strip() else type(error).__name__

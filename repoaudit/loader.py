@@ -36,7 +36,13 @@ from typing import Any
 
 import yaml
 
-from repoaudit.errors import ConfigError, IngestError, PolicyError, RepoauditError
+from repoaudit.errors import (
+    ConfigError,
+    IngestError,
+    PolicyError,
+    RepoauditError,
+    first_line,
+)
 
 __all__ = ["Document", "MAX_ALIAS_NODES", "MAX_BYTES", "MAX_DEPTH", "load_document", "load_documents",
            "parse_document", "parse_documents", "read_text"]
@@ -328,7 +334,7 @@ def _parse_yaml(text: str, fail: _Fail, max_depth: int) -> list[Document]:
         context = _tab_hint(text, mark) or (f" ({exc.context})" if exc.context and exc.problem else "")
         raise fail(f"invalid YAML: {problem}{context}", *_mark(mark)) from None
     except yaml.YAMLError as exc:
-        raise fail(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+        raise fail(f"invalid YAML: {first_line(exc)}") from None
     except RecursionError:
         raise fail(f"nested deeper than {max_depth} levels") from None
     finally:

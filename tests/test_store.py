@@ -163,3 +163,20 @@ def test_insert_rows_keeps_types_for_empty_and_null_batches(tmp_path):
     assert con.execute("SELECT size FROM layers").fetchall() == [(None,)]
     with pytest.raises(duckdb.Error):
         insert_rows(con, "tags", [(1, "r", None, "t", "d")])  # NOT NULL repository
+
+
+def test_engine_sql_files_parse_and_name_each_statement_once():
+    """Every .sql file in the package splits into named statements; a missing name says which file."""
+    from importlib import resources
+
+    from repoaudit.store.sql import parse_statements
+
+    root = resources.files("repoaudit")
+    files = [p for p in Path(str(root)).rglob("*.sql") if "-- name:" in p.read_text()]
+    for path in files:
+        found = parse_statements(path.read_text(), str(path))
+        assert found and all(text.strip() for text in found.values()), path
+    with pytest.raises(ValueError, match="defined twice"):
+        parse_statements("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n")
+    with pytest.raises(KeyError, match="no statement named 'b'"):
+        parse_statements("-- name: a\nSELECT 1\n", "x.sql")["b"]

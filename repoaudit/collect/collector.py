@@ -11,6 +11,7 @@ however large the catalog is: only the rows of repositories in flight, plus
 the buffered batch, are held at once.
 """
 from __future__ import annotations
+
 import asyncio
 import logging
 import re
@@ -18,20 +19,27 @@ import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-import duckdb
-from repoaudit.model.options import CollectOptions
-from repoaudit.model.documents import is_valid_repository, is_valid_tag, printable
-from repoaudit.errors import (AuthenticationError, ConfigError, InvalidDocument, LimitExceeded, NotFoundError,
-                     RepoauditError)
-from repoaudit.model.manifest import ImageConfig, Manifest, parse_config, parse_manifest
-from repoaudit.collect.progress import NullProgress, Progress
-from repoaudit.sources.base import Source
-from repoaudit.store.writer import SnapshotWriter
-from repoaudit.store.database import to_json, utcnow
-from repoaudit.model.timestamps import utc_naive
-from repoaudit.collect.selection import select_repositories, select_shard
-from repoaudit.jobs.status import canonical_image_name, flux_reason
 
+import duckdb
+
+from repoaudit.collect.progress import NullProgress, Progress
+from repoaudit.collect.selection import select_repositories, select_shard
+from repoaudit.errors import (
+    AuthenticationError,
+    ConfigError,
+    InvalidDocument,
+    LimitExceeded,
+    NotFoundError,
+    RepoauditError,
+)
+from repoaudit.jobs.status import canonical_image_name, flux_reason
+from repoaudit.model.documents import is_valid_repository, is_valid_tag, printable
+from repoaudit.model.manifest import ImageConfig, Manifest, parse_config, parse_manifest
+from repoaudit.model.options import CollectOptions
+from repoaudit.model.timestamps import utc_naive
+from repoaudit.sources.base import Source
+from repoaudit.store.database import to_json, utcnow
+from repoaudit.store.writer import SnapshotWriter
 
 CONFIG_CACHE = 10_000
 

@@ -25,7 +25,9 @@ class TqdmProgress:
     """Two bars, repositories and tags; ``tqdm.auto`` picks the notebook widget inside Jupyter."""
 
     def __init__(self, label: str = "", *, leave: bool = True):
-        from tqdm.auto import tqdm  # imported here so library users without a terminal pay nothing
+        from tqdm.auto import (
+            tqdm,  # imported here so library users without a terminal pay nothing
+        )
 
         self._tqdm = tqdm
         self._label = label

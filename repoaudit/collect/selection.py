@@ -1,6 +1,7 @@
 """selection (split from collector.py)."""
 
 from __future__ import annotations
+
 import fnmatch
 import hashlib
 

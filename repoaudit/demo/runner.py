@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Callable
 
 from repoaudit.audit import Audit
+from repoaudit.demo.estate import EPOCHS, generate_estate
+from repoaudit.demo.estate import REGISTRY as DEMO_REGISTRY
 from repoaudit.demo.scans import write_demo_scans
-from repoaudit.demo.estate import EPOCHS, REGISTRY as DEMO_REGISTRY, generate_estate
 from repoaudit.model.formatting import human_bytes
 from repoaudit.retention.whatif import default_policies_dir, demo_whatif, whatif_table
-
 
 
 def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, *, progress: bool = True,

@@ -31,11 +31,11 @@ from typing import Iterable
 import duckdb
 import pyarrow as pa
 
-from repoaudit.errors import ConfigError, IngestError, StoreError
-from repoaudit.model.reference import parse_reference
-from repoaudit.ingest.scans import SCANNERS, ParsedScan, load_report
-from repoaudit.store.database import utcnow
+from repoaudit.errors import ConfigError, IngestError, StoreError, first_line
 from repoaudit.ingest.pods import load_pods, workloads_from_pods
+from repoaudit.ingest.scans import SCANNERS, ParsedScan, load_report
+from repoaudit.model.reference import parse_reference
+from repoaudit.store.database import insert_arrow, utcnow
 
 __all__ = ["INGEST_KINDS", "PodIngestResult", "ScanIngestResult", "ingest", "ingest_pods", "ingest_scans"]
 
@@ -162,17 +162,8 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, pa.DataType], rows: list[dict]) -> None:
-    # Through Arrow: one statement per batch, where executemany is one per row.
-    if not rows:
-        return
-    arrays = [pa.array([row[name] for row in rows], type=kind) for name, kind in columns.items()]
-    batch = pa.Table.from_arrays(arrays, names=list(columns))
-    names = ", ".join(f'"{name}"' for name in columns)
-    con.register("_repoaudit_ingest", batch)
-    try:
-        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _repoaudit_ingest")
-    finally:
-        con.unregister("_repoaudit_ingest")
+    insert_arrow(con, table, pa.Table.from_arrays(
+        [pa.array([row[name] for row in rows], type=kind) for name, kind in columns.items()], names=list(columns)))
 
 
 def _in_transaction(con: duckdb.DuckDBPyConnection, write) -> None:
@@ -186,7 +177,7 @@ def _in_transaction(con: duckdb.DuckDBPyConnection, write) -> None:
         except duckdb.Error:
             pass
         if isinstance(exc, duckdb.Error):
-            raise StoreError(f"ingest failed and was rolled back: {str(exc).splitlines()[0]}") from None
+            raise StoreError(f"ingest failed and was rolled back: {first_line(exc)}") from None
         raise
 
 

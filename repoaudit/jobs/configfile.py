@@ -1,17 +1,29 @@
 """configfile (split from fluxconfig.py)."""
 
 from __future__ import annotations
+
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from repoaudit.model.options import parse_target
-from repoaudit.sources.credentials import ANONYMOUS, Credentials, from_docker_config, from_dockerconfigjson_secret, from_environment
-from repoaudit.errors import ConfigError
-from repoaudit.model.reference import parse_reference
-from repoaudit.jobs.flux import _check_pem, _objects, _proxy_url
-from repoaudit.jobs.job import CollectJob, _exclusion_list, _load_yaml_documents, parse_duration
 
+from repoaudit.errors import ConfigError
+from repoaudit.jobs.flux import _check_pem, _objects, _proxy_url
+from repoaudit.jobs.job import (
+    CollectJob,
+    _exclusion_list,
+    _load_yaml_documents,
+    parse_duration,
+)
+from repoaudit.model.options import parse_target
+from repoaudit.model.reference import parse_reference
+from repoaudit.sources.credentials import (
+    ANONYMOUS,
+    Credentials,
+    from_docker_config,
+    from_dockerconfigjson_secret,
+    from_environment,
+)
 
 _ENTRY_KEYS = frozenset({"url", "name", "repositories", "include", "exclude", "exclusion_list", "credentials",
                          "ca_file", "cert_file", "key_file", "insecure", "timeout", "proxy", "suspend"})

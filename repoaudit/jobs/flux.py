@@ -1,6 +1,7 @@
 """flux (split from fluxconfig.py)."""
 
 from __future__ import annotations
+
 import base64
 import binascii
 import ssl
@@ -9,11 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
-from repoaudit.sources.credentials import ANONYMOUS, Credentials, from_dockerconfigjson_secret
-from repoaudit.errors import ConfigError
-from repoaudit.model.reference import parse_reference
-from repoaudit.jobs.job import CollectJob, _exclusion_list, _load_cert_chain, _load_yaml_documents, _yaml_files, log, parse_duration
 
+from repoaudit.errors import ConfigError
+from repoaudit.jobs.job import (
+    CollectJob,
+    _exclusion_list,
+    _load_cert_chain,
+    _load_yaml_documents,
+    _yaml_files,
+    log,
+    parse_duration,
+)
+from repoaudit.model.reference import parse_reference
+from repoaudit.sources.credentials import (
+    ANONYMOUS,
+    Credentials,
+    from_dockerconfigjson_secret,
+)
 
 FLUX_GROUP = "image.toolkit.fluxcd.io"
 

@@ -73,6 +73,7 @@ the file itself (``password:`` is an error): they come from the Docker config, t
 environment, a Secret file or a password file. Unknown keys are errors.
 """
 from __future__ import annotations
+
 import dataclasses
 import functools
 import logging
@@ -84,11 +85,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from repoaudit.model.options import ClientOptions, Target, parse_target
-from repoaudit.sources.credentials import ANONYMOUS, Credentials
+
 from repoaudit.errors import ConfigError
 from repoaudit.loader import load_documents
-
+from repoaudit.model.options import ClientOptions, Target, parse_target
+from repoaudit.sources.credentials import ANONYMOUS, Credentials
 
 __all__ = [
     "DEFAULT_EXCLUSION_LIST",

@@ -1,7 +1,8 @@
 """status (split from collector.py)."""
 
 from __future__ import annotations
-from repoaudit.errors import (AuthenticationError, ConfigError, NotFoundError)
+
+from repoaudit.errors import AuthenticationError, ConfigError, NotFoundError
 from repoaudit.model.reference import parse_reference
 
 

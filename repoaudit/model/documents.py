@@ -32,7 +32,7 @@ import json
 import re
 from typing import Any
 
-from repoaudit.errors import InvalidDocument
+from repoaudit.errors import InvalidDocument, first_line
 from repoaudit.model.reference import NAME_TOTAL_LENGTH_MAX
 
 __all__ = [
@@ -106,7 +106,7 @@ def load_json(body: bytes, what: str) -> Any:
         raise InvalidDocument(f"{what} is nested too deeply to be a registry document") from None
     except (ValueError, UnicodeDecodeError) as exc:
         snippet = body[:40].decode("utf-8", "replace")
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        reason = first_line(exc)
         raise InvalidDocument(f"{what} is not JSON (starts {snippet!r}; {reason})") from None
 
 

@@ -12,8 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repoaudit.model import documents
-from repoaudit.model.documents import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, IMAGE_TYPES, INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, SCHEMA1_TYPES
-
+from repoaudit.model.documents import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    IMAGE_TYPES,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SCHEMA1_TYPES,
+)
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"

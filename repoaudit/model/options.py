@@ -1,14 +1,16 @@
 """Configuration built once at the edge (CLI flags, environment, notebook call) and passed down frozen."""
 from __future__ import annotations
+
 import os
 import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import httpx
+
 from repoaudit.errors import ConfigError
 from repoaudit.model.retry import RetryPolicy
-
 
 DEFAULT_DB = "repoaudit.duckdb"
 

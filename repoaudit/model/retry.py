@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 # The codes go-containerregistry retries: timeouts, rate limits and gateway trouble.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

@@ -56,24 +56,29 @@ import httpx
 import pandas as pd
 import pyarrow as pa
 
-from repoaudit.model.options import ClientOptions, Target, parse_target
-from repoaudit.errors import (AuthenticationError, ConfigError, LayoutError, NotFoundError, PlanVerificationError,
-                     PolicyError, RegistryHTTPError, RepoauditError)
-from repoaudit.retention.policies import Policy, load_policy
-from repoaudit.model.reference import validate_digest
+from repoaudit.errors import (
+    AuthenticationError,
+    ConfigError,
+    LayoutError,
+    NotFoundError,
+    PlanVerificationError,
+    PolicyError,
+    RegistryHTTPError,
+    RepoauditError,
+)
 from repoaudit.loader import parse_document, read_text
+from repoaudit.model.options import ClientOptions, Target, parse_target
+from repoaudit.model.reference import validate_digest
 from repoaudit.retention.engine import PLAN_VERSION, plan_retention
+from repoaudit.retention.policies import Policy, load_policy
 from repoaudit.retention.signing import plan_digest, verify_signature
 from repoaudit.sources.base import Source
 from repoaudit.sources.factory import open_source
-from repoaudit.store.database import utcnow
+from repoaudit.store.database import insert_arrow, relation_exists, utcnow
 
 __all__ = ["ApplyResult", "VerifiedPlan", "apply_plan", "load_plan", "parse_registry_urls", "verify_plan"]
 
 OUTCOME_COLUMNS = ["registry", "repository", "digest", "role", "tags", "live_tags", "outcome", "reason"]
-_DELETION_COLUMNS = ["applied_at", "registry", "repository", "digest", "tags", "role", "outcome", "reason", "policy",
-                     "plan", "plan_sha256", "plan_snapshot_id"]
-
 
 @dataclass
 class ApplyResult:
@@ -123,9 +128,7 @@ def _select(doc: dict, where: str, policy: str | None) -> dict:
 
 
 def _deployed_now(con: duckdb.DuckDBPyConnection, registries: list[str]) -> set[tuple[str, str, str]]:
-    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'deployed_images'"
-                         ).fetchone()[0]
-    if not exists or not registries:
+    if not relation_exists(con, "deployed_images") or not registries:
         return set()
     rows = con.execute("""
 WITH d AS (SELECT DISTINCT registry, repository, digest FROM deployed_images
@@ -275,12 +278,7 @@ def _record(con: duckdb.DuckDBPyConnection, rows: list[dict], context: dict) -> 
         "plan_sha256": pa.array([context["plan_sha256"]] * len(rows), pa.string()),
         "plan_snapshot_id": pa.array([context["snapshot_ids"].get(r["registry"]) for r in rows], pa.int64()),
     }
-    con.register("_ra_deletions_batch", pa.table(data))
-    try:
-        con.execute(f"INSERT INTO deletions ({', '.join(_DELETION_COLUMNS)}) "
-                    f"SELECT {', '.join(_DELETION_COLUMNS)} FROM _ra_deletions_batch")
-    finally:
-        con.unregister("_ra_deletions_batch")
+    insert_arrow(con, "deletions", pa.table(data))
 
 
 # -- verification ---------------------------------------------------------------------------------

@@ -39,22 +39,30 @@ that die with them, so a plain ``garbage-collect`` (without ``--delete-untagged`
 frees exactly ``reclaimable_bytes``.
 """
 from __future__ import annotations
+
 import json
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
 import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
-from repoaudit._version import __version__
-from repoaudit.errors import ConfigError, PolicyError, StoreError
-from repoaudit.store.frames import fetch_arrow
-from repoaudit.retention.policies import Condition, Pattern, Policy, TagSelector, load_policy
-from repoaudit.retention.signing import plan_digest, sign_document
-from repoaudit.store.database import utcnow
 
+from repoaudit._version import __version__
+from repoaudit.errors import ConfigError, PolicyError, StoreError, first_line
+from repoaudit.retention.policies import (
+    Condition,
+    Pattern,
+    Policy,
+    TagSelector,
+    load_policy,
+)
+from repoaudit.retention.signing import plan_digest, sign_document
+from repoaudit.store.database import relation_exists, utcnow
+from repoaudit.store.frames import fetch_arrow
 
 __all__ = ["PLAN_VERSION", "RetentionPlan", "default_policies_dir", "demo_whatif", "plan_retention",
            "whatif_table"]
@@ -69,10 +77,6 @@ SUMMARY_COLUMNS = ["policy", "format", "candidate_images", "untagged_images", "c
                    "deployed_candidates", "logical_bytes", "reclaimable_bytes", "stored_bytes", "reclaimable_pct",
                    "images_evaluated", "pushed_from_first_seen", "pushed_from_created"]
 
-
-
-def _relation_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0] > 0
 
 
 
@@ -480,7 +484,7 @@ def _evaluate(con: duckdb.DuckDBPyConnection, policies: list[Policy], include: S
         try:
             con.execute(f"INSERT INTO _ra_cand SELECT {index}, * FROM ({sql})", params.values)
         except duckdb.Error as exc:
-            raise PolicyError(f"{policy.source or policy.name}: cannot be evaluated: {str(exc).splitlines()[0]}") \
+            raise PolicyError(f"{policy.source or policy.name}: cannot be evaluated: {first_line(exc)}") \
                 from None
         finally:
             con.unregister("_ra_repos")
@@ -733,7 +737,7 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
         include_patterns = [Pattern.glob(g) for g in include]
     except ValueError as exc:
         raise ConfigError(f"--repo: {exc}") from None
-    deployed_view = _relation_exists(con, "deployed_manifests")
+    deployed_view = relation_exists(con, "deployed_manifests")
     snaps = _snapshots(con, registry, as_of)
     timings: dict[str, float] = {}
     clock = time.perf_counter()

@@ -39,7 +39,7 @@ from typing import Any
 import duckdb
 
 from repoaudit import loader
-from repoaudit.errors import PolicyError
+from repoaudit.errors import PolicyError, first_line
 
 __all__ = ["Condition", "FORMATS", "Pattern", "Policy", "RepoSelector", "Rule", "TagSelector", "glob_to_regex",
            "load_policy", "parse_duration", "parse_policy"]
@@ -306,7 +306,7 @@ def _check_regex(text: str, where: _Where, rule: str, field: str) -> Pattern:
     try:
         duckdb.connect().execute("SELECT regexp_matches('', ?)", [text]).fetchone()
     except duckdb.Error as exc:
-        reason = str(exc).splitlines()[0]
+        reason = first_line(exc)
         raise where.error(f"regular expression {text!r} is not RE2 syntax ({reason})", rule=rule,
                           field=field) from None
     return Pattern.re(text)

@@ -1,11 +1,14 @@
 """whatif (split from retention.py)."""
 
 from __future__ import annotations
+
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
 import pandas as pd
 import pyarrow.compute  # noqa: F401 - pa.compute
+
 from repoaudit.errors import ConfigError
 from repoaudit.model.formatting import human_bytes
 from repoaudit.retention.engine import RetentionPlan, plan_retention

@@ -6,11 +6,13 @@ only values checked by :mod:`repoaudit.model.documents` (or raw strings the coll
 checks: catalog names, tags), and raise nothing but :class:`~repoaudit.errors.RepoauditError`.
 """
 from __future__ import annotations
+
 from collections import Counter
 from typing import Protocol
+
+from repoaudit.errors import RegistryError
 from repoaudit.model.manifest import FetchedManifest
 from repoaudit.model.options import Target
-from repoaudit.errors import RegistryError
 
 
 class Source(Protocol):

@@ -38,12 +38,12 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
-from repoaudit.model.options import ClientOptions, Target
 from repoaudit.errors import ConfigError
 from repoaudit.loader import load_document, parse_document
+from repoaudit.model.options import ClientOptions, Target
 from repoaudit.model.reference import DOCKER_HUB, DOCKER_HUB_ALIASES
 
 __all__ = [

@@ -1,10 +1,11 @@
 """factory (split from sources.py)."""
 
 from __future__ import annotations
-from repoaudit.sources.registry import RegistryClient
+
 from repoaudit.model.options import ClientOptions, Target, parse_target
-from repoaudit.sources.ocilayout import OCILayoutSource
 from repoaudit.sources.base import Source
+from repoaudit.sources.ocilayout import OCILayoutSource
+from repoaudit.sources.registry import RegistryClient
 
 
 def open_source(target: Target | str, options: ClientOptions | None = None, **client_kw) -> Source:

@@ -14,12 +14,22 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from repoaudit.errors import (
+    DigestMismatch,
+    InvalidDocument,
+    LayoutError,
+    NotFoundError,
+    ResponseTooLarge,
+)
 from repoaudit.model import documents
-from repoaudit.model.options import Target
 from repoaudit.model.limits import Limits
-from repoaudit.model.manifest import FetchedManifest
-from repoaudit.errors import DigestMismatch, InvalidDocument, LayoutError, NotFoundError, ResponseTooLarge
-from repoaudit.model.manifest import OCI_INDEX, sha256_digest, verify_digest
+from repoaudit.model.manifest import (
+    OCI_INDEX,
+    FetchedManifest,
+    sha256_digest,
+    verify_digest,
+)
+from repoaudit.model.options import Target
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")

@@ -25,18 +25,44 @@ from typing import Any, Awaitable, Callable
 import httpx
 
 from repoaudit._version import __version__
-from repoaudit.sources.auth import RegistryAuth
+from repoaudit.errors import (
+    AuthenticationError,
+    CircuitOpen,
+    ConfigError,
+    DeadlineExceeded,
+    DigestMismatch,
+    InvalidDocument,
+    InvalidResponse,
+    NotFoundError,
+    PaginationError,
+    RegistryError,
+    RegistryHTTPError,
+    RegistryUnreachable,
+    RequestBudgetExceeded,
+    ResponseTooLarge,
+    TooManyRedirects,
+)
+from repoaudit.model.documents import (
+    catalog_page,
+    check_digest,
+    is_valid_repository,
+    is_valid_tag,
+    load_json,
+    printable,
+    tag_list_page,
+)
+from repoaudit.model.limits import _MAX_ERROR_BODY, Limits
+from repoaudit.model.manifest import (
+    ACCEPT,
+    FetchedManifest,
+    sha256_digest,
+    verify_digest,
+)
 from repoaudit.model.options import ClientOptions, Target
-from repoaudit.sources.tls import ssl_context
-from repoaudit.model.documents import catalog_page, check_digest, is_valid_repository, is_valid_tag, load_json, printable, tag_list_page
-from repoaudit.errors import (AuthenticationError, CircuitOpen, ConfigError, DeadlineExceeded, DigestMismatch,
-                     InvalidDocument, InvalidResponse, NotFoundError, PaginationError, RegistryError,
-                     RegistryHTTPError, RegistryUnreachable, RequestBudgetExceeded, ResponseTooLarge,
-                     TooManyRedirects)
-from repoaudit.model.manifest import ACCEPT, sha256_digest, verify_digest
+from repoaudit.sources.auth import RegistryAuth
 from repoaudit.sources.pagination import next_link
-from repoaudit.model.limits import Limits, _MAX_ERROR_BODY
-from repoaudit.model.manifest import FetchedManifest
+from repoaudit.sources.tls import ssl_context
+
 
 class _Retry(Exception):
     """Raised by a ``parse`` callback: this content may come out right on another try (corrupted in transit)."""

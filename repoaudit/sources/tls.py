@@ -1,7 +1,9 @@
 """tls (split from config.py)."""
 
 from __future__ import annotations
+
 import ssl
+
 from repoaudit.errors import ConfigError
 
 

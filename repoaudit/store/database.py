@@ -1,17 +1,18 @@
 """The DuckDB store: opening, migrating, and writing one snapshot per transaction."""
 from __future__ import annotations
+
 import json
 import re
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
+
 import duckdb
-
-from repoaudit.store.kept import assign_keys, refill_latest
 import pyarrow as pa
-from repoaudit.errors import StoreError
 
+from repoaudit.errors import StoreError, first_line
+from repoaudit.store.kept import assign_keys, refill_latest
 
 _MIGRATION = re.compile(r"^-- migration: (\d+) (.*)$", re.M)
 
@@ -79,7 +80,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     try:
         con = duckdb.connect(path, read_only=read_only)
     except duckdb.Error as exc:
-        raise StoreError(f"cannot open database {path}: {str(exc).splitlines()[0]}") from None
+        raise StoreError(f"cannot open database {path}: {first_line(exc)}") from None
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         migrate(con, path)
@@ -96,9 +97,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-                         ).fetchone()[0]
-    if not exists:
+    if not relation_exists(con, "schema_version"):
         return 0
     return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
@@ -121,7 +120,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str = "database") -> int:
             con.execute("COMMIT")
         except duckdb.Error as exc:
             con.execute("ROLLBACK")
-            raise StoreError(f"{path}: migration {version} ({title}) failed: {str(exc).splitlines()[0]}") from None
+            raise StoreError(f"{path}: migration {version} ({title}) failed: {first_line(exc)}") from None
         current = version
     return current
 
@@ -135,24 +134,34 @@ def to_json(value: Any) -> str | None:
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> None:
-    """Bulk insert through Arrow: one statement per batch instead of one per row."""
+    """Bulk insert tuples in ``COLUMNS[table]`` order."""
     if not rows:
         return
     cols = COLUMNS[table]
-    arrays = []
-    for i, col in enumerate(cols):
-        values = [r[i] for r in rows]
-        arrays.append(pa.array(values, type=_TYPES.get(col, pa.string())))
-    batch = pa.Table.from_arrays(arrays, names=list(cols))
+    insert_arrow(con, table, pa.Table.from_arrays(
+        [pa.array([r[i] for r in rows], type=_TYPES.get(col, pa.string())) for i, col in enumerate(cols)],
+        names=list(cols)))
+
+
+def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None:
+    """Insert an Arrow table's columns by name: one statement per batch, where executemany is one per row."""
+    if batch.num_rows == 0:
+        return
+    names = ", ".join(f'"{name}"' for name in batch.column_names)
     con.register("_repoaudit_batch", batch)
     try:
-        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _repoaudit_batch")
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _repoaudit_batch")
     finally:
         try:
             con.unregister("_repoaudit_batch")
         except duckdb.TransactionException:
             pass  # the INSERT failed and aborted the transaction; its own error is the one to see
 
+
+def relation_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether a table or view of this name exists (older databases lack newer ones)."""
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+                       ).fetchone()[0] > 0
 
 
 def under_memory_limit(con: duckdb.DuckDBPyConnection, limit: int, run: Callable[[], Any],

@@ -1,8 +1,8 @@
 """kept (split from store.py)."""
 
 from __future__ import annotations
-import duckdb
 
+import duckdb
 
 # Integer keys (schema migration 10): dictionary -> (the column it names, its sequence) ...
 _DICTIONARIES = {"digest_keys": ("digest", "digest_key_seq"), "repository_keys": ("repository", "repository_key_seq")}

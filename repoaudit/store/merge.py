@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from repoaudit.errors import ConfigError, StoreError
+from repoaudit.errors import ConfigError, StoreError, first_line
 from repoaudit.store.database import COLUMNS, connect
 from repoaudit.store.writer import SnapshotWriter
 
@@ -94,7 +94,7 @@ def _attach(con: duckdb.DuckDBPyConnection, paths: list[str]) -> list[str]:
             try:
                 con.execute(f"ATTACH {_quote_path(path)} AS {alias} (READ_ONLY)")
             except duckdb.Error as exc:
-                raise StoreError(f"cannot open merge input {path}: {str(exc).splitlines()[0]}") from None
+                raise StoreError(f"cannot open merge input {path}: {first_line(exc)}") from None
             aliases.append(alias)
             found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name IN "
                                 "('snapshots', 'repositories', 'tags', 'manifests', 'layers', 'manifest_children', "

@@ -1,14 +1,23 @@
 """writer (split from store.py)."""
 
 from __future__ import annotations
+
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
+
 import duckdb
+
 from repoaudit._version import __version__
-from repoaudit.store.database import COLUMNS, insert_rows, to_json, under_memory_limit, utcnow
+from repoaudit.store.database import (
+    COLUMNS,
+    insert_rows,
+    to_json,
+    under_memory_limit,
+    utcnow,
+)
 from repoaudit.store.kept import _KEYED, _with_keys, maintain
 
 
