@@ -7,7 +7,6 @@ job see the same behaviour.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -28,16 +27,12 @@ from repoaudit.model.options import (
     default_db_path,
     parse_target,
 )
+from repoaudit.jobs.status import status_documents
 from repoaudit.model.retry import RetryPolicy
 from repoaudit.sources.credentials import credential_options
 from repoaudit.sources.factory import open_source
 from repoaudit.store.database import connect
 from repoaudit.store.frames import fetch_frame
-
-
-def _json_list(value: Any) -> list:
-    """A JSON list column: NULL (an empty list is stored as NULL) reads back as []."""
-    return json.loads(value) if isinstance(value, str) else []
 
 
 def run_sync(make_coro: Callable[[], Any]) -> Any:
@@ -114,28 +109,7 @@ class Audit:
 
     def flux_status(self, registry: str | None = None) -> list[dict]:
         """The latest status of each repository as Flux ImageRepository objects (plain dicts)."""
-        docs = []
-        for row in self.query("repository_status", registry=registry).itertuples():
-            namespace, _, name = (row.name or "").rpartition("/") if isinstance(row.name, str) else ("", "", "")
-            meta = {"name": name or row.repository}
-            if namespace:
-                meta["namespace"] = namespace
-
-            def iso(value):
-                return None if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-            condition = {"type": "Ready", "status": "True" if row.ready else "False", "reason": row.reason,
-                         "message": row.message, "lastTransitionTime": iso(row.scan_time)
-                         or iso(row.last_handled_reconcile_at)}
-            status: dict[str, Any] = {"canonicalImageName": row.canonical_image_name, "conditions": [condition],
-                                      "lastHandledReconcileAt": iso(row.last_handled_reconcile_at)}
-            if row.ready:
-                status["lastScanResult"] = {"latestTags": _json_list(row.latest_tags),
-                                            "scanTime": iso(row.scan_time), "tagCount": int(row.tag_count)}
-            status["observedExclusionList"] = _json_list(row.observed_exclusion_list)
-            docs.append({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "metadata": meta,
-                         "spec": {"image": row.canonical_image_name}, "status": status})
-        return docs
+        return status_documents(self.query("repository_status", registry=registry).itertuples())
 
     def relations(self) -> list[str]:
         rows = self.con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
@@ -317,6 +291,20 @@ class Audit:
         if not repository or (sep and not tail):
             raise ConfigError(f"invalid reference {reference!r}: want REPOSITORY or REPOSITORY:TAG")
         return self.query("tag_timeline", registry=registry, repository=repository, tag=tag, limit=limit)
+
+    def report(self, *, fmt: str = "html", since: str | None = None, policies: Iterable[str | Path] = ()) -> str:
+        """The audit report as text: a self-contained HTML page (``fmt="html"``) or Markdown (``"md"``)."""
+        from repoaudit.analysis.report import build_report, render_html, render_markdown
+
+        built = build_report(self, since=since, policies=list(policies))
+        return render_html(built) if fmt == "html" else render_markdown(built)
+
+    def write_report(self, output: str | Path, *, fmt: str = "html", since: str | None = None,
+                     policies: Iterable[str | Path] = ()) -> Path:
+        """Write :meth:`report` to ``output``; returns its path."""
+        from repoaudit.analysis.report import write_report
+
+        return write_report(self, output, fmt=fmt, since=since, policies=list(policies))
 
     def merge(self, inputs: Iterable[str | Path], *, max_spread: Any = None) -> list:
         """Merge shard databases into this one: one new snapshot per registry (see :mod:`repoaudit.store.merge`)."""

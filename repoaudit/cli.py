@@ -33,6 +33,7 @@ import pandas as pd
 from repoaudit._version import __version__
 from repoaudit.audit import Audit
 from repoaudit.errors import ConfigError, RepoauditError
+from repoaudit.jobs.load import load_jobs as jobs_from_files
 from repoaudit.model.formatting import human_bytes
 from repoaudit.model.options import (
     DEFAULT_CONCURRENCY,
@@ -252,11 +253,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         raise ConfigError("give a registry URL or -f FILE, not both and not neither")
     if bool(cert_file) != bool(key_file):
         raise ConfigError("--cert and --key go together")
-    password = None
-    if password_stdin:
-        if not username:
-            raise ConfigError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = read_password(username, password_stdin)
     # Everything that can be wrong with the arguments is found before the database is
     # opened: a bad regex or shard must not leave a 'failed' snapshot behind.
     if files:
@@ -289,28 +286,9 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
                                              for r in failed))
 
 
-def collect_files(audit: Audit, files, **kw) -> list:
-    """Load Flux ImageRepository objects or repoaudit config files, collect, and say what was skipped."""
-    return collect_jobs(audit, load_jobs(files), **kw)
-
-
 def load_jobs(files) -> list:
-    """The collect jobs of Flux ImageRepository objects or repoaudit config files (notes on stderr)."""
-    from repoaudit.jobs.configfile import load_config
-    from repoaudit.jobs.flux import load_flux
-
-    jobs = []
-    flux_paths = []
-    for path in files:
-        if path.is_file() and _is_repoaudit_config(path):
-            jobs.extend(load_config(path))
-        else:
-            flux_paths.append(path)
-    skipped_docs: list[str] = []
-    if flux_paths:
-        jobs.extend(load_flux(flux_paths, skipped=skipped_docs))
-    if not jobs:
-        raise ConfigError(f"no ImageRepository or registries found in {', '.join(map(str, files))}")
+    """The collect jobs of Flux ImageRepository objects or repoaudit config files, their notes on stderr."""
+    jobs = jobs_from_files(files)
     for job in jobs:
         for note in job.notes:
             click.echo(f"note: {job.name}: {note}", err=True)
@@ -325,15 +303,13 @@ def collect_jobs(audit: Audit, jobs: list, **kw) -> list:
     return results
 
 
-def _is_repoaudit_config(path: Path) -> bool:
-    """A repoaudit config file has a top-level ``registries`` key; anything else is read as Flux YAML."""
-    from repoaudit.loader import load_documents
-
-    try:
-        docs = load_documents(path, kind="flux", empty_ok=True)
-    except ConfigError:
-        return False  # load_flux reports the error with its line
-    return len(docs) == 1 and isinstance(docs[0].body, dict) and "registries" in docs[0].body
+def read_password(username: str | None, password_stdin: bool) -> str | None:
+    """The password ``--password-stdin`` reads from standard input (never a command-line argument)."""
+    if not password_stdin:
+        return None
+    if not username:
+        raise ConfigError("--password-stdin needs --username")
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @main.command()
@@ -602,11 +578,7 @@ def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, r
     or that are deployed now."""
     from repoaudit.retention.apply import parse_registry_urls
 
-    password = None
-    if password_stdin:
-        if not username:
-            raise ConfigError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = read_password(username, password_stdin)
     urls = parse_registry_urls(registry_urls)
     with Audit(db, read_only=not yes) as audit:
         result = audit.retention_apply(plan_file, policy=policy, yes=yes, username=username, password=password,
@@ -652,10 +624,10 @@ def merge(inputs, output, max_spread_hours):
     """Combine shard databases (collect --shard I/N) into one snapshot per registry."""
     from datetime import timedelta
 
-    from repoaudit.store.merge import merge as merge_databases
-
     check_output(output, "-o", stdout="a database cannot be standard output; give a file")
-    for r in merge_databases(list(inputs), output, max_spread=timedelta(hours=max_spread_hours)):
+    with Audit(output) as audit:
+        results = audit.merge(list(inputs), max_spread=timedelta(hours=max_spread_hours))
+    for r in results:
         missing = f", missing shards {' '.join(r.missing_shards)}" if r.missing_shards else ""
         click.echo(f"snapshot {r.snapshot_id} of {r.registry}: {r.status}, merged from {r.shards} databases\n"
                    f"  repositories {r.repositories}, tags {r.tags}, manifests {r.manifests} "
@@ -677,21 +649,13 @@ def merge(inputs, output, max_spread_hours):
 @fail_cleanly
 def report(db, output, fmt, since, policies):
     """Write the audit report: a self-contained HTML page, or Markdown for chat and e-mail."""
-    from repoaudit.analysis.report import (
-        build_report,
-        render_html,
-        render_markdown,
-        write_report,
-    )
-
     output = output or Path(f"report.{fmt}")
     check_output(output, "-o")
     with Audit(db, read_only=True) as audit:
         if is_stdout(output):
-            built = build_report(audit, since=since, policies=list(policies))
-            click.echo(render_html(built) if fmt == "html" else render_markdown(built), nl=False)
+            click.echo(audit.report(fmt=fmt, since=since, policies=list(policies)), nl=False)
             return
-        path = write_report(audit, output, fmt=fmt, since=since, policies=list(policies))
+        path = audit.write_report(output, fmt=fmt, since=since, policies=list(policies))
     click.echo(f"report written to {path}")
 
 

@@ -1,19 +1,31 @@
-"""status (split from collector.py)."""
+"""The Flux status of each repository: what image-reflector-controller would write into an
+``ImageRepository``'s status, so ``repoaudit status`` reads like ``kubectl get imagerepository -o yaml``.
+
+The collector records the fields per repository (``repository_status``); this module names the
+Ready condition's reason from an error and turns the rows back into Flux objects.
+"""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
 
 from repoaudit.errors import AuthenticationError, ConfigError, NotFoundError
 from repoaudit.model.reference import parse_reference
 
+FLUX_API_VERSION = "image.toolkit.fluxcd.io/v1"
 
-# Flux's Ready condition reasons, so `repoaudit status` reads like `kubectl get imagerepository -o yaml`.
+
 def flux_reason(exc: BaseException) -> str:
+    """Flux's Ready condition reason for a failed scan."""
     if isinstance(exc, AuthenticationError):
         return "AuthenticationFailed"
     if isinstance(exc, ConfigError) or (isinstance(exc, NotFoundError) and "NAME_UNKNOWN" in exc.codes):
         return "ImageURLInvalid"
     return "ReadOperationFailed"
-
 
 
 def canonical_image_name(registry: str, repository: str) -> str:
@@ -22,3 +34,33 @@ def canonical_image_name(registry: str, repository: str) -> str:
     except ConfigError:
         return f"{registry}/{repository}"  # oci:/path layouts are not references
 
+
+def _json_list(value: Any) -> list:
+    """A JSON list column: NULL (an empty list is stored as NULL) reads back as []."""
+    return json.loads(value) if isinstance(value, str) else []
+
+
+def _iso(value: Any) -> str | None:
+    return None if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_documents(rows: Iterable[Any]) -> list[dict]:
+    """``ImageRepository`` objects (plain dicts) from the ``repository_status`` query's rows."""
+    docs = []
+    for row in rows:
+        namespace, _, name = (row.name or "").rpartition("/") if isinstance(row.name, str) else ("", "", "")
+        meta = {"name": name or row.repository}
+        if namespace:
+            meta["namespace"] = namespace
+        condition = {"type": "Ready", "status": "True" if row.ready else "False", "reason": row.reason,
+                     "message": row.message, "lastTransitionTime": _iso(row.scan_time)
+                     or _iso(row.last_handled_reconcile_at)}
+        status: dict[str, Any] = {"canonicalImageName": row.canonical_image_name, "conditions": [condition],
+                                  "lastHandledReconcileAt": _iso(row.last_handled_reconcile_at)}
+        if row.ready:
+            status["lastScanResult"] = {"latestTags": _json_list(row.latest_tags),
+                                        "scanTime": _iso(row.scan_time), "tagCount": int(row.tag_count)}
+        status["observedExclusionList"] = _json_list(row.observed_exclusion_list)
+        docs.append({"apiVersion": FLUX_API_VERSION, "kind": "ImageRepository", "metadata": meta,
+                     "spec": {"image": row.canonical_image_name}, "status": status})
+    return docs
