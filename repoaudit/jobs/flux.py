@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from repoaudit.sources.credentials import (
     ANONYMOUS,
     Credentials,
     from_dockerconfigjson_secret,
+    secret_bytes,
 )
 
 FLUX_GROUP = "image.toolkit.fluxcd.io"
@@ -308,28 +307,6 @@ def _flux_credentials(found: _FluxSet, namespace: str, registry: str, secret_ref
 
 
 
-def _secret_bytes(secret: Mapping, key: str, where: str) -> bytes | None:
-    """``stringData[key]`` (which wins, as the API server merges it) or base64-decoded ``data[key]``."""
-    string_data = secret.get("stringData") or {}
-    data = secret.get("data") or {}
-    if not isinstance(string_data, Mapping) or not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: 'data' and 'stringData' must be maps")
-    if key in string_data:
-        if not isinstance(string_data[key], str):
-            raise ConfigError(f"{where}: stringData[{key!r}] must be a string")
-        return string_data[key].encode()
-    if key in data:
-        value = data[key]
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: data[{key!r}] must be a base64 string")
-        try:
-            return base64.b64decode("".join(value.split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"{where}: data[{key!r}] is not valid base64") from None
-    return None
-
-
-
 # Standard key, then the deprecated one Flux still reads (with a warning) when the first is absent.
 _TLS_KEYS = (("ca.crt", "caFile"), ("tls.crt", "certFile"), ("tls.key", "keyFile"))
 
@@ -340,9 +317,9 @@ def _tls_from_secret(secret: Mapping, where: str, notes: list[str]
     values: list[bytes | None] = []
     legacy: list[str] = []
     for key, old in _TLS_KEYS:
-        value = _secret_bytes(secret, key, where)
+        value = secret_bytes(secret, key, where)
         if value is None:
-            value = _secret_bytes(secret, old, where)
+            value = secret_bytes(secret, old, where)
             if value is not None:
                 legacy.append(old)
         values.append(value)
@@ -372,14 +349,14 @@ def _check_pem(ca: bytes | None, cert: bytes | None, key: bytes | None, where: s
 
 
 def _proxy_from_secret(secret: Mapping, where: str) -> str:
-    address = _secret_bytes(secret, "address", where)
+    address = secret_bytes(secret, "address", where)
     if address is None:
         raise ConfigError(f"{where}: has no address")
     text = address.decode("utf-8", "replace").strip()
     if not text:
         raise ConfigError(f"{where}: address is empty")
-    username = _secret_bytes(secret, "username", where)
-    password = _secret_bytes(secret, "password", where)
+    username = secret_bytes(secret, "username", where)
+    password = secret_bytes(secret, "password", where)
     return _proxy_url(text, username.decode() if username is not None else None,
                       password.decode() if password is not None else None, where)
 

@@ -303,7 +303,7 @@ def from_environment(host: str, env: Mapping[str, str] = os.environ) -> Credenti
 # -- Kubernetes secrets ------------------------------------------------------------
 
 
-def _secret_value(secret: Mapping, key: str, where: str) -> str | None:
+def secret_bytes(secret: Mapping, key: str, where: str) -> bytes | None:
     """``stringData[key]`` (as the API server merges it, it wins) or base64-decoded ``data[key]``."""
     string_data = secret.get("stringData") or {}
     data = secret.get("data") or {}
@@ -313,16 +313,24 @@ def _secret_value(secret: Mapping, key: str, where: str) -> str | None:
         value = string_data[key]
         if not isinstance(value, str):
             raise ConfigError(f"{where}: stringData[{key!r}] must be a string")
-        return value
+        return value.encode()
     if key in data:
         value = data[key]
         if not isinstance(value, str):
             raise ConfigError(f"{where}: data[{key!r}] must be a base64 string")
         try:
-            return base64.b64decode("".join(value.split()), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return base64.b64decode("".join(value.split()), validate=True)
+        except (binascii.Error, ValueError):
             raise ConfigError(f"{where}: data[{key!r}] is not valid base64") from None
     return None
+
+
+def _secret_text(secret: Mapping, key: str, where: str) -> str | None:
+    value = secret_bytes(secret, key, where)
+    try:
+        return None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: data[{key!r}] is not UTF-8 text") from None
 
 
 def secret_name(secret: Mapping) -> str:
@@ -346,10 +354,10 @@ def from_dockerconfigjson_secret(secret: dict, host: str) -> Credentials | None:
     name = secret_name(secret)
     where = f"Secret {name}"
     source = f"secret:{name}"
-    config_text = _secret_value(secret, ".dockerconfigjson", where)
+    config_text = _secret_text(secret, ".dockerconfigjson", where)
     key = ".dockerconfigjson"
     if config_text is None:
-        config_text = _secret_value(secret, ".dockercfg", where)
+        config_text = _secret_text(secret, ".dockercfg", where)
         key = ".dockercfg"
     if config_text is None:
         raise ConfigError(f"{where}: has neither .dockerconfigjson nor .dockercfg "
