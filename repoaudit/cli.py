@@ -484,7 +484,6 @@ def ingest_pods(paths, cluster, db):
     click.echo(result.summary())
 
 
-
 # --- retention commands (issue 5) ---
 
 

@@ -44,20 +44,16 @@ from repoaudit.store.writer import SnapshotWriter
 CONFIG_CACHE = 10_000
 
 
-
 # An index may hold indexes (OCI allows it; attestation layouts do it once). Deeper than this is a
 # registry generating documents, not storing them.
 MAX_INDEX_DEPTH = 8
-
 
 
 # Invalid tags or catalog names recorded one row each; past this, one row counts the rest.
 MAX_INVALID_NAMES = 100
 
 
-
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -76,7 +72,6 @@ class CollectResult:
     error: str | None = None
 
 
-
 def _created(value: str | None, digest: str | None = None) -> datetime | None:
     """An image config's ``created`` as naive UTC; the epoch of reproducible builds means unknown.
 
@@ -88,7 +83,6 @@ def _created(value: str | None, digest: str | None = None) -> datetime | None:
         log.warning("image config %s: created %s is not an RFC 3339 timestamp; stored as unknown",
                     digest, printable(value))
     return parsed if parsed is not None and parsed.year >= 1971 else None
-
 
 
 @dataclass(frozen=True)
@@ -105,13 +99,11 @@ class Part:
     label: str | None = None  # the Flux object or config entry this part came from
 
 
-
 @dataclass(frozen=True)
 class Route:
     source: Source
     part: Part
     exclusions: tuple[re.Pattern, ...]
-
 
 
 class Collector:
@@ -332,7 +324,6 @@ class Collector:
             self.writer.add("layers", (self.registry, m.digest, pos, layer.digest, layer.media_type, layer.size))
 
 
-
 async def _plan(part: Part, collector: Collector) -> Exception | None:
     """Ping the part's source and list its repositories into the collector's routes.
 
@@ -378,7 +369,6 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
     for name in names:
         collector.routes.setdefault(name, Route(source, part, exclusions))
     return None
-
 
 
 async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, progress: Progress | None = None,
@@ -452,13 +442,11 @@ async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, pr
                          time.monotonic() - t0, requests(), error)
 
 
-
 async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options: CollectOptions | None = None, *,
                          progress: Progress | None = None, started_at: datetime | None = None) -> CollectResult:
     """Collect one source with one set of options: the plain ``repoaudit collect URL``."""
     return await collect_parts(con, [Part(source, options or CollectOptions())], progress=progress,
                                started_at=started_at)
-
 
 
 def finalize_indexes(con: duckdb.DuckDBPyConnection, registry: str, snapshot_id: int) -> None:

@@ -1,4 +1,5 @@
-"""selection (split from collector.py)."""
+"""Which repositories a run collects: include/exclude globs and shards (``--shard I/N``, by a stable hash
+of the name, so shards partition the catalog the same way on every machine)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ def select_repositories(names: list[str], include: tuple[str, ...], exclude: tup
     return [n for n in picked if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
 
 
-
 def shard_of(name: str, count: int) -> int:
     """The shard (0 to count-1) a repository belongs to: sha256 of its name, so every machine agrees."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % count
-
 
 
 def select_shard(names: list[str], shard: tuple[int, int] | None) -> list[str]:

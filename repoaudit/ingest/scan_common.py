@@ -58,7 +58,6 @@ class ParsedScan:
     vulnerabilities: list[dict] = field(default_factory=list)
 
 
-
 def normalize_severity(value: Any) -> str:
     """Upper-case a scanner's severity; anything outside :data:`SEVERITIES` becomes ``UNKNOWN``.
 

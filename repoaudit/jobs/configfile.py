@@ -1,4 +1,5 @@
-"""configfile (split from fluxconfig.py)."""
+"""The repoaudit config file: a ``registries:`` list, each entry a collect job with its own
+selection, credentials (docker-config, environment, secret-file, none), TLS and timeout."""
 
 from __future__ import annotations
 
@@ -29,13 +30,10 @@ _ENTRY_KEYS = frozenset({"url", "name", "repositories", "include", "exclude", "e
                          "ca_file", "cert_file", "key_file", "insecure", "timeout", "proxy", "suspend"})
 
 
-
 _CREDENTIAL_KEYS = frozenset({"from", "path", "username", "password_env", "password_file"})
 
 
-
 _CREDENTIAL_SOURCES = ("docker-config", "environment", "secret-file", "none")
-
 
 
 def load_config(path: Path | str, *, env: Mapping[str, str] = os.environ) -> list[CollectJob]:
@@ -63,7 +61,6 @@ def load_config(path: Path | str, *, env: Mapping[str, str] = os.environ) -> lis
         names.add(job.name)
         jobs.append(job)
     return jobs
-
 
 
 def _config_job(path: Path, index: int, entry: Any, env: Mapping[str, str]) -> CollectJob:
@@ -157,7 +154,6 @@ def _config_job(path: Path, index: int, entry: Any, env: Mapping[str, str]) -> C
     )
 
 
-
 def _string_list(entry: Mapping, key: str, where: str) -> list[str]:
     value = entry.get(key)
     if value is None:
@@ -167,7 +163,6 @@ def _string_list(entry: Mapping, key: str, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"{where}: {key!r} must be a list of strings")
     return value
-
 
 
 def _read_file(base: Path, entry: Mapping, key: str, where: str) -> bytes | None:
@@ -181,7 +176,6 @@ def _read_file(base: Path, entry: Mapping, key: str, where: str) -> bytes | None
         return file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{where}: {key} {file}: {exc.strerror or exc}") from None
-
 
 
 def _config_credentials(base: Path, spec: Any, host: str, where: str, env: Mapping[str, str]) -> Credentials:
@@ -220,7 +214,6 @@ def _config_credentials(base: Path, spec: Any, host: str, where: str, env: Mappi
     return _secret_file_credentials((base / Path(file).expanduser()).resolve(), host, where)
 
 
-
 def _config_password(base: Path, spec: Mapping, username: Any, where: str, env: Mapping[str, str]) -> Credentials:
     if not isinstance(username, str) or not username:
         raise ConfigError(f"{where}: 'username' must be a string")
@@ -245,7 +238,6 @@ def _config_password(base: Path, spec: Mapping, username: Any, where: str, env: 
     if not password:
         raise ConfigError(f"{where}: password_file {resolved} is empty")
     return Credentials(username=username, password=password, source=f"file:{resolved}")
-
 
 
 def _secret_file_credentials(file: Path, host: str, where: str) -> Credentials:

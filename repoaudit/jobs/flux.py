@@ -1,4 +1,6 @@
-"""flux (split from fluxconfig.py)."""
+"""Flux ``ImageRepository`` objects as collect jobs: the objects, the Secrets and ServiceAccounts they
+reference (credentials, certificates, proxies), read from YAML files and folders the way
+image-reflector-controller reads them from the cluster."""
 
 from __future__ import annotations
 
@@ -30,27 +32,21 @@ from repoaudit.sources.credentials import (
 FLUX_GROUP = "image.toolkit.fluxcd.io"
 
 
-
 FLUX_VERSIONS = ("v1", "v1beta2", "v1beta1")
-
 
 
 # Kinds of the image.toolkit group that carry nothing to collect.
 _OTHER_FLUX_KINDS = frozenset({"ImagePolicy", "ImageUpdateAutomation"})
 
 
-
 PROVIDERS = ("generic", "aws", "azure", "gcp")
-
 
 
 _PROXY_SCHEMES = ("http", "https", "socks5")
 
 
-
 _SPEC_FIELDS = frozenset({"image", "interval", "timeout", "secretRef", "serviceAccountName", "certSecretRef",
                           "proxySecretRef", "accessFrom", "suspend", "exclusionList", "provider", "insecure"})
-
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,6 @@ class _Doc:
         return f"{self.file}:{self.line}"
 
 
-
 def _objects(doc: Any) -> Iterable[dict]:
     """The Kubernetes objects of one document: itself, or the items of a ``List``."""
     if not isinstance(doc, dict):
@@ -75,13 +70,11 @@ def _objects(doc: Any) -> Iterable[dict]:
     return [doc]
 
 
-
 def _meta(obj: Mapping) -> tuple[str, str | None]:
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
     namespace = meta.get("namespace") or "default"
     name = meta.get("name")
     return str(namespace), (str(name) if name is not None else None)
-
 
 
 def _ref_name(spec: Mapping, key: str, where: str) -> str | None:
@@ -91,7 +84,6 @@ def _ref_name(spec: Mapping, key: str, where: str) -> str | None:
     if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str) or not ref["name"]:
         raise ConfigError(f"{where}: {key} must be an object with a name")
     return ref["name"]
-
 
 
 class _FluxSet:
@@ -149,7 +141,6 @@ class _FluxSet:
         return doc.body
 
 
-
 def load_flux(paths: Iterable[Path | str] | Path | str, *, skipped: list[str] | None = None) -> list[CollectJob]:
     """Jobs for every ``ImageRepository`` in ``paths`` (files or directories), in file order.
 
@@ -168,7 +159,6 @@ def load_flux(paths: Iterable[Path | str] | Path | str, *, skipped: list[str] | 
     if skipped is not None:
         skipped.extend(found.skipped)
     return [_flux_job(found, key, doc, earlier) for key, (doc, earlier) in found.repositories.items()]
-
 
 
 def _flux_job(found: _FluxSet, key: tuple[str, str], doc: _Doc, earlier: list[str]) -> CollectJob:
@@ -260,7 +250,6 @@ def _flux_job(found: _FluxSet, key: tuple[str, str], doc: _Doc, earlier: list[st
     )
 
 
-
 def _flux_bool(spec: Mapping, key: str, where: str) -> bool:
     value = spec.get(key)
     if value is None:
@@ -268,7 +257,6 @@ def _flux_bool(spec: Mapping, key: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: spec.{key} must be true or false")
     return value
-
 
 
 def _flux_credentials(found: _FluxSet, namespace: str, registry: str, secret_ref: str | None,
@@ -306,10 +294,8 @@ def _flux_credentials(found: _FluxSet, namespace: str, registry: str, secret_ref
     return ANONYMOUS
 
 
-
 # Standard key, then the deprecated one Flux still reads (with a warning) when the first is absent.
 _TLS_KEYS = (("ca.crt", "caFile"), ("tls.crt", "certFile"), ("tls.key", "keyFile"))
-
 
 
 def _tls_from_secret(secret: Mapping, where: str, notes: list[str]
@@ -334,7 +320,6 @@ def _tls_from_secret(secret: Mapping, where: str, notes: list[str]
     return ca, cert, key
 
 
-
 def _check_pem(ca: bytes | None, cert: bytes | None, key: bytes | None, where: str) -> None:
     """Fail at load time, not at the first request, when the TLS material does not load."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -345,7 +330,6 @@ def _check_pem(ca: bytes | None, cert: bytes | None, key: bytes | None, where: s
             raise ConfigError(f"{where}: the CA certificate is not a PEM certificate") from None
     if cert is not None and key is not None:
         _load_cert_chain(context, cert, key, f"{where}: ")
-
 
 
 def _proxy_from_secret(secret: Mapping, where: str) -> str:
@@ -359,7 +343,6 @@ def _proxy_from_secret(secret: Mapping, where: str) -> str:
     password = secret_bytes(secret, "password", where)
     return _proxy_url(text, username.decode() if username is not None else None,
                       password.decode() if password is not None else None, where)
-
 
 
 def _proxy_url(address: str, username: str | None, password: str | None, where: str) -> str:

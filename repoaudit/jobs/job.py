@@ -104,17 +104,13 @@ __all__ = [
 ]
 
 
-
 log = logging.getLogger(__name__)
-
 
 
 DEFAULT_EXCLUSION_LIST = ("^.*\\.sig$",)
 
 
-
 MAX_EXCLUSIONS = 25  # the CRD's MaxItems
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,7 +193,6 @@ class CollectJob:
         return not excluded(tag, self.exclusion_list)
 
 
-
 def _load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes, where: str) -> None:
     # ssl only loads a client certificate from files: write both to a private
     # directory that exists for the duration of this call.
@@ -214,13 +209,10 @@ def _load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes, where: st
                               f"or the key does not match the certificate)") from None
 
 
-
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
-
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 
 def parse_duration(text: str) -> float:
@@ -243,17 +235,14 @@ def parse_duration(text: str) -> float:
     return total
 
 
-
 @functools.lru_cache(maxsize=512)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-
 def excluded(tag: str, exclusion_list: Iterable[str]) -> bool:
     """True when any pattern matches anywhere in ``tag`` (Go's ``regexp.MatchString``, as Flux uses)."""
     return any(_compiled(pattern).search(tag) for pattern in exclusion_list)
-
 
 
 def _exclusion_list(value: Any, where: str, key: str) -> tuple[str, ...]:
@@ -271,12 +260,10 @@ def _exclusion_list(value: Any, where: str, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-
 def _load_yaml_documents(path: Path, kind: str = "flux") -> list[tuple[int, Any]]:
     """``(line, document)`` for each YAML document of ``path`` (JSON for ``*.json``)."""
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
     return [(doc.line, doc.body) for doc in load_documents(path, kind=kind, fmt=fmt, empty_ok=True)]
-
 
 
 def _yaml_files(paths: Iterable[Path | str]) -> list[Path]:

@@ -15,19 +15,15 @@ from repoaudit.model.retry import RetryPolicy
 DEFAULT_DB = "repoaudit.duckdb"
 
 
-
 DEFAULT_CONCURRENCY = 16
-
 
 
 # ECR and Distribution 2.8 both reject n > 1000 (PAGINATION_NUMBER_INVALID).
 DEFAULT_PAGE_SIZE = 1000
 
 
-
 def default_db_path() -> str:
     return os.environ.get("REPOAUDIT_DB") or DEFAULT_DB
-
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,6 @@ class Target:
     def host(self) -> str:
         """``host[:port]`` requests go to: credentials are looked up by this, never by ``name``."""
         return self.url.split("://", 1)[1] if self.kind == "registry" else ""
-
 
 
 def parse_target(text: str, name: str | None = None) -> Target:
@@ -78,7 +73,6 @@ def parse_target(text: str, name: str | None = None) -> Target:
     return Target("registry", f"{url.scheme}://{netloc}", name or netloc)
 
 
-
 @dataclass(frozen=True)
 class ClientOptions:
     """How to talk to one registry. Secrets live here in memory only and never in ``repr``."""
@@ -103,7 +97,6 @@ class ClientOptions:
             raise ConfigError(f"timeout must be positive, got {self.timeout}")
         if not 1 <= self.page_size <= 1000:
             raise ConfigError(f"page size must be between 1 and 1000, got {self.page_size}")
-
 
 
 @dataclass(frozen=True)
@@ -135,7 +128,6 @@ class CollectOptions:
                 raise ConfigError(f"invalid tag exclusion regex {pattern!r}: {exc}") from None
         if self.shard is not None:
             object.__setattr__(self, "shard", parse_shard(self.shard))
-
 
 
 def parse_shard(value: str | tuple[int, int]) -> tuple[int, int]:

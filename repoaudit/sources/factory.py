@@ -1,4 +1,4 @@
-"""factory (split from sources.py)."""
+"""A source for a target: the one place that knows both implementations (they never import each other)."""
 
 from __future__ import annotations
 

@@ -136,7 +136,6 @@ class _BoundedAuth(httpx.Auth):
                                           registry=request.url.netloc.decode()) from None
 
 
-
 def error_summary(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
     """Turn ``{"errors":[{"code","message","detail"}]}`` into one line and its codes."""
     body = response.content[:_MAX_ERROR_BODY]

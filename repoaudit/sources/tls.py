@@ -1,4 +1,4 @@
-"""tls (split from config.py)."""
+"""The TLS context a registry client uses: system roots, a private CA, a client certificate, or none."""
 
 from __future__ import annotations
 
