@@ -17,7 +17,7 @@ import pandas as pd
 
 from repoaudit.analysis.queries import NamedQuery, get_query, load_queries
 from repoaudit.collect.collector import CollectResult, Part, collect_parts
-from repoaudit.collect.progress import NullProgress, TqdmProgress
+from repoaudit.collect.progress import NullProgress, for_people
 from repoaudit.errors import ConfigError, QueryError, StoreError, first_line
 from repoaudit.jobs.job import CollectJob
 from repoaudit.model.options import (
@@ -213,7 +213,7 @@ class Audit:
             sources = [open_source(target, client, **kw) for target, client, _, _, kw in parts]
             try:
                 plan = [Part(src, options, label) for src, (_, _, options, label, _) in zip(sources, parts)]
-                bar = TqdmProgress(registry) if progress else NullProgress()
+                bar = for_people(registry) if progress else NullProgress()
                 return await collect_parts(self.con, plan, progress=bar, started_at=started_at)
             finally:
                 for src in sources:

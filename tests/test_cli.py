@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +14,8 @@ import repoaudit
 from pusher import layer_bytes
 from registry import free_port
 from repoaudit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -132,3 +137,25 @@ def test_demo_writes_its_database_under_dir(cli, tmp_path, monkeypatch):
     assert f"--db {out / 'repoaudit-demo.duckdb'}" in result.output
     with repoaudit.open(out / "repoaudit-demo.duckdb", read_only=True) as audit:
         assert len(audit.snapshots()) == 3
+
+
+def test_progress_bars_only_for_people(tmp_path):
+    """`repoaudit demo > log 2>&1` writes no bar frames: stderr is not a terminal there."""
+    import io
+
+    from repoaudit.collect.progress import NullProgress, TqdmProgress, for_people
+
+    assert isinstance(for_people("x", stream=io.StringIO()), NullProgress)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert isinstance(for_people("x", stream=Terminal()), TqdmProgress)
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        subprocess.run([sys.executable, "-m", "repoaudit.cli", "demo", "--dir", str(tmp_path / "demo")],
+                       stdout=out, stderr=subprocess.STDOUT, check=True, timeout=300, cwd=ROOT)
+    text = log.read_text()
+    assert "\r" not in text and "\x1b[" not in text and "it/s" not in text, text[:2000]
+    assert "report" in text

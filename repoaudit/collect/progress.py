@@ -1,8 +1,10 @@
-"""Progress for long collections: a tqdm bar in a terminal, a widget in Jupyter, or nothing."""
+"""Progress for long collections, only for people: a tqdm bar when stderr is a terminal, a widget in
+Jupyter, nothing otherwise (a cron job's or CI's log gets the command's summary, not bar frames)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import sys
+from typing import Protocol, TextIO
 
 
 class Progress(Protocol):
@@ -58,3 +60,19 @@ class TqdmProgress:
         for bar in (self._tags, self._repos):
             if bar is not None:
                 bar.close()
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where tqdm.auto draws a widget)."""
+    shell = sys.modules.get("IPython")
+    get_ipython = getattr(shell, "get_ipython", None)
+    return bool(get_ipython and get_ipython() is not None and "IPKernelApp" in getattr(get_ipython(), "config", {}))
+
+
+def for_people(label: str = "", *, stream: TextIO | None = None) -> Progress:
+    """Bars where a person watches (a terminal on stderr, or a notebook), else no progress at all."""
+    stream = stream if stream is not None else sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    if in_notebook() or (isatty is not None and isatty()):
+        return TqdmProgress(label)
+    return NullProgress()
