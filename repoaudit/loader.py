@@ -331,6 +331,9 @@ def _parse_yaml(text: str, fail: _Fail, max_depth: int) -> list[Document]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid"
+        if "maximum nesting depth" in problem:
+            # PyYAML 6.0.4 and later stop deep flow collections in the scanner, ahead of our composer.
+            raise fail(f"nested deeper than {max_depth} levels", *_mark(mark)) from None
         context = _tab_hint(text, mark) or (f" ({exc.context})" if exc.context and exc.problem else "")
         raise fail(f"invalid YAML: {problem}{context}", *_mark(mark)) from None
     except yaml.YAMLError as exc:
