@@ -361,7 +361,7 @@ def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
     B is newest by created-or-pushed (no created: pushed). A, C and E share a created-or-pushed time:
     A and C also share created, so C's greater digest wins; E has no created and comes after both.
     """
-    from repoaudit.retention.policies import load_policy
+    from repoaudit.retention.formats import load_policy
     from repoaudit.retention.engine import _Params, _policy_sql
 
     con = duckdb.connect()

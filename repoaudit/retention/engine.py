@@ -1,6 +1,6 @@
 """Retention what-if: what a policy would delete, and exactly how many bytes garbage collection would free.
 
-One engine evaluates every policy format (:mod:`repoaudit.retention.policies`) against each
+One engine evaluates every policy format (:mod:`repoaudit.retention.formats`) against each
 registry's latest snapshot. The heavy lifting is DuckDB SQL over temporary
 tables, so a plan over a million tags stays a handful of set operations.
 
@@ -53,13 +53,8 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 
 from repoaudit._version import __version__
 from repoaudit.errors import ConfigError, PolicyError, StoreError, first_line
-from repoaudit.retention.policies import (
-    Condition,
-    Pattern,
-    Policy,
-    TagSelector,
-    load_policy,
-)
+from repoaudit.retention.formats import load_policy
+from repoaudit.retention.policy import Condition, Pattern, Policy, TagSelector
 from repoaudit.retention.signing import plan_digest, sign_document
 from repoaudit.store.database import relation_exists, utcnow
 from repoaudit.store.frames import fetch_arrow
