@@ -69,8 +69,9 @@ from repoaudit.errors import (
 from repoaudit.loader import parse_document, read_text
 from repoaudit.model.options import ClientOptions, Target, parse_target
 from repoaudit.model.reference import validate_digest
-from repoaudit.retention.engine import PLAN_VERSION, plan_retention
+from repoaudit.retention.engine import plan_retention
 from repoaudit.retention.formats import load_policy
+from repoaudit.retention.plan import PLAN_VERSION
 from repoaudit.retention.policy import Policy
 from repoaudit.retention.signing import plan_digest, verify_signature
 from repoaudit.sources.base import Source
