@@ -1,4 +1,5 @@
-"""whatif (split from retention.py)."""
+"""The what-if table: policies side by side (candidates, tags, manifests, logical and reclaimable
+bytes), and the demo's what-if of the example policies in data/policies."""
 
 from __future__ import annotations
 

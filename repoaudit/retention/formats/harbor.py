@@ -33,6 +33,20 @@ def _harbor_extras_untagged(value: Any, default: bool, where: Where, rule: str, 
     raise where.error(f"must be a JSON object, got {value!r}", rule=rule, field=field)
 
 
+def _selector(value: Any, decorations: tuple[str, str], where: Where, rule: str, field: str) -> tuple[dict, str]:
+    """A tag or repository selector: a doublestar one, and its decoration (the first of ``decorations``
+    by default)."""
+    sel = mapping(value, where, rule, field)
+    if sel.get("kind", "doublestar") != "doublestar":
+        raise where.error(f"only doublestar selectors can be evaluated, got {sel.get('kind')!r}",
+                          rule=rule, field=f"{field}.kind")
+    decoration = sel.get("decoration", decorations[0])
+    if decoration not in decorations:
+        raise where.error(f"must be {' or '.join(decorations)}, got {decoration!r}", rule=rule,
+                          field=f"{field}.decoration")
+    return sel, decoration
+
+
 def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
     """Harbor's retention policy JSON (``GET /api/v2.0/retentions/{id}``), evaluated as Harbor does.
 
@@ -91,14 +105,7 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
         tag_selectors = []
         for j, sel in enumerate(rdoc.get("tag_selectors") or [], 1):
             field = f"tag_selectors[{j}]"
-            sel = mapping(sel, where, label, field)
-            if sel.get("kind", "doublestar") != "doublestar":
-                raise where.error(f"only doublestar selectors can be evaluated, got {sel.get('kind')!r}",
-                                  rule=label, field=f"{field}.kind")
-            decoration = sel.get("decoration", "matches")
-            if decoration not in ("matches", "excludes"):
-                raise where.error(f"must be matches or excludes, got {decoration!r}", rule=label,
-                                  field=f"{field}.decoration")
+            sel, decoration = _selector(sel, ("matches", "excludes"), where, label, field)
             pattern = sel.get("pattern", "")
             if not isinstance(pattern, str):
                 raise where.error(f"must be a string, got {pattern!r}", rule=label, field=f"{field}.pattern")
@@ -122,14 +129,7 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
                                   field=f"scope_selectors.{key}")
         for j, sel in enumerate(scope_sel.get("repository") or [], 1):
             field = f"scope_selectors.repository[{j}]"
-            sel = mapping(sel, where, label, field)
-            if sel.get("kind", "doublestar") != "doublestar":
-                raise where.error(f"only doublestar selectors can be evaluated, got {sel.get('kind')!r}",
-                                  rule=label, field=f"{field}.kind")
-            decoration = sel.get("decoration", "repoMatches")
-            if decoration not in ("repoMatches", "repoExcludes"):
-                raise where.error(f"must be repoMatches or repoExcludes, got {decoration!r}", rule=label,
-                                  field=f"{field}.decoration")
+            sel, decoration = _selector(sel, ("repoMatches", "repoExcludes"), where, label, field)
             pattern = glob_pattern(sel.get("pattern") or "**", where, label, f"{field}.pattern")
             if decoration == "repoMatches":
                 repo_selectors.append(RepoSelector(include=(pattern,), relative=True, namespaces=namespaces))
