@@ -131,8 +131,27 @@ def sha512_too_short(images):
     return edit, r"digest 'sha512:a{64}' refused: sha512 digest must have 128 hex characters, not 64"
 
 
+def non_ascii_repository(images):
+    def edit(doc):
+        cand(doc)["repository"] = "sv\u0441"  # a Cyrillic letter that looks like "c"
+    return edit, r"candidate 1 \('svс'\): repository 'svс' is not a repository name \(lowercase components"
+
+
+def long_repository(images):
+    def edit(doc):
+        cand(doc)["repository"] = "/".join(["a" * 50] * 6)
+    return edit, r"repository 'a{50}/.*' is longer than 255 characters"
+
+
+def non_ascii_tag(images):
+    def edit(doc):
+        cand(doc)["tags"] = ["v\u00e9"]
+    return edit, r"candidate 1 \('svc'\): tag 'vé' is not a valid tag"
+
+
 CASES = [swap_to_latest, traversal_digest, dot_segment_repository, other_source, unknown_snapshot,
-         no_longer_selected, tags_edited, child_added, sha512_too_short]
+         no_longer_selected, tags_edited, child_added, sha512_too_short, non_ascii_repository, long_repository,
+         non_ascii_tag]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])

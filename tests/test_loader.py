@@ -19,7 +19,7 @@ from repoaudit.errors import ConfigError, IngestError, PolicyError, RepoauditErr
 from repoaudit.jobs.configfile import load_config
 from repoaudit.jobs.flux import load_flux
 from repoaudit.loader import load_document, load_documents, parse_document
-from repoaudit.retention.policies import load_policy
+from repoaudit.retention.formats import load_policy
 from repoaudit.ingest.scans import load_report
 from repoaudit.ingest.pods import load_pods
 

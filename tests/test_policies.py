@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from repoaudit.errors import PolicyError
-from repoaudit.retention.policies import Condition, Pattern, RepoSelector, detect_format, glob_to_regex, load_policy, parse_duration, parse_policy
+from repoaudit.retention.formats import detect_format, load_policy, parse_policy
+from repoaudit.retention.policy import Condition, Pattern, RepoSelector, glob_to_regex, parse_duration
 
 POLICIES = Path(__file__).resolve().parents[1] / "data" / "policies"
 

@@ -361,8 +361,8 @@ def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
     B is newest by created-or-pushed (no created: pushed). A, C and E share a created-or-pushed time:
     A and C also share created, so C's greater digest wins; E has no created and comes after both.
     """
-    from repoaudit.retention.policies import load_policy
-    from repoaudit.retention.engine import _Params, _policy_sql
+    from repoaudit.retention.formats import load_policy
+    from repoaudit.retention.compiler import Params, policy_sql
 
     con = duckdb.connect()
     con.execute("""
@@ -378,8 +378,8 @@ def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
                         TIMESTAMP '2024-06-01' AS as_of, false AS deployed, true AS eligible)""")
     con.execute("CREATE TEMP TABLE _ra_repos AS SELECT 7 AS rkey, true AS in_plan, true AS in_scope, true AS r0")
     policy = load_policy({"name": "recent", "rules": [{"name": "r", "keep": {"most_recent": count, "by": "created"}}]})
-    params = _Params()
-    sql = _policy_sql(policy, params)
+    params = Params()
+    sql = policy_sql(policy, params)
     candidates = {r[0] for r in con.execute(f"SELECT i.name FROM ({sql}) c JOIN _ra_images i USING (link_id)",
                                             params.values).fetchall()}
     assert candidates == {"A", "B", "C", "D", "E"} - kept

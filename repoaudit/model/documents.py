@@ -7,7 +7,8 @@ pages, and the ``Docker-Content-Digest`` header. A document that breaks its
 schema raises :class:`~repoaudit.errors.InvalidDocument` with one line naming
 the document, the field and what was wrong; nothing of it is stored.
 
-The rules, after the OCI image spec and distribution/reference:
+The rules, after the OCI image spec and distribution/reference (the name, tag and digest grammars
+themselves live in :mod:`repoaudit.model.reference`):
 
 * digests are ``algorithm:hex`` with a registered algorithm and its exact hex
   length (sha256: 64, sha384: 96, sha512: 128), so a digest can never be a path;
@@ -33,7 +34,7 @@ import re
 from typing import Any
 
 from repoaudit.errors import InvalidDocument, first_line
-from repoaudit.model.reference import NAME_TOTAL_LENGTH_MAX
+from repoaudit.model.reference import is_valid_digest, is_valid_repository, is_valid_tag
 
 __all__ = [
     "MAX_SIZE", "catalog_page", "check_digest", "check_media_type", "check_repository", "check_tag",
@@ -53,13 +54,8 @@ INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
 
-DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
-_HEX = re.compile(r"[a-f0-9]+")
 # RFC 6838 section 4.2 restricted-name, for type and subtype.
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
-_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*")
-# distribution's \w is ASCII; Python's would accept any Unicode letter.
-_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 
 
 def printable(value: Any, limit: int = 60) -> str:
@@ -116,9 +112,7 @@ def load_json(body: bytes, what: str) -> Any:
 def check_digest(value: Any, what: str, path: str = "digest") -> str:
     if not isinstance(value, str):
         raise _fail(what, path, "a digest string", value)
-    algorithm, sep, hex_part = value.partition(":")
-    expected = DIGEST_HEX_LENGTHS.get(algorithm)
-    if not sep or expected is None or len(hex_part) != expected or not _HEX.fullmatch(hex_part):
+    if not is_valid_digest(value):
         raise _fail(what, path, "a digest (sha256:<64 hex>, sha384:<96 hex> or sha512:<128 hex>)", value)
     return value
 
@@ -135,19 +129,10 @@ def check_media_type(value: Any, what: str, path: str = "mediaType") -> str:
     return value
 
 
-def is_valid_tag(value: Any) -> bool:
-    return isinstance(value, str) and _TAG.fullmatch(value) is not None
-
-
 def check_tag(value: Any, what: str = "tag", path: str = "") -> str:
     if not is_valid_tag(value):
         raise _fail(what, path, "a tag ([A-Za-z0-9_][A-Za-z0-9_.-], at most 128 characters)", value)
     return value
-
-
-def is_valid_repository(value: Any) -> bool:
-    return (isinstance(value, str) and 0 < len(value) <= NAME_TOTAL_LENGTH_MAX
-            and all(_PATH_COMPONENT.fullmatch(c) for c in value.split("/")))
 
 
 def check_repository(value: Any, what: str = "repository name", path: str = "") -> str:

@@ -29,8 +29,13 @@ from repoaudit.errors import ConfigError
 __all__ = [
     "DOCKER_HUB",
     "DOCKER_HUB_ALIASES",
+    "DIGEST_HEX_LENGTHS",
+    "NAME_TOTAL_LENGTH_MAX",
     "ImageReference",
     "is_docker_hub",
+    "is_valid_digest",
+    "is_valid_repository",
+    "is_valid_tag",
     "parse_image_id",
     "parse_reference",
     "validate_digest",
@@ -46,12 +51,33 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN_RE = re.compile(
     rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 )
-_PATH_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*")
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+# The one home of the name, tag and digest grammars (model.documents, the collector and retention
+# apply use these). distribution's \w is ASCII; Python's would accept any Unicode letter.
+_PATH_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*", re.ASCII)
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 # go-digest only registers these; anything else is ErrDigestUnsupported in Docker.
-_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _HEX_RE = re.compile(r"[a-f0-9]+")
+
+
+def is_valid_repository(value: object) -> bool:
+    """A repository name (no registry host): lowercase path components joined by ``/``, at most 255 characters."""
+    return (isinstance(value, str) and 0 < len(value) <= NAME_TOTAL_LENGTH_MAX
+            and all(_PATH_COMPONENT_RE.fullmatch(c) for c in value.split("/")))
+
+
+def is_valid_tag(value: object) -> bool:
+    """A tag: ``[A-Za-z0-9_][A-Za-z0-9_.-]``, at most 128 characters."""
+    return isinstance(value, str) and _TAG_RE.fullmatch(value) is not None
+
+
+def is_valid_digest(value: object) -> bool:
+    """``algorithm:hex`` with a registered algorithm and its exact hex length (:func:`validate_digest` says why not)."""
+    if not isinstance(value, str):
+        return False
+    algorithm, sep, hex_part = value.partition(":")
+    return bool(sep) and DIGEST_HEX_LENGTHS.get(algorithm) == len(hex_part) and _HEX_RE.fullmatch(hex_part) is not None
 
 
 @dataclass(frozen=True)
@@ -107,7 +133,7 @@ def validate_digest(digest: str, *, text: str | None = None) -> str:
     algorithm, sep, hex_part = digest.partition(":")
     if not sep or not algorithm or not hex_part:
         raise _invalid(where, f"digest {digest!r} is not of the form algorithm:hex")
-    expected = _DIGEST_HEX_LENGTHS.get(algorithm)
+    expected = DIGEST_HEX_LENGTHS.get(algorithm)
     if expected is None:
         raise _invalid(where, f"unsupported digest algorithm {algorithm!r} (expected sha256, sha384 or sha512)")
     if not _HEX_RE.fullmatch(hex_part):
@@ -226,7 +252,7 @@ def parse_image_id(text: str | None) -> tuple[ImageReference | None, str | None,
             break
     algorithm = value.partition(":")[0]
     try:
-        if algorithm in _DIGEST_HEX_LENGTHS and "/" not in value and "@" not in value:
+        if algorithm in DIGEST_HEX_LENGTHS and "/" not in value and "@" not in value:
             return None, validate_digest(value), "image-id"
         ref = parse_reference(value)
     except ConfigError as exc:

@@ -1,4 +1,5 @@
-"""whatif (split from retention.py)."""
+"""The what-if table: policies side by side (candidates, tags, manifests, logical and reclaimable
+bytes), and the demo's what-if of the example policies in data/policies."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 
 from repoaudit.errors import ConfigError
 from repoaudit.model.formatting import human_bytes
-from repoaudit.retention.engine import RetentionPlan, plan_retention
+from repoaudit.retention.engine import plan_retention
+from repoaudit.retention.plan import RetentionPlan
 
 
 def whatif_table(plan_or_summary: "RetentionPlan | pd.DataFrame", *, namespaces: pd.DataFrame | None = None) -> str:
