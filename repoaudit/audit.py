@@ -20,6 +20,7 @@ from repoaudit.collect.collector import CollectResult, Part, collect_parts
 from repoaudit.collect.progress import NullProgress, for_people
 from repoaudit.errors import ConfigError, QueryError, StoreError, first_line
 from repoaudit.jobs.job import CollectJob
+from repoaudit.jobs.status import status_documents
 from repoaudit.model.options import (
     ClientOptions,
     CollectOptions,
@@ -27,7 +28,6 @@ from repoaudit.model.options import (
     default_db_path,
     parse_target,
 )
-from repoaudit.jobs.status import status_documents
 from repoaudit.model.retry import RetryPolicy
 from repoaudit.sources.credentials import credential_options
 from repoaudit.sources.factory import open_source
@@ -244,7 +244,7 @@ class Audit:
         """What-if of retention policies on each registry's latest snapshot -> ``RetentionPlan``.
 
         ``policies``: file paths (native YAML, Harbor, ECR or Artifact Registry JSON),
-        loaded documents, or :class:`repoaudit.retention.policies.Policy`. The plan's DataFrames:
+        loaded documents, or :class:`repoaudit.retention.policy.Policy`. The plan's DataFrames:
         ``summary`` (one row per policy, with ``reclaimable_bytes``), ``candidates``,
         ``by_repository``, ``by_namespace``, ``deletions``, ``freed_blobs``; ``whatif()`` puts
         the policies side by side; ``write_json(path)`` writes what ``retention_apply`` reads.
@@ -263,7 +263,7 @@ class Audit:
         """Apply a plan (file or document) to the live registry -> ``ApplyResult``; a dry run unless ``yes``.
 
         The plan is verified against itself and this database first, and refused whole
-        on any mismatch (:func:`repoaudit.retention.apply.verify_plan`); ``registry_urls`` maps a
+        on any mismatch (:func:`repoaudit.retention.verify.verify_plan`); ``registry_urls`` maps a
         registry to another URL to apply at, ``verify_key`` requires a signature by that
         key. Each candidate's tags are read again; changed or now-deployed digests are
         skipped and reported. Outcomes go to the ``deletions`` table when ``yes``.

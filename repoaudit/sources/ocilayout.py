@@ -10,7 +10,6 @@ untagged manifests are invisible through a registry's tag listing.
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -30,14 +29,14 @@ from repoaudit.model.manifest import (
     verify_digest,
 )
 from repoaudit.model.options import Target
+from repoaudit.model.reference import is_valid_tag
 
 REF_NAME = "org.opencontainers.image.ref.name"
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
 def _tag_of(ref_name: str) -> str:
     """The tag in a ``ref.name``: skopeo writes ``v1``; others write ``host/app:v1``."""
-    if _TAG.match(ref_name):
+    if is_valid_tag(ref_name):
         return ref_name
     tail = ref_name.rsplit("/", 1)[-1]
     if ":" in tail:
