@@ -125,7 +125,7 @@ def _base_stack(ctx: Context, name: str, release: int, arch: str) -> tuple[tuple
         size = _megabytes(ctx.rng(*lkey), lo, hi)
         text = created_by.format(h=ctx.digest(*lkey)[7:])
         layers.append(_layer(ctx, lkey, size, text, published + timedelta(minutes=i)))
-    ref = base.ref.format(n=base.first + release, date=published.strftime("%Y%m%d"))
+    ref = base.release_ref(release, published)
     ctx._stacks[key] = (tuple(layers), ref)
     return ctx._stacks[key]
 

@@ -77,6 +77,10 @@ class Base:
     released_days_ago: tuple[int, ...]
     env: tuple[str, ...] = ()
 
+    def release_ref(self, release: int, published: date) -> str:
+        """The reference of release number ``release`` (from 0), published on ``published``."""
+        return self.ref.format(n=self.first + release, date=published.strftime("%Y%m%d"))
+
 
 @dataclass(frozen=True)
 class Profile:
