@@ -3,8 +3,14 @@
 -- repository had reported by `since` (default: each registry's previous snapshot): what got worse since last time,
 -- with how many pods run the image now.
 -- param: since TIMESTAMP = NULL | compare with what scans reported up to this time
+-- param: since_snapshot BIGINT = NULL | without since: compare with what scans reported up to the start of this snapshot
+-- param: since_hours INTEGER = NULL | without since or since_snapshot: compare with what scans reported up to this many hours before the newest latest snapshot started
 -- param: registry VARCHAR = NULL | only this registry
-WITH previous AS (
+WITH chosen AS (  -- the cutoff asked for, if any; NULL falls back to each registry's previous snapshot
+    SELECT coalesce($since,
+                    (SELECT started_at FROM snapshots WHERE snapshot_id = $since_snapshot),
+                    (SELECT max(started_at) FROM latest_snapshot) - to_hours($since_hours)) AS cutoff
+), previous AS (
     SELECT registry, started_at FROM (
         SELECT registry, started_at,
                row_number() OVER (PARTITION BY registry ORDER BY started_at DESC, snapshot_id DESC) AS rn
@@ -17,7 +23,7 @@ WITH previous AS (
     WHERE artifact_type IS NULL
 ), current_findings AS (
     SELECT i.registry, i.repository, i.digest, i.tags, v.vulnerability_id, v.pkg_name, v.installed_version,
-           v.fixed_version, v.cvss_score, s.scanned_at, coalesce($since, p.started_at) AS cutoff
+           v.fixed_version, v.cvss_score, s.scanned_at, coalesce((SELECT cutoff FROM chosen), p.started_at) AS cutoff
     FROM imgs i
     JOIN latest_image_scan l ON l.digest = i.digest
     JOIN scans s ON s.scan_id = l.scan_id

@@ -5,6 +5,7 @@
 -- param: registry VARCHAR = NULL | only this registry
 -- param: from_snapshot BIGINT = NULL | older snapshot (default: the newest one before to_snapshot)
 -- param: to_snapshot BIGINT = NULL | newer snapshot (default: the registry's latest)
+-- param: older_than_hours INTEGER = NULL | without from_snapshot: the older snapshot is the last one collected that started at least this many hours before the newer one (a registry without one is left out)
 WITH ranked AS (
     SELECT snapshot_id, registry, started_at,
            row_number() OVER (PARTITION BY registry ORDER BY started_at DESC, snapshot_id DESC) AS rn
@@ -16,9 +17,14 @@ WITH ranked AS (
     WHERE ($to_snapshot IS NULL AND rn = 1) OR snapshot_id = $to_snapshot
 ), pair AS (
     SELECT n.registry, n.new_id,
-           coalesce($from_snapshot, (SELECT r.snapshot_id FROM ranked r
-                                     WHERE r.registry = n.registry AND r.started_at < n.new_started
-                                     ORDER BY r.started_at DESC, r.snapshot_id DESC LIMIT 1)) AS old_id
+           coalesce($from_snapshot, CASE WHEN $older_than_hours IS NULL THEN
+               (SELECT r.snapshot_id FROM ranked r
+                WHERE r.registry = n.registry AND r.started_at < n.new_started
+                ORDER BY r.started_at DESC, r.snapshot_id DESC LIMIT 1)
+           ELSE
+               (SELECT max(r.snapshot_id) FROM ranked r
+                WHERE r.registry = n.registry AND r.started_at <= n.new_started - to_hours($older_than_hours))
+           END) AS old_id
     FROM newer n
 ), ok_repos AS (
     SELECT r.snapshot_id, r.registry, r.repository FROM repositories r WHERE r.status <> 'failed'

@@ -197,6 +197,33 @@ def test_deterministic(estate, history):
     assert summaries[-1] == dataclasses.replace(fresh, root=incremental_root)
 
 
+# The estate at AS_OF with the default seed, byte for byte. The tables are data files
+# (repoaudit/demo/data/); editing one, or the code that reads them, changes this on purpose only.
+ESTATE_FINGERPRINT = "dadb5d88c4421003f54ce786ba4aea3cdea011f7e1738480f9a1302cc14c5305"
+
+
+def test_output_is_pinned(estate):
+    fresh_root, _ = estate
+    assert tree_hash(fresh_root) == ESTATE_FINGERPRINT, "the demo estate changed: update ESTATE_FINGERPRINT if meant"
+
+
+def test_tables_are_package_data(monkeypatch):
+    """Every data file is in the package and read by name; a bad row fails at load, naming the file."""
+    from importlib import resources
+
+    from repoaudit.demo import tables
+
+    data = resources.files("repoaudit.demo").joinpath("data")
+    names = sorted(p.name for p in data.iterdir())
+    assert names == ["advisories.csv", "deployments.txt", "estate.json", "repositories.txt", "scans.json"]
+    code = "".join((Path(tables.__file__).parent / m).read_text() for m in ("tables.py", "advisories.py", "pods.py"))
+    assert all(f'"{name}"' in code for name in names)
+    assert len(tables.REPO_SPECS) == 64 and tables.NAMESPACES == ("payments", "platform", "data", "web", "ml")
+    monkeypatch.setattr(tables, "data_text", lambda name: "team/app  no-such-base  oci  semver  3  active\n")
+    with pytest.raises(ValueError, match="bad row in repositories.txt"):
+        tables._parse_repos()
+
+
 def test_seed_changes_content(estate, tmp_path):
     generate_estate(tmp_path, epoch=0, as_of=AS_OF, seed=1)
     other = set(tag_map(tmp_path)["web/nginx"].values())

@@ -47,6 +47,20 @@ def test_output_is_deterministic(generated, demo_db, tmp_path):
     assert pods.read_bytes() == generated["pods"].read_bytes()
 
 
+def test_advisory_tables_load(monkeypatch):
+    from repoaudit.demo import advisories, pods
+
+    assert sum(map(len, advisories.CATALOGS.values())) == 131 and len(pods.DEPLOYMENTS) == 43
+    log4j = next(a for a in advisories.CATALOGS["JAVA"] if a.id == "CVE-2021-44228")
+    assert log4j.packages == ("org.apache.logging.log4j:log4j-core",) and log4j.fixed == "2.15.0, 2.3.1, 2.12.2"
+    zlib = next(a for a in advisories.CATALOGS["DEBIAN"] if a.id == "CVE-2023-45853")
+    assert (zlib.fixed, zlib.status, zlib.cvss) == (None, "will_not_fix", 9.8)
+    header = advisories.data_text("advisories.csv").splitlines()[0]
+    monkeypatch.setattr(advisories, "data_text", lambda name: header + "\nDEBIAN,CVE-1,p,1,2,fixed,SEVERE,,2024-01-01,-,t\n")
+    with pytest.raises(ValueError, match=r"advisories.csv:2: bad advisory row"):
+        advisories._load_catalogs()
+
+
 def test_reports_are_valid_trivy_json(generated):
     reports = generated["reports"]
     assert len(reports) > 200

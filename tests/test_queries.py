@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 import repoaudit
@@ -90,3 +91,23 @@ def test_new_critical_findings_depends_on_the_cutoff(demo_db):
         assert audit.query("new_critical_findings", since="2999-01-01T00:00:00").empty
         default = audit.query("new_critical_findings")
         assert 0 < len(default) < len(everything)
+
+
+def test_comparison_points_by_snapshot_and_look_back(demo_db):
+    """The parameters the report's --since becomes pick the same cut-off as spelling it out."""
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        snaps = audit.query("snapshots").sort_values("snapshot_id")  # three, a week apart
+        first, second, third = snaps.itertuples()
+        week = audit.query("snapshot_diff", older_than_hours=7 * 24)
+        assert set(week["from_snapshot"]) == {second.snapshot_id} and set(week["to_snapshot"]) == {third.snapshot_id}
+        fortnight = audit.query("snapshot_diff", older_than_hours=10 * 24)
+        assert fortnight.equals(audit.query("snapshot_diff", from_snapshot=first.snapshot_id))
+        assert audit.query("snapshot_diff", older_than_hours=30 * 24).empty  # nothing that old: left out
+        for by_snapshot, by_time in [({"since_snapshot": first.snapshot_id}, first.started_at),
+                                     ({"since_hours": 24}, third.started_at - pd.Timedelta(hours=24))]:
+            assert audit.query("new_critical_findings", **by_snapshot).equals(
+                audit.query("new_critical_findings", since=by_time.to_pydatetime()))
+        assert audit.query("new_critical_findings", since_snapshot=10**9).equals(
+            audit.query("new_critical_findings"))  # an unknown snapshot falls back to the default
+        counts = [len(audit.query("new_critical_findings", since_hours=h)) for h in (1, 24, 300 * 24)]
+        assert counts[0] < counts[1] < counts[2]  # a longer look-back finds more that is new

@@ -135,20 +135,12 @@ def changes_section(audit, since: str | None) -> Section:
                   "Repositories and tags added or removed, and tags moved to other content, between each "
                   "registry's latest snapshot and the comparison point. A moved release tag is a "
                   "supply-chain signal worth a look.")
-    frames = []
-    latest = audit.sql("SELECT registry, snapshot_id, started_at FROM latest_snapshot")
-    for row in latest.itertuples():
-        params: dict[str, Any] = {"registry": row.registry}
-        if kind == "snapshot":
-            params["from_snapshot"] = value
-        elif kind == "duration":
-            older = audit.sql("SELECT max(snapshot_id) AS s FROM snapshots WHERE registry = $r AND status <> 'failed' "
-                              "AND started_at <= $t", {"r": row.registry, "t": row.started_at - value}).iloc[0, 0]
-            if pd.isna(older):
-                continue
-            params["from_snapshot"] = int(older)
-        frames.append(audit.query("snapshot_diff", **params))
-    diff = pd.concat(frames) if frames else pd.DataFrame(columns=["change"])
+    params: dict[str, Any] = {}
+    if kind == "snapshot":
+        params["from_snapshot"] = value
+    elif kind == "duration":
+        params["older_than_hours"] = _hours(value)
+    diff = audit.query("snapshot_diff", **params)
     counts = diff["change"].value_counts() if len(diff) else pd.Series(dtype=int)
     sec.headline = ", ".join(f"{n} {c}" for c, n in counts.items()) or "no changes"
     if len(diff):
@@ -211,12 +203,12 @@ def retention_section(audit, policies: list[Path]) -> Section:
     return sec
 
 
-def risk_section(audit, since_time: datetime | None) -> Section:
+def risk_section(audit, since: str | None) -> Section:
     exposure = audit.query("risk_exposure", include_unscanned=False)
     fixable = audit.query("fixable_critical_deployed")
     unscanned = audit.query("unscanned_images")
     unscanned_deployed = unscanned[unscanned["deployed"].fillna(False).astype(bool)]
-    new_critical = audit.query("new_critical_findings", since=since_time)
+    new_critical = audit.query("new_critical_findings", **_since_params(since))
     sec = Section("risk", "Vulnerability exposure",
                   "Findings of the newest scan of each running image, weighted by how much of it runs: "
                   "risk score = critical×10 + high×5 + medium×3 + low×1 + unassigned×5 (Dependency-Track's "
@@ -246,22 +238,27 @@ def risk_section(audit, since_time: datetime | None) -> Section:
     return sec
 
 
-def _since_time(audit, since: str | None) -> datetime | None:
-    """The moment ``--since`` points at, for the queries that compare by time rather than by snapshot."""
+def _hours(duration: timedelta) -> int:
+    return int(duration / timedelta(hours=1))
+
+
+def _since_params(since: str | None) -> dict[str, Any]:
+    """``--since`` as the parameters of the queries that compare by time rather than by snapshot.
+
+    None of them means each registry's previous snapshot, the queries' default.
+    """
     kind, value = parse_since(since)
     if kind == "snapshot":
-        found = audit.sql("SELECT started_at FROM snapshots WHERE snapshot_id = $s", {"s": value})
-        return None if found.empty else found.iloc[0, 0].to_pydatetime()
+        return {"since_snapshot": value}
     if kind == "duration":
-        newest = audit.sql("SELECT max(started_at) FROM latest_snapshot").iloc[0, 0]
-        return None if pd.isna(newest) else (newest - value).to_pydatetime()
-    return None  # the queries default to each registry's previous snapshot
+        return {"since_hours": _hours(value)}
+    return {}
 
 
 def build_report(audit, *, since: str | None = None, policies: list[str | Path] = ()) -> Report:
     sections = [inventory_section(audit), stale_section(audit),
                 retention_section(audit, [Path(p) for p in policies]),
-                risk_section(audit, _since_time(audit, since)), changes_section(audit, since)]
+                risk_section(audit, since), changes_section(audit, since)]
     headlines = [(s.title, s.headline) for s in sections if s.headline]
     return Report(datetime.now().astimezone(), audit.path, headlines, sections, since or "previous snapshot")
 
