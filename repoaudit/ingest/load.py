@@ -24,7 +24,6 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -35,7 +34,8 @@ from repoaudit.errors import ConfigError, IngestError, StoreError, first_line
 from repoaudit.ingest.pods import load_pods, workloads_from_pods
 from repoaudit.ingest.scans import SCANNERS, ParsedScan, load_report
 from repoaudit.model.reference import parse_reference
-from repoaudit.store.database import insert_arrow, utcnow
+from repoaudit.model.timestamps import naive_utc, utcnow
+from repoaudit.store.database import insert_arrow
 
 __all__ = ["INGEST_KINDS", "PodIngestResult", "ScanIngestResult", "ingest", "ingest_pods", "ingest_scans"]
 
@@ -155,12 +155,6 @@ def _sha256(path: Path) -> str:
         raise IngestError(f"{path}: cannot read file: {exc.strerror or exc}") from None
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is None:
-        return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-
 def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, pa.DataType], rows: list[dict]) -> None:
     insert_arrow(con, table, pa.Table.from_arrays(
         [pa.array([row[name] for row in rows], type=kind) for name, kind in columns.items()], names=list(columns)))
@@ -222,15 +216,15 @@ def ingest_scans(con: duckdb.DuckDBPyConnection, kind: str, paths: Iterable[str 
             scan_id = con.execute("SELECT nextval('scan_id_seq')").fetchall()[0][0]
             scan_rows.append({
                 "scan_id": scan_id, "scanner": scan.scanner, "scanner_version": scan.scanner_version,
-                "report_format": kind, "db_built": _naive_utc(scan.db_built),
-                "scanned_at": _naive_utc(scan.scanned_at), "artifact_name": scan.artifact_name,
+                "report_format": kind, "db_built": naive_utc(scan.db_built),
+                "scanned_at": naive_utc(scan.scanned_at), "artifact_name": scan.artifact_name,
                 "image_ref": scan.image_ref, "image_digest": scan.image_digest, "config_digest": scan.config_digest,
                 "registry": scan.registry, "repository": scan.repository, "os_family": scan.os_family,
                 "os_name": scan.os_name, "eosl": scan.eosl, "finding_count": len(scan.vulnerabilities),
                 "source_file": str(path.resolve()), "source_sha256": digest, "ingested_at": now,
             })
             for vuln in scan.vulnerabilities:
-                row = dict(vuln, scan_id=scan_id, published_at=_naive_utc(vuln["published_at"]))
+                row = dict(vuln, scan_id=scan_id, published_at=naive_utc(vuln["published_at"]))
                 vuln_rows.append(row)
                 severities[vuln["severity"]] += 1
             result.scan_ids.append(scan_id)

@@ -37,5 +37,16 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 def utc_naive(value: Any) -> datetime | None:
     """:func:`parse_timestamp` as the naive UTC datetime the database stores."""
-    parsed = parse_timestamp(value)
-    return parsed.replace(tzinfo=None) if parsed else None
+    return naive_utc(parse_timestamp(value))
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    """A datetime as the database stores it: naive, in UTC (an aware one is converted, a naive one kept)."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def utcnow() -> datetime:
+    """Now, as the database stores times: naive UTC."""
+    return naive_utc(datetime.now(timezone.utc))
