@@ -13,6 +13,7 @@ from datetime import datetime
 import duckdb
 
 from repoaudit.store.writer import SnapshotWriter
+from oldschema import build_old_database
 from repoaudit.store.database import connect, migrations
 from repoaudit.store.kept import rebuild_links
 
@@ -134,13 +135,9 @@ def test_snapshots_folded_out_of_order_equal_a_recount(tmp_path):
 
 def test_migrating_an_older_database_fills_the_kept_tables(tmp_path):
     path = tmp_path / "old.duckdb"
+    build_old_database(path, 8)
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
-    for version, title, sql in migrations():
-        if version > 8:
-            break
-        con.execute(sql)
-        con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, title])
     a, b = _digest("a"), _digest("b")
     con.execute(f"""
         INSERT INTO snapshots (snapshot_id, registry, source, source_kind, started_at, status)
@@ -162,15 +159,9 @@ def test_migrating_an_older_database_fills_the_kept_tables(tmp_path):
 
 def test_read_only_open_of_an_older_database_upgrades_it_first(tmp_path):
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    for version, title, sql in migrations():
-        if version > 8:
-            break
-        con.execute(sql)
-        con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, title])
-    con.close()
+    build_old_database(path, 8)
     con = connect(path, read_only=True)
-    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == migrations()[-1][0]
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == migrations()[-1].version
     assert con.execute("SELECT count(*) FROM repository_links").fetchone()[0] == 0
 
 

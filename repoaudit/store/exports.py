@@ -15,8 +15,8 @@ import duckdb
 
 from repoaudit.errors import ConfigError
 
-# Bookkeeping, not data.
-_SKIP = {"schema_version"}
+# Bookkeeping of the schema, not data.
+_SKIP = {"schema_version", "schema_views"}
 
 
 def _quote(name: str) -> str:
