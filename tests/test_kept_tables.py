@@ -7,6 +7,7 @@ snapshots arrive in, and a database migrated from before these tables gets them 
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import datetime
 
@@ -187,3 +188,14 @@ def test_a_commit_out_of_memory_under_its_limit_runs_again_without_it(tmp_path, 
     state = kept(con)
     rebuild_links(con)
     assert kept(con) == state
+
+
+def test_the_stage_keys_every_keyed_digest_column_of_a_staged_table():
+    """writer.sql's stage_keys lists the keyed digest columns by hand: it must name each of kept._KEYED's."""
+    from repoaudit.store.kept import _KEYED
+    from repoaudit.store.writer import SQL
+
+    staged = set(SnapshotWriter.STAGED)
+    wanted = {(t, c) for d, t, _, c in _KEYED if d == "digest_keys" and t in staged}
+    named = set(re.findall(r"SELECT registry, (\w+) AS digest FROM _repoaudit_stage\.(\w+)", SQL["stage_keys"]))
+    assert {(t, c) for c, t in named} == wanted
