@@ -242,6 +242,7 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) ->
     """Insert an Arrow table's columns by name: one statement per batch, where executemany is one per row."""
     if batch.num_rows == 0:
         return
+    # A template: the table and the batch's columns are the statement's names, which cannot be parameters.
     names = ", ".join(f'"{name}"' for name in batch.column_names)
     con.register("_repoaudit_batch", batch)
     try:
