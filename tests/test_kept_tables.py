@@ -7,12 +7,14 @@ snapshots arrive in, and a database migrated from before these tables gets them 
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import datetime
 
 import duckdb
 
 from repoaudit.store.writer import SnapshotWriter
+from oldschema import build_old_database
 from repoaudit.store.database import connect, migrations
 from repoaudit.store.kept import rebuild_links
 
@@ -134,13 +136,9 @@ def test_snapshots_folded_out_of_order_equal_a_recount(tmp_path):
 
 def test_migrating_an_older_database_fills_the_kept_tables(tmp_path):
     path = tmp_path / "old.duckdb"
+    build_old_database(path, 8)
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
-    for version, title, sql in migrations():
-        if version > 8:
-            break
-        con.execute(sql)
-        con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, title])
     a, b = _digest("a"), _digest("b")
     con.execute(f"""
         INSERT INTO snapshots (snapshot_id, registry, source, source_kind, started_at, status)
@@ -162,15 +160,9 @@ def test_migrating_an_older_database_fills_the_kept_tables(tmp_path):
 
 def test_read_only_open_of_an_older_database_upgrades_it_first(tmp_path):
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    for version, title, sql in migrations():
-        if version > 8:
-            break
-        con.execute(sql)
-        con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, title])
-    con.close()
+    build_old_database(path, 8)
     con = connect(path, read_only=True)
-    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == migrations()[-1][0]
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == migrations()[-1].version
     assert con.execute("SELECT count(*) FROM repository_links").fetchone()[0] == 0
 
 
@@ -196,3 +188,14 @@ def test_a_commit_out_of_memory_under_its_limit_runs_again_without_it(tmp_path, 
     state = kept(con)
     rebuild_links(con)
     assert kept(con) == state
+
+
+def test_the_stage_keys_every_keyed_digest_column_of_a_staged_table():
+    """writer.sql's stage_keys lists the keyed digest columns by hand: it must name each of kept._KEYED's."""
+    from repoaudit.store.kept import _KEYED
+    from repoaudit.store.writer import SQL
+
+    staged = set(SnapshotWriter.STAGED)
+    wanted = {(t, c) for d, t, _, c in _KEYED if d == "digest_keys" and t in staged}
+    named = set(re.findall(r"SELECT registry, (\w+) AS digest FROM _repoaudit_stage\.(\w+)", SQL["stage_keys"]))
+    assert {(t, c) for c, t in named} == wanted

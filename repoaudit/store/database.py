@@ -1,20 +1,38 @@
-"""The DuckDB store: opening, migrating, and writing one snapshot per transaction."""
+"""The DuckDB store: opening and migrating a database, and bulk inserts.
+
+The schema is two kinds of file beside this module:
+
+- ``migrations/NNNN_title.sql``, numbered from 1: what must happen once per database, in order. A file's
+  ``-- name: schema`` statements make tables, sequences and indexes; its ``-- name: backfill`` statements
+  fill what it added for databases written before. A few migrations end with a Python step instead
+  (``_AFTER_MIGRATION``). Never edit a released migration: add the next number.
+- ``views.sql``: every view and table macro in its current definition, created with CREATE OR REPLACE.
+
+A writable open runs, in one transaction, the schema statements of every migration the database lacks,
+then ``views.sql``, then those migrations' backfills and Python steps (which may read the views), and
+records each version in ``schema_version`` and the sha256 of ``views.sql`` in ``schema_views``. With no
+migration pending, the views are created again only when that hash differs. A read-only open of a
+database that needs either upgrades it once through a writable open, then reads.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import duckdb
 import pyarrow as pa
 
 from repoaudit.errors import StoreError, first_line
 from repoaudit.store.kept import assign_keys, refill_latest
+from repoaudit.store.sql import parse_statements, statements
 
-_MIGRATION = re.compile(r"^-- migration: (\d+) (.*)$", re.M)
+SQL = statements(__package__, "database.sql")
 
 
 
@@ -49,26 +67,59 @@ def utcnow() -> datetime:
 
 
 
-def _schema_text() -> str:
-    return resources.files("repoaudit").joinpath("schema.sql").read_text()
+# Migrations: the numbered files of migrations/, "NNNN_title.sql".
+_MIGRATION_FILE = re.compile(r"^(\d{4})_(.+)\.sql$")
+_SECTIONS = ("schema", "backfill")
 
 
+class Migration(NamedTuple):
+    """One numbered file of ``migrations/``: its statements that make tables (``schema``) and those that fill
+    them for databases written before (``backfill``, run once the views exist); either may be None."""
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, title, sql) for every block of ``schema.sql``, in order."""
-    text = _schema_text()
-    marks = list(_MIGRATION.finditer(text))
-    out = []
-    for i, m in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        out.append((int(m.group(1)), m.group(2).strip(), text[m.end():end]))
-    return out
+    version: int
+    title: str
+    schema: str | None
+    backfill: str | None
 
 
+@lru_cache(maxsize=None)
+def _migrations() -> tuple[Migration, ...]:
+    found = []
+    for entry in resources.files(__package__).joinpath("migrations").iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if not match:
+            continue
+        source = f"repoaudit/store/migrations/{entry.name}"
+        sections = parse_statements(entry.read_text(), source)
+        unknown = set(sections) - set(_SECTIONS)
+        if unknown:
+            raise ValueError(f"{source}: unknown section {sorted(unknown)[0]!r} (a migration has {_SECTIONS})")
+        found.append(Migration(int(match.group(1)), match.group(2).replace("_", " "),
+                               sections.get("schema"), sections.get("backfill")))
+    found.sort()
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise ValueError(f"migrations are not numbered 1..n: {[m.version for m in found]}")
+    return tuple(found)
 
-# Migrations whose data step is Python shared with the snapshot writer: version -> function of this module.
-# Python steps that finish a migration, by the version they follow.
-_AFTER_MIGRATION = {10: assign_keys, 11: refill_latest}
+
+def migrations() -> list[Migration]:
+    """Every migration, in order."""
+    return list(_migrations())
+
+
+@lru_cache(maxsize=None)
+def views_sql() -> str:
+    """The text of ``views.sql``: every view and table macro, each created with CREATE OR REPLACE."""
+    return resources.files(__package__).joinpath("views.sql").read_text()
+
+
+def views_sha256() -> str:
+    return hashlib.sha256(views_sql().encode()).hexdigest()
+
+
+# Python steps that finish a migration, by the version they follow. They run with the backfills,
+# once views.sql has run, and share their code with the snapshot writer.
+_AFTER_MIGRATION: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {10: assign_keys, 11: refill_latest}
 
 
 
@@ -83,9 +134,13 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         raise StoreError(f"cannot open database {path}: {first_line(exc)}") from None
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
-        migrate(con, path)
-    elif path != ":memory:" and schema_version(con) < migrations()[-1][0]:
-        # Written by an older repoaudit: the queries need the newer tables, so upgrade it once, then read.
+        try:
+            migrate(con, path)
+        except BaseException:
+            con.close()
+            raise
+    elif path != ":memory:" and needs_upgrade(con):
+        # Written by an older repoaudit: the queries need the newer tables and views, so upgrade it once, then read.
         con.close()
         try:
             connect(path).close()
@@ -102,27 +157,67 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
 
+def views_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database's views were created from this repoaudit's ``views.sql``."""
+    if not relation_exists(con, "schema_views"):
+        return False
+    row = con.execute("SELECT sha256 FROM schema_views WHERE file = 'views.sql'").fetchone()
+    return row is not None and row[0] == views_sha256()
+
+
+def needs_upgrade(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a writable open would change the schema: migrations to run, or views from another ``views.sql``.
+
+    A database from a newer repoaudit needs none this one can make (a writable open refuses it).
+    """
+    version, latest = schema_version(con), _migrations()[-1].version
+    return version < latest or (version == latest and not views_current(con))
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Run ``views.sql`` and record its hash, in the caller's transaction."""
+    con.execute(views_sql())
+    con.execute(SQL["record_views"], [views_sha256(), utcnow()])
+
+
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str = "database") -> int:
+    """Bring the schema up to date in one transaction; returns the schema version.
+
+    The schema statements of every pending migration run first, in order, then ``views.sql`` (the views
+    read the newest tables), then each pending migration's backfill and Python step, in order (they may
+    read the views). With no migration pending, the views are created again only when ``views.sql``
+    changed. Either all of it commits or none.
+    """
     current = schema_version(con)
-    known = migrations()
-    if current > (known[-1][0] if known else 0):
+    known = _migrations()
+    latest = known[-1].version
+    if current > latest:
         raise StoreError(f"{path} has schema version {current}, newer than this repoaudit knows; upgrade repoaudit")
-    for version, title, sql in known:
-        if version <= current:
-            continue
-        try:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(sql)
-            if version in _AFTER_MIGRATION:
-                _AFTER_MIGRATION[version](con)
-            con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, title, utcnow()])
-            con.execute("COMMIT")
-        except duckdb.Error as exc:
-            con.execute("ROLLBACK")
-            raise StoreError(f"{path}: migration {version} ({title}) failed: {first_line(exc)}") from None
-        current = version
-    return current
+    pending = [m for m in known if m.version > current]
+    if not pending and views_current(con):
+        return current
+    step = "views.sql"
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for m in pending:
+            step = f"migration {m.version} ({m.title})"
+            if m.schema:
+                con.execute(m.schema)
+            con.execute(SQL["record_migration"], [m.version, m.title, utcnow()])
+        step = "views.sql"
+        create_views(con)
+        for m in pending:
+            step = f"migration {m.version} ({m.title})"
+            if m.backfill:
+                con.execute(m.backfill)
+            if m.version in _AFTER_MIGRATION:
+                _AFTER_MIGRATION[m.version](con)
+        con.execute("COMMIT")
+    except duckdb.Error as exc:
+        con.execute("ROLLBACK")
+        raise StoreError(f"{path}: {step} failed: {first_line(exc)}") from None
+    return latest
 
 
 
@@ -147,6 +242,7 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) ->
     """Insert an Arrow table's columns by name: one statement per batch, where executemany is one per row."""
     if batch.num_rows == 0:
         return
+    # A template: the table and the batch's columns are the statement's names, which cannot be parameters.
     names = ", ".join(f'"{name}"' for name in batch.column_names)
     con.register("_repoaudit_batch", batch)
     try:

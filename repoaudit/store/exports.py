@@ -4,6 +4,9 @@ The layout is ``DIR/<table>/registry=<registry>/snapshot_date=<YYYY-MM-DD>/data_
 (``snapshot_date`` only for tables whose rows belong to a snapshot), which Trino,
 Spark, Athena and DuckDB all read as partitioned tables. Partition values are
 percent-encoded (``registry=127.0.0.1%3A5000``), as Hive does.
+
+Catalog lookups are in ``exports.sql``; the SELECT, count and COPY of each table stay here as
+templates, since they name the table being exported.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from pathlib import Path
 import duckdb
 
 from repoaudit.errors import ConfigError
+from repoaudit.store.sql import statements
 
-# Bookkeeping, not data.
-_SKIP = {"schema_version"}
+SQL = statements(__package__, "exports.sql")
+
+# Bookkeeping of the schema, not data.
+_SKIP = {"schema_version", "schema_views"}
 
 
 def _quote(name: str) -> str:
@@ -24,14 +30,12 @@ def _quote(name: str) -> str:
 
 
 def base_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    rows = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                       "AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()
+    rows = con.execute(SQL["base_tables"]).fetchall()
     return [r[0] for r in rows if r[0] not in _SKIP and not r[0].startswith("_")]
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    return [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                                      "ORDER BY ordinal_position", [table]).fetchall()]
+    return [r[0] for r in con.execute(SQL["table_columns"], [table]).fetchall()]
 
 
 def partition_plan(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, list[str]]:

@@ -1,8 +1,17 @@
-"""kept (split from store.py)."""
+"""The tables a commit keeps besides the snapshot's rows: links, integer keys, blob references, latest images.
+
+Their statements are in ``kept.sql``. What stays here as Python are templates over ``_KEYED`` (which
+table's which column is keyed from which dictionary): the key lookups are the same join written for
+each keyed column, so they are generated from that one table rather than copied out by hand.
+"""
 
 from __future__ import annotations
 
 import duckdb
+
+from repoaudit.store.sql import statements
+
+SQL = statements(__package__, "kept.sql")
 
 # Integer keys (schema migration 10): dictionary -> (the column it names, its sequence) ...
 _DICTIONARIES = {"digest_keys": ("digest", "digest_key_seq"), "repository_keys": ("repository", "repository_key_seq")}
@@ -23,7 +32,10 @@ _KEYED = (("digest_keys", "manifests", "manifest_key", "digest"),
 
 
 def _key_names(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> None:
-    """Key every digest or repository name that rows of ``tables`` (table -> relation) leave unkeyed."""
+    """Key every digest or repository name that rows of ``tables`` (table -> relation) leave unkeyed.
+
+    A template: one SELECT per keyed column of the given tables, per dictionary.
+    """
     for dictionary, (name, sequence) in _DICTIONARIES.items():
         missing = " UNION ALL ".join(f"SELECT registry, {column} AS name FROM {tables[table]} "
                                      f"WHERE {key} IS NULL AND {column} IS NOT NULL"
@@ -70,30 +82,11 @@ def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
     Runs inside the snapshot's transaction, after its row is written. The snapshot may be older than
     some already folded (a merge of old shards), so first and last sightings are compared, not assumed.
     """
-    con.execute("CREATE OR REPLACE TEMP TABLE _repoaudit_fold AS SELECT * FROM links_reached(?)",
-                [int(snapshot_id)])
-    con.execute("""
-        UPDATE repository_links AS l SET
-            first_seen = CASE WHEN (f.first_seen, f.first_snapshot) < (l.first_seen, l.first_snapshot)
-                              THEN f.first_seen ELSE l.first_seen END,
-            first_snapshot = CASE WHEN (f.first_seen, f.first_snapshot) < (l.first_seen, l.first_snapshot)
-                                  THEN f.first_snapshot ELSE l.first_snapshot END,
-            last_seen = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
-                             THEN f.last_seen ELSE l.last_seen END,
-            last_snapshot = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
-                                 THEN f.last_snapshot ELSE l.last_snapshot END,
-            tags = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
-                        THEN f.tags ELSE l.tags END
-        FROM _repoaudit_fold f
-        WHERE f.registry = l.registry AND f.repository = l.repository AND f.digest = l.digest""")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _repoaudit_new_links AS
-        SELECT f.*, NULL::BIGINT AS manifest_key, NULL::BIGINT AS repository_key FROM _repoaudit_fold f
-        ANTI JOIN repository_links l
-            ON l.registry = f.registry AND l.repository = f.repository AND l.digest = f.digest""")
+    con.execute(SQL["fold_snapshot"], [int(snapshot_id)])
+    con.execute(SQL["fold_known_links"])
+    con.execute(SQL["fold_new_links"])
     copy_with_keys(con, {"repository_links": "_repoaudit_new_links"})
-    con.execute("DROP TABLE _repoaudit_fold")
-    con.execute("DROP TABLE _repoaudit_new_links")
+    con.execute(SQL["fold_done"])
 
 
 
@@ -102,6 +95,7 @@ def assign_keys(con: duckdb.DuckDBPyConnection) -> None:
 
     Staged rows come in keyed (SnapshotWriter._key_stage) and new links too (copy_with_keys); this catches
     the rest: databases from before the keys, merges, in-memory databases. Only unkeyed rows are read.
+    A template over ``_KEYED``: a probe and an UPDATE per table with keyed columns.
     """
     by_table: dict[str, list[tuple[str, str]]] = {}
     for _, table, key, column in _KEYED:
@@ -131,61 +125,30 @@ def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
     ``manifest_sole_bytes`` (migration 11) is recounted for the manifests whose blobs this changes: the new
     ones, and those that held alone a blob a new one now shares.
     """
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _repoaudit_count AS
-        SELECT DISTINCT m.manifest_key FROM manifests m
-        SEMI JOIN repository_links l ON l.manifest_key = m.manifest_key
-        ANTI JOIN counted_manifests c ON c.manifest_key = m.manifest_key""")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _repoaudit_refs AS
-        SELECT any_value(b.registry) AS registry, b.blob_key, max(b.size) AS size, count(*) AS refs,
-               min(b.manifest_key) AS lo_manifest, max(b.manifest_key) AS hi_manifest
-        FROM manifest_blob_keys b SEMI JOIN _repoaudit_count n ON n.manifest_key = b.manifest_key
-        GROUP BY b.blob_key""")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _repoaudit_sole AS
-        SELECT manifest_key FROM _repoaudit_count
-        UNION
-        SELECT r.lo_manifest FROM blob_refs r SEMI JOIN _repoaudit_refs n ON n.blob_key = r.blob_key
-        WHERE r.lo_manifest = r.hi_manifest""")
-    con.execute("""
-        UPDATE blob_refs AS r SET size = greatest(r.size, n.size), refs = r.refs + n.refs,
-                                  lo_manifest = least(r.lo_manifest, n.lo_manifest),
-                                  hi_manifest = greatest(r.hi_manifest, n.hi_manifest)
-        FROM _repoaudit_refs n WHERE n.blob_key = r.blob_key""")
-    con.execute("""
-        INSERT INTO blob_refs BY NAME
-        SELECT n.* FROM _repoaudit_refs n ANTI JOIN blob_refs r ON r.blob_key = n.blob_key""")
-    con.execute("INSERT INTO counted_manifests SELECT manifest_key FROM _repoaudit_count")
-    sum_sole_bytes(con, "_repoaudit_sole")
-    for table in ("_repoaudit_count", "_repoaudit_refs", "_repoaudit_sole"):
-        con.execute(f"DROP TABLE {table}")
+    for name in ("count_new_manifests", "count_new_refs", "count_changed_holders", "count_add_known_refs",
+                 "count_add_new_refs", "count_mark_counted"):
+        con.execute(SQL[name])
+    sum_sole_bytes(con, changed_only=True)
+    con.execute(SQL["count_done"])
 
 
 
-def sum_sole_bytes(con: duckdb.DuckDBPyConnection, manifests: str | None = None) -> None:
-    """Recount ``manifest_sole_bytes`` from ``blob_refs``: for the manifest keys in table ``manifests``, or all."""
-    if manifests is None:
-        con.execute("DELETE FROM manifest_sole_bytes")
-        only = ""
+def sum_sole_bytes(con: duckdb.DuckDBPyConnection, *, changed_only: bool = False) -> None:
+    """Recount ``manifest_sole_bytes`` from ``blob_refs``: for every manifest, or (``changed_only``, inside
+    :func:`count_blob_refs`) for those its temporary table ``_repoaudit_sole`` lists."""
+    if changed_only:
+        con.execute(SQL["sole_bytes_clear_changed"])
+        con.execute(SQL["sole_bytes_sum_changed"])
     else:
-        con.execute(f"DELETE FROM manifest_sole_bytes WHERE manifest_key IN (SELECT manifest_key FROM {manifests})")
-        only = f"SEMI JOIN {manifests} s ON s.manifest_key = r.lo_manifest"
-    con.execute(f"""
-        INSERT INTO manifest_sole_bytes
-        SELECT r.lo_manifest, sum(r.size) FROM blob_refs r {only}
-        WHERE r.lo_manifest = r.hi_manifest AND r.size IS NOT NULL
-        GROUP BY r.lo_manifest""")
+        con.execute(SQL["sole_bytes_clear"])
+        con.execute(SQL["sole_bytes_sum"])
 
 
 
 def refresh_latest_images(con: duckdb.DuckDBPyConnection, registry: str | None = None) -> None:
     """Recompute ``latest_images`` (schema migration 11) for one registry, or all of them."""
-    if registry is None:
-        con.execute("DELETE FROM latest_images")
-    else:
-        con.execute("DELETE FROM latest_images WHERE registry = ?", [registry])
-    con.execute("INSERT INTO latest_images BY NAME SELECT * FROM compute_latest_images(?)", [registry])
+    con.execute(SQL["latest_images_clear"], {"registry": registry})
+    con.execute(SQL["latest_images_fill"], {"registry": registry})
 
 
 
@@ -217,11 +180,7 @@ def maintain(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
 def rebuild_links(con: duckdb.DuckDBPyConnection) -> None:
     """Recompute ``repository_links``, keys, blob references and latest images from every snapshot: for
     plain-SQL databases."""
-    con.execute("DELETE FROM repository_links")
-    con.execute("INSERT INTO repository_links BY NAME SELECT * FROM links_reached(NULL)")
-    con.execute("DELETE FROM blob_refs")
-    con.execute("DELETE FROM counted_manifests")
-    con.execute("DELETE FROM manifest_sole_bytes")
+    con.execute(SQL["rebuild_clear"])
     key_and_count(con)
     refresh_latest_images(con)
 

@@ -14,6 +14,10 @@ one registry must cover disjoint repositories and have started within
 shard whose run failed or was partial, makes the merged snapshot ``partial``
 (its repositories are then simply not observed, so history views do not take
 their tags for deleted); when every shard failed it is ``failed``.
+
+The statements are in ``merge.sql``, reading the input through temporary views (``_read``); the copies
+into the merged snapshot stay here as templates over each table's columns (``COLUMNS``), since an input
+holds its own integer keys, which must not be copied, and an older input may lack newer tables.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ import duckdb
 
 from repoaudit.errors import ConfigError, StoreError, first_line
 from repoaudit.store.database import COLUMNS, connect
+from repoaudit.store.sql import statements
 from repoaudit.store.writer import SnapshotWriter
+
+SQL = statements(__package__, "merge.sql")
 
 __all__ = ["MergeResult", "merge", "merge_into"]
 
@@ -92,13 +99,11 @@ def _attach(con: duckdb.DuckDBPyConnection, paths: list[str]) -> list[str]:
                 raise StoreError(f"merge input {path} does not exist")
             alias = f"_merge_input_{i}"
             try:
-                con.execute(f"ATTACH {_quote_path(path)} AS {alias} (READ_ONLY)")
+                con.execute(f"ATTACH {_quote_path(path)} AS {alias} (READ_ONLY)")  # ATTACH takes no parameters
             except duckdb.Error as exc:
                 raise StoreError(f"cannot open merge input {path}: {first_line(exc)}") from None
             aliases.append(alias)
-            found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name IN "
-                                "('snapshots', 'repositories', 'tags', 'manifests', 'layers', 'manifest_children', "
-                                "'collection_errors')", [alias]).fetchone()[0]
+            found = con.execute(SQL["input_tables"], [alias]).fetchone()[0]
             if found != 7:
                 raise StoreError(f"merge input {path} is not a repoaudit database (no snapshot tables)")
     except BaseException:
@@ -107,7 +112,31 @@ def _attach(con: duckdb.DuckDBPyConnection, paths: list[str]) -> list[str]:
     return aliases
 
 
+# The tables merge reads from an input, each seen as the temporary view _merge_in_<table>.
+_INPUT_TABLES = ("snapshots", *COLUMNS)
+
+
+def _read(con: duckdb.DuckDBPyConnection, alias: str) -> set[str]:
+    """Point the views ``_merge_in_<table>`` at the input attached as ``alias``; the tables it has.
+
+    A template: a view per table, since a statement cannot take the database it reads as a parameter.
+    """
+    present = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?",
+                                         [alias]).fetchall()}
+    for table in _INPUT_TABLES:
+        if table in present:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW _merge_in_{table} AS SELECT * FROM {alias}.{table}")
+        else:
+            con.execute(f"DROP VIEW IF EXISTS temp._merge_in_{table}")
+    return present
+
+
 def _detach(con: duckdb.DuckDBPyConnection, aliases: list[str]) -> None:
+    for table in _INPUT_TABLES:
+        try:
+            con.execute(f"DROP VIEW IF EXISTS temp._merge_in_{table}")
+        except duckdb.Error:
+            pass
     for alias in aliases:
         try:
             con.execute(f"DETACH {alias}")
@@ -122,12 +151,8 @@ def _loads(text) -> dict:
 
 
 def _parts(con: duckdb.DuckDBPyConnection, alias: str, path: str) -> list[tuple[str, _Part]]:
-    rows = con.execute(f"""
-        SELECT registry, snapshot_id, source, source_kind, started_at, finished_at, status, mode,
-               repository_count, tag_count, error_count, requests, rate_limit, options
-        FROM {alias}.snapshots
-        QUALIFY row_number() OVER (PARTITION BY registry ORDER BY started_at DESC, snapshot_id DESC) = 1
-        ORDER BY registry""").fetchall()
+    _read(con, alias)
+    rows = con.execute(SQL["newest_snapshots"]).fetchall()
     if not rows:
         raise ConfigError(f"merge input {path} holds no snapshot")
     return [(r[0], _Part(alias, path, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] or 0, r[9] or 0, r[10] or 0,
@@ -144,8 +169,8 @@ def _check(con: duckdb.DuckDBPyConnection, registry: str, parts: list[_Part], ma
                           f"(more than {max_spread.total_seconds() / 3600:g}): not shards of one run")
     seen: dict[str, str] = {}
     for part in parts:
-        names = con.execute(f"SELECT DISTINCT repository FROM {part.alias}.repositories WHERE snapshot_id = ? "
-                            f"AND registry = ?", [part.snapshot_id, registry]).fetchall()
+        _read(con, part.alias)
+        names = con.execute(SQL["shard_repositories"], [part.snapshot_id, registry]).fetchall()
         for (name,) in names:
             if name in seen:
                 raise ConfigError(f"{registry}: repository {name} is in both {seen[name]} and {part.path}: "
@@ -169,42 +194,28 @@ def _check(con: duckdb.DuckDBPyConnection, registry: str, parts: list[_Part], ma
 
 def _copy_part(con: duckdb.DuckDBPyConnection, registry: str, part: _Part, snapshot_id: int) -> int:
     """Copy one shard's snapshot rows under ``snapshot_id``; returns how many manifests were new."""
-    a, old = part.alias, part.snapshot_id
-    present = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?",
-                                         [a]).fetchall()}
+    old = part.snapshot_id
+    present = _read(con, part.alias)
     # Every per-snapshot table (repositories, tags, collection_errors, repository_status, …) that
-    # the input has; an input from an older repoaudit may lack the newer ones.
+    # the input has; an input from an older repoaudit may lack the newer ones. Templates over COLUMNS.
     for table in [t for t, cols in COLUMNS.items() if cols[0] == "snapshot_id" and t in present]:
         cols = COLUMNS[table]
         rest = ", ".join(cols[1:])
-        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT $new, {rest} FROM {a}.{table} "
+        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT $new, {rest} FROM _merge_in_{table} "
                     f"WHERE snapshot_id = $old AND registry = $registry",
                     {"new": snapshot_id, "old": old, "registry": registry})
-    # What the shard's snapshot reaches (tags and index children), minus what is already stored.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _merge_new AS
-        SELECT DISTINCT m.digest
-        FROM {a}.manifests m
-        WHERE m.registry = $registry
-          AND m.digest IN (
-              SELECT digest FROM {a}.tags WHERE snapshot_id = $old AND registry = $registry
-              UNION
-              SELECT c.child_digest FROM {a}.tags t
-              JOIN {a}.manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
-              WHERE t.snapshot_id = $old AND t.registry = $registry)
-          AND m.digest NOT IN (SELECT digest FROM manifests WHERE registry = $registry)
-    """, {"old": old, "registry": registry})
+    con.execute(SQL["new_manifests"], {"old": old, "registry": registry})
     cols = COLUMNS["manifests"]
     picked = ", ".join("$new" if c == "first_seen_snapshot" else c for c in cols)
-    con.execute(f"INSERT INTO manifests ({', '.join(cols)}) SELECT {picked} FROM {a}.manifests "
+    con.execute(f"INSERT INTO manifests ({', '.join(cols)}) SELECT {picked} FROM _merge_in_manifests "
                 f"WHERE registry = $registry AND digest IN (SELECT digest FROM _merge_new)",
                 {"new": snapshot_id, "registry": registry})
     for table, key in (("layers", "manifest_digest"), ("manifest_children", "index_digest")):
         cols = ", ".join(COLUMNS[table])
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {a}.{table} "
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _merge_in_{table} "
                     f"WHERE registry = $registry AND {key} IN (SELECT digest FROM _merge_new)", {"registry": registry})
     count = con.execute("SELECT count(*) FROM _merge_new").fetchone()[0]
-    con.execute("DROP TABLE _merge_new")
+    con.execute(SQL["new_manifests_done"])
     return count
 
 

@@ -1,4 +1,8 @@
-"""writer (split from store.py)."""
+"""The snapshot writer: one snapshot's rows, staged beside the database and committed in one transaction.
+
+Its statements are in ``writer.sql``; the copies of each staged table in and out of the stage stay here as
+templates, one per table of ``STAGED`` with its columns.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,10 @@ from repoaudit.store.database import (
     under_memory_limit,
     utcnow,
 )
-from repoaudit.store.kept import _KEYED, _with_keys, maintain
+from repoaudit.store.kept import _with_keys, maintain
+from repoaudit.store.sql import statements
+
+SQL = statements(__package__, "writer.sql")
 
 
 @dataclass
@@ -31,13 +38,7 @@ class SnapshotInfo:
 
 
 # Stored with each snapshot so that listing snapshots never re-walks every blob of every snapshot.
-SNAPSHOT_TOTALS = """
-    WITH reach AS (SELECT DISTINCT registry, digest FROM snapshot_manifests WHERE snapshot_id = $1)
-    SELECT (SELECT count(*) FROM reach),
-           coalesce((SELECT sum(size) FROM (
-               SELECT DISTINCT b.blob_digest, b.size FROM reach r
-               JOIN manifest_blobs b ON b.registry = r.registry AND b.manifest_digest = r.digest)), 0)
-"""
+SNAPSHOT_TOTALS = SQL["snapshot_totals"]
 
 
 
@@ -115,10 +116,8 @@ class SnapshotWriter:
         self._stage = duckdb.connect(str(self._stage_path))
         self._stage.execute(f"SET memory_limit = '{self.STAGE_MEMORY}'")
         for table in self.STAGED:
-            cols = self.con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                                    "WHERE table_catalog = current_database() AND table_schema = 'main' "
-                                    "AND table_name = ? ORDER BY ordinal_position",
-                                    [table]).fetchall()
+            cols = self.con.execute(SQL["table_columns"], [table]).fetchall()
+            # A template: the stage's table has the columns of the database's.
             self._stage.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in cols)})")
 
     def _close_stage(self) -> None:
@@ -160,18 +159,16 @@ class SnapshotWriter:
         self._stage = None
         staged_bytes = self._stage_path.stat().st_size
         path = str(self._stage_path).replace("'", "''")
-        self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")
+        self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")  # ATTACH takes no parameters
         self._stage_attached = True
         self._key_stage()
         return staged_bytes
 
     def _copy_stage(self) -> None:
         """Inside the snapshot's transaction: the stage's keyed rows, and the keys its new digests took."""
-        self.con.execute("INSERT INTO digest_keys SELECT registry, digest, key FROM _repoaudit_stage._keys "
-                         "WHERE new")
-        self.con.execute("SELECT setval('digest_key_seq', (SELECT max(key) FROM digest_keys)) "
-                         "WHERE EXISTS (SELECT 1 FROM digest_keys)")
-        for name in self.STAGED:
+        self.con.execute(SQL["copy_stage_keys"])
+        self.con.execute(SQL["advance_digest_key_seq"])
+        for name in self.STAGED:  # a template per staged table
             self.con.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM _repoaudit_stage.{name}_keyed")
 
     STAGE_KEYING_MEMORY = 128 * 2**20
@@ -186,34 +183,13 @@ class SnapshotWriter:
         nothing else takes keys until the snapshot's transaction has inserted these.
         """
         aux = self.con.cursor()
-        digest_columns = [(t, c) for d, t, _, c in _KEYED if d == "digest_keys" and t in self.STAGED]
-        names = " UNION ".join(f"SELECT registry, {c} AS digest FROM _repoaudit_stage.{t} WHERE {c} IS NOT NULL"
-                               for t, c in digest_columns)
-        statements = [
-            "DROP TABLE IF EXISTS _repoaudit_stage._keys",
-            f"""CREATE TABLE _repoaudit_stage._keys AS
-                WITH found AS (
-                    SELECT n.registry, n.digest, k.key FROM ({names}) n
-                    LEFT JOIN main.digest_keys k ON k.registry = n.registry AND k.digest = n.digest
-                ), base AS (
-                    SELECT greatest(coalesce((SELECT max(key) FROM main.digest_keys), 0),
-                                    coalesce((SELECT last_value FROM duckdb_sequences()
-                                              WHERE database_name = current_database()
-                                                AND sequence_name = 'digest_key_seq'), 0)) AS base
-                )
-                SELECT registry, digest, key, false AS new FROM found WHERE key IS NOT NULL
-                UNION ALL
-                SELECT registry, digest, (SELECT base FROM base) + row_number() OVER (ORDER BY registry, digest),
-                       true
-                FROM found WHERE key IS NULL""",
-        ]
-        for name in self.STAGED:
-            statements.append(f"DROP TABLE IF EXISTS _repoaudit_stage.{name}_keyed")
-            statements.append(f"CREATE TABLE _repoaudit_stage.{name}_keyed AS "
-                              + _with_keys(name, f"_repoaudit_stage.{name}",
-                                           {"digest_keys": "_repoaudit_stage._keys"}))
+        # Then each staged table with its keys looked up there: a template per table (kept._with_keys).
+        keyed = [f"CREATE OR REPLACE TABLE _repoaudit_stage.{name}_keyed AS "
+                 + _with_keys(name, f"_repoaudit_stage.{name}", {"digest_keys": "_repoaudit_stage._keys"})
+                 for name in self.STAGED]
         try:
-            under_memory_limit(aux, self.STAGE_KEYING_MEMORY, lambda: [aux.execute(sql) for sql in statements])
+            under_memory_limit(aux, self.STAGE_KEYING_MEMORY,
+                               lambda: [aux.execute(sql) for sql in [SQL["stage_keys"], *keyed]])
         finally:
             aux.close()
 
@@ -254,7 +230,7 @@ class SnapshotWriter:
             step(self.con)
         manifest_count, unique_bytes = self.con.execute(SNAPSHOT_TOTALS, [self.snapshot_id]).fetchall()[0]
         self.con.execute(
-            "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            SQL["insert_snapshot"],
             [self.snapshot_id, self.registry, self.source, self.source_kind, self.started_at,
              row["finished_at"], row["status"], self.mode, row["repository_count"], row["tag_count"],
              manifest_count, row["new_manifest_count"], row["error_count"], row["error"],

@@ -1,0 +1,2 @@
+-- Tag history: views only (snapshot_sequence, tag_stretches, tag_history, tag_moves, image_lifecycle),
+-- now in views.sql. The version is kept so that databases count their migrations as they always have.

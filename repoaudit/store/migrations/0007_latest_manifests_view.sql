@@ -1,0 +1,1 @@
+-- The latest_manifests view only, now in views.sql.

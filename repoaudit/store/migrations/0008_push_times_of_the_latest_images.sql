@@ -1,0 +1,1 @@
+-- The latest_image_push macro only (push times of the latest images), now in views.sql.

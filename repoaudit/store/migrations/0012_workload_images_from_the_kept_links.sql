@@ -1,0 +1,1 @@
+-- A cheaper workload_images view, reading the kept links: a view only, now in views.sql.

@@ -1,0 +1,61 @@
+-- The snapshot writer (repoaudit.store.writer): its staging database, the keys its rows take, and the
+-- snapshot's own row. The per-table copies in and out of the stage are templates in writer.py, one per
+-- staged table with that table's columns.
+
+-- name: snapshot_totals
+-- The distinct manifests a snapshot ($1) reaches and the bytes of their blobs, each blob once: stored with
+-- each snapshot, so that listing snapshots never re-walks every blob of every snapshot.
+WITH reach AS (SELECT DISTINCT registry, digest FROM snapshot_manifests WHERE snapshot_id = $1)
+SELECT (SELECT count(*) FROM reach),
+       coalesce((SELECT sum(size) FROM (
+           SELECT DISTINCT b.blob_digest, b.size FROM reach r
+           JOIN manifest_blobs b ON b.registry = r.registry AND b.manifest_digest = r.digest)), 0);
+
+-- name: table_columns
+-- A table's columns and their types, in order: the stage's tables copy them.
+SELECT column_name, data_type FROM information_schema.columns
+WHERE table_catalog = current_database() AND table_schema = 'main' AND table_name = ?
+ORDER BY ordinal_position;
+
+-- name: stage_keys
+-- Inside the attached stage: the key of every digest its rows name, an existing one from digest_keys, else
+-- a new one numbered after the highest key so far (new = true). One SELECT per keyed digest column of a
+-- staged table (kept._KEYED; tests/test_kept_tables.py checks this list against it).
+CREATE OR REPLACE TABLE _repoaudit_stage._keys AS
+WITH found AS (
+    SELECT n.registry, n.digest, k.key FROM (
+        SELECT registry, digest AS digest FROM _repoaudit_stage.manifests WHERE digest IS NOT NULL
+        UNION SELECT registry, config_digest AS digest FROM _repoaudit_stage.manifests WHERE config_digest IS NOT NULL
+        UNION SELECT registry, manifest_digest AS digest FROM _repoaudit_stage.layers WHERE manifest_digest IS NOT NULL
+        UNION SELECT registry, digest AS digest FROM _repoaudit_stage.layers WHERE digest IS NOT NULL
+        UNION SELECT registry, index_digest AS digest FROM _repoaudit_stage.manifest_children
+              WHERE index_digest IS NOT NULL
+        UNION SELECT registry, child_digest AS digest FROM _repoaudit_stage.manifest_children
+              WHERE child_digest IS NOT NULL
+    ) n
+    LEFT JOIN main.digest_keys k ON k.registry = n.registry AND k.digest = n.digest
+), base AS (
+    SELECT greatest(coalesce((SELECT max(key) FROM main.digest_keys), 0),
+                    coalesce((SELECT last_value FROM duckdb_sequences()
+                              WHERE database_name = current_database()
+                                AND sequence_name = 'digest_key_seq'), 0)) AS base
+)
+SELECT registry, digest, key, false AS new FROM found WHERE key IS NOT NULL
+UNION ALL
+SELECT registry, digest, (SELECT base FROM base) + row_number() OVER (ORDER BY registry, digest), true
+FROM found WHERE key IS NULL;
+
+-- name: copy_stage_keys
+-- Inside the snapshot's transaction: the keys the stage's new digests took ...
+INSERT INTO digest_keys SELECT registry, digest, key FROM _repoaudit_stage._keys WHERE new;
+
+-- name: advance_digest_key_seq
+-- ... and the sequence moved past them, so keys taken later never collide.
+SELECT setval('digest_key_seq', (SELECT max(key) FROM digest_keys)) WHERE EXISTS (SELECT 1 FROM digest_keys);
+
+-- name: insert_snapshot
+-- The snapshot's row, written last in its transaction.
+INSERT INTO snapshots (snapshot_id, registry, source, source_kind, started_at, finished_at, status, mode,
+                       repository_count, tag_count, manifest_count, new_manifest_count, error_count, error,
+                       requests, rate_limit, options, repoaudit_version, unique_bytes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
