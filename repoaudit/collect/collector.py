@@ -36,9 +36,9 @@ from repoaudit.jobs.status import canonical_image_name, flux_reason
 from repoaudit.model.documents import is_valid_repository, is_valid_tag, printable
 from repoaudit.model.manifest import ImageConfig, Manifest, parse_config, parse_manifest
 from repoaudit.model.options import CollectOptions
-from repoaudit.model.timestamps import utc_naive
+from repoaudit.model.timestamps import utc_naive, utcnow
 from repoaudit.sources.base import Source
-from repoaudit.store.database import to_json, utcnow
+from repoaudit.store.database import to_json
 from repoaudit.store.writer import SnapshotWriter
 
 CONFIG_CACHE = 10_000

@@ -67,8 +67,16 @@ from pathlib import Path
 
 from repoaudit.demo.history import estate_events, replay
 from repoaudit.demo.images import OCI_INDEX, REF_NAME, Artifact, Context, dump
-from repoaudit.demo.tables import (BASES, DEFAULT_SEED, EPOCHS, PROFILES, REGISTRY, REPO_SPECS, RepoSpec,
-                                   epoch_times)
+from repoaudit.demo.tables import (
+    BASES,
+    DEFAULT_SEED,
+    EPOCHS,
+    PROFILES,
+    REGISTRY,
+    REPO_SPECS,
+    RepoSpec,
+    epoch_times,
+)
 
 __all__ = ["BASES", "DEFAULT_SEED", "EPOCHS", "PROFILES", "REGISTRY", "REPO_SPECS", "EstateSummary", "RepoSpec",
            "epoch_times", "generate_estate"]

@@ -13,7 +13,13 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from repoaudit.demo.images import Artifact, Build, Context, build_artifact, signature_artifact
+from repoaudit.demo.images import (
+    Artifact,
+    Build,
+    Context,
+    build_artifact,
+    signature_artifact,
+)
 from repoaudit.demo.tables import EPOCHS, PROFILES, REPO_SPECS, RepoSpec
 
 

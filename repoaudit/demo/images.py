@@ -15,7 +15,16 @@ import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from repoaudit.demo.tables import BASES, KINDS, PLATFORMS, PROFILES, REGISTRY, SOURCE_HOST, RepoSpec, epoch_times
+from repoaudit.demo.tables import (
+    BASES,
+    KINDS,
+    PLATFORMS,
+    PROFILES,
+    REGISTRY,
+    SOURCE_HOST,
+    RepoSpec,
+    epoch_times,
+)
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

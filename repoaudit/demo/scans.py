@@ -38,11 +38,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from repoaudit.demo.advisories import (APP_CATALOGS, OS_CATALOGS, OS_FAMILY, PUBLIC_SCANS, app_findings, os_findings,
-                                       trivy_report, trivy_results)
+from repoaudit.demo.advisories import (
+    APP_CATALOGS,
+    OS_CATALOGS,
+    OS_FAMILY,
+    PUBLIC_SCANS,
+    app_findings,
+    os_findings,
+    trivy_report,
+    trivy_results,
+)
 from repoaudit.demo.collected import FLOATING, Estate, connection, root_base
 from repoaudit.demo.derive import hexdigest
-from repoaudit.demo.pods import cluster_pods, public_digest, public_image_id, status_repo
+from repoaudit.demo.pods import (
+    cluster_pods,
+    public_digest,
+    public_image_id,
+    status_repo,
+)
 from repoaudit.demo.tables import REGISTRY
 
 __all__ = ["NIGHTLY_RESCAN", "SCAN_ON_PUSH_DAYS", "SKIPPED_REPOSITORIES", "write_demo_scans"]

@@ -44,10 +44,11 @@ from repoaudit.errors import (
     RepoauditError,
 )
 from repoaudit.model.options import ClientOptions, Target, parse_target
+from repoaudit.model.timestamps import utcnow
 from repoaudit.retention.verify import PlanTarget, deployed_now, fmt_tags, verify_plan
 from repoaudit.sources.base import Source
 from repoaudit.sources.factory import open_source
-from repoaudit.store.database import insert_arrow, utcnow
+from repoaudit.store.database import insert_arrow
 
 __all__ = ["ApplyResult", "apply_plan", "parse_registry_urls"]
 

@@ -15,9 +15,9 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 
 from repoaudit._version import __version__
 from repoaudit.errors import ConfigError
+from repoaudit.model.timestamps import utcnow
 from repoaudit.retention.policy import Policy
 from repoaudit.retention.signing import plan_digest, sign_document
-from repoaudit.store.database import utcnow
 
 __all__ = ["PLAN_VERSION", "SUMMARY_COLUMNS", "RetentionPlan"]
 

@@ -38,7 +38,12 @@ import pandas as pd
 
 from repoaudit.errors import ConfigError, PlanVerificationError, PolicyError
 from repoaudit.loader import parse_document, read_text
-from repoaudit.model.reference import NAME_TOTAL_LENGTH_MAX, is_valid_repository, is_valid_tag, validate_digest
+from repoaudit.model.reference import (
+    NAME_TOTAL_LENGTH_MAX,
+    is_valid_repository,
+    is_valid_tag,
+    validate_digest,
+)
 from repoaudit.retention.engine import plan_retention
 from repoaudit.retention.formats import load_policy
 from repoaudit.retention.plan import PLAN_VERSION

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -29,6 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from repoaudit.errors import StoreError, first_line
+from repoaudit.model.timestamps import utcnow
 from repoaudit.store.kept import assign_keys, refill_latest
 from repoaudit.store.sql import parse_statements, statements
 
@@ -60,10 +60,6 @@ _TYPES = {"snapshot_id": pa.int64(), "tag_count": pa.int32(), "manifest_size": p
           "first_seen_snapshot": pa.int64(), "position": pa.int32(), "size": pa.int64(),
           "scan_time": pa.timestamp("us"), "last_handled_reconcile_at": pa.timestamp("us"), "ready": pa.bool_()}
 
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 

@@ -11,7 +11,14 @@ from repoaudit.retention.formats.fields import (
     str_list,
     unknown_keys,
 )
-from repoaudit.retention.policy import DAY, Condition, Pattern, Policy, Rule, TagSelector
+from repoaudit.retention.policy import (
+    DAY,
+    Condition,
+    Pattern,
+    Policy,
+    Rule,
+    TagSelector,
+)
 
 
 def parse_ecr(doc: Any, source: str = "<policy>") -> Policy:

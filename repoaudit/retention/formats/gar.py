@@ -11,7 +11,15 @@ from repoaudit.retention.formats.fields import (
     str_list,
     unknown_keys,
 )
-from repoaudit.retention.policy import Condition, Pattern, Policy, RepoSelector, Rule, TagSelector, parse_duration
+from repoaudit.retention.policy import (
+    Condition,
+    Pattern,
+    Policy,
+    RepoSelector,
+    Rule,
+    TagSelector,
+    parse_duration,
+)
 
 _GAR_CONDITION = {"tagState", "tagPrefixes", "versionNamePrefixes", "packageNamePrefixes", "olderThan", "newerThan"}
 

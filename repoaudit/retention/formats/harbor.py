@@ -12,7 +12,15 @@ from repoaudit.retention.formats.fields import (
     integer,
     mapping,
 )
-from repoaudit.retention.policy import DAY, Condition, Pattern, Policy, RepoSelector, Rule, TagSelector
+from repoaudit.retention.policy import (
+    DAY,
+    Condition,
+    Pattern,
+    Policy,
+    RepoSelector,
+    Rule,
+    TagSelector,
+)
 
 _HARBOR_TEMPLATES = ("always", "latestPushedK", "nDaysSinceLastPush", "latestPulledN", "nDaysSinceLastPull")
 

@@ -13,7 +13,15 @@ from repoaudit.retention.formats.fields import (
     str_list,
     unknown_keys,
 )
-from repoaudit.retention.policy import Condition, Pattern, Policy, RepoSelector, Rule, TagSelector, parse_duration
+from repoaudit.retention.policy import (
+    Condition,
+    Pattern,
+    Policy,
+    RepoSelector,
+    Rule,
+    TagSelector,
+    parse_duration,
+)
 
 _NATIVE_BY = {"created": "created", "pushed": "pushed", "first_seen": "pushed", "first-seen": "pushed"}
 
