@@ -31,3 +31,25 @@ def test_a_broken_contract_is_reported(tmp_path):
                              "from importlinter.cli import lint_imports_command; lint_imports_command()"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "BROKEN" in result.stdout
+
+
+# SQL generated from a policy's rules, or templated over column lists, is code by nature; everything
+# else lives in queries/ or in .sql files beside the code that runs it.
+SQL_TEMPLATES = {"repoaudit/retention/compiler.py", "repoaudit/store/kept.py"}
+
+
+def test_no_multi_line_sql_in_python_outside_the_templates():
+    import ast
+    import re
+
+    statement = re.compile(r"^\s*(SELECT|WITH|INSERT|CREATE|UPDATE|DELETE|DROP)\b", re.I)
+    found = []
+    for path in sorted((ROOT / "repoaudit").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in SQL_TEMPLATES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and node.value.strip().count("\n") >= 2 and statement.match(node.value)):
+                found.append(f"{rel}:{node.lineno}")
+    assert not found, f"multi-line SQL in Python (move it to a .sql file): {found}"

@@ -39,7 +39,10 @@ from repoaudit.model.options import CollectOptions
 from repoaudit.model.timestamps import utc_naive, utcnow
 from repoaudit.sources.base import Source
 from repoaudit.store.database import to_json
+from repoaudit.store.sql import statements
 from repoaudit.store.writer import SnapshotWriter
+
+SQL = statements(__package__, "collector.sql")
 
 CONFIG_CACHE = 10_000
 
@@ -455,23 +458,5 @@ def finalize_indexes(con: duckdb.DuckDBPyConnection, registry: str, snapshot_id:
     An index's ``total_size`` counts each config and layer blob once even when
     several platforms share it, which is what the index costs in the blob store.
     """
-    con.execute("""
-        UPDATE manifests AS m SET
-            total_size = agg.total_size,
-            created = agg.created
-        FROM (
-            SELECT c.index_digest,
-                   (SELECT sum(size) FROM (
-                        SELECT DISTINCT b.blob_digest, b.size FROM manifest_children c2
-                        JOIN manifest_blobs b ON b.registry = c2.registry AND b.manifest_digest = c2.child_digest
-                        WHERE c2.registry = c.registry AND c2.index_digest = c.index_digest AND b.role <> 'manifest'
-                   )) AS total_size,
-                   max(cm.created) AS created
-            FROM manifest_children c
-            LEFT JOIN manifests cm ON cm.registry = c.registry AND cm.digest = c.child_digest
-            WHERE c.registry = $registry
-            GROUP BY c.registry, c.index_digest
-        ) AS agg
-        WHERE m.registry = $registry AND m.digest = agg.index_digest AND m.first_seen_snapshot = $snapshot
-    """, {"registry": registry, "snapshot": snapshot_id})
+    con.execute(SQL["finalize_indexes"], {"registry": registry, "snapshot": snapshot_id})
 
