@@ -194,14 +194,16 @@ def test_flux_image_repositories(run, basic_registry, tmp_path):
     assert_no_secrets(run, PASSWORD)
 
 
-def test_flux_wrong_credentials_are_authentication_failed(run, basic_registry, tmp_path):
+def test_flux_wrong_credentials_are_read_operation_failed(run, basic_registry, tmp_path):
+    """Flux marks a scan the registry refuses ReadOperationFailed ("scan failed: ... UNAUTHORIZED"):
+    fluxcd/image-reflector-controller internal/controller/imagerepository_controller.go, reconcile."""
     path = tmp_path / "flux.yaml"
     path.write_text(flux_yaml(basic_registry, "wrong-" + PASSWORD))
     line = one_line(run("collect", "-f", path, "--no-progress"))
     assert basic_registry.host in line and "credentials refused" in line
     docs = json.loads(run("status", "--format", "json").stdout)
     assert {(d["metadata"]["name"], d["status"]["conditions"][0]["status"], d["status"]["conditions"][0]["reason"])
-            for d in docs} == {("app", "False", "AuthenticationFailed"), ("api", "False", "AuthenticationFailed")}
+            for d in docs} == {("app", "False", "ReadOperationFailed"), ("api", "False", "ReadOperationFailed")}
     assert_no_secrets(run, PASSWORD, "wrong-" + PASSWORD)
 
 

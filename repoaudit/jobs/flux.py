@@ -197,7 +197,7 @@ def _flux_job(found: _FluxSet, key: tuple[str, str], doc: _Doc, earlier: list[st
         notes.append("accessFrom is not used by repoaudit")
     for unknown in sorted(set(spec) - _SPEC_FIELDS):
         notes.append(f"unknown field spec.{unknown} is ignored")
-    exclusion_list = _exclusion_list(spec.get("exclusionList"), where, "spec.exclusionList")
+    exclusion_list = _exclusion_list(spec.get("exclusionList"), where, "spec.exclusionList", empty_is_default=True)
 
     provider = spec.get("provider") or "generic"
     if provider not in PROVIDERS:

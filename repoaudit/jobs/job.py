@@ -245,8 +245,11 @@ def excluded(tag: str, exclusion_list: Iterable[str]) -> bool:
     return any(_compiled(pattern).search(tag) for pattern in exclusion_list)
 
 
-def _exclusion_list(value: Any, where: str, key: str) -> tuple[str, ...]:
-    if value is None:
+def _exclusion_list(value: Any, where: str, key: str, *, empty_is_default: bool = False) -> tuple[str, ...]:
+    """The exclusion regexes; absent means the default. Flux's ``GetExclusionList`` also gives the default
+    for an empty list (``len > 0`` or the default), so Flux objects pass ``empty_is_default``; in
+    repoaudit's own config file an empty list means "exclude nothing"."""
+    if value is None or (empty_is_default and value == []):
         return DEFAULT_EXCLUSION_LIST
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise ConfigError(f"{where}: {key} must be a list of regular expressions")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from repoaudit.errors import AuthenticationError, ConfigError, NotFoundError
+from repoaudit.errors import ConfigError
 from repoaudit.model.reference import parse_reference
 
 FLUX_API_VERSION = "image.toolkit.fluxcd.io/v1"
@@ -21,9 +21,12 @@ FLUX_API_VERSION = "image.toolkit.fluxcd.io/v1"
 
 def flux_reason(exc: BaseException) -> str:
     """Flux's Ready condition reason for a failed scan."""
-    if isinstance(exc, AuthenticationError):
-        return "AuthenticationFailed"
-    if isinstance(exc, ConfigError) or (isinstance(exc, NotFoundError) and "NAME_UNKNOWN" in exc.codes):
+    # As image-reflector-controller's reconcile (internal/controller/imagerepository_controller.go) sets
+    # them: ImageURLInvalid when spec.image does not parse; ReadOperationFailed when the scan fails,
+    # whatever the registry answered (a 404 NAME_UNKNOWN and a 401 for refused credentials alike).
+    # Flux's AuthenticationFailed is for credentials it cannot even assemble (a Secret that is missing
+    # or malformed), which repoaudit refuses when it reads the files, before any collection.
+    if isinstance(exc, ConfigError):
         return "ImageURLInvalid"
     return "ReadOperationFailed"
 
