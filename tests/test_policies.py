@@ -119,6 +119,13 @@ def harbor_rule(**overrides):
     return rule
 
 
+def test_harbor_bounds_accept_the_largest_valid_values():
+    policy = parse_policy({"rules": [harbor_rule(params={"latestPushedK": 32766}),
+                                     harbor_rule(template="nDaysSinceLastPush",
+                                                 params={"nDaysSinceLastPush": 20190904})]})
+    assert [c.count or c.seconds for r in policy.rules for c in r.conditions] == [32766, 20190904 * 86400]
+
+
 def test_harbor_model():
     policy = parse_policy({"rules": [
         harbor_rule(),
@@ -149,6 +156,12 @@ def test_harbor_model():
     (harbor_rule(scope_selectors={"repository": [{"kind": "doublestar", "decoration": "matches", "pattern": "x"}]}),
      "h.json: rule 1 (latestPushedK): scope_selectors.repository[1].decoration: must be repoMatches"),
     (harbor_rule(action="delete"), "h.json: rule 1 (latestPushedK): action: Harbor rules only retain"),
+    # Harbor's Valid bounds: rule/latestps/evaluator.go (K >= math.MaxInt16 is "too large"),
+    # rule/daysps/evaluator.go (N > 20190904 is "too large").
+    (harbor_rule(params={"latestPushedK": 32767}),
+     "h.json: rule 1 (latestPushedK): params.latestPushedK: must be at most 32766"),
+    (harbor_rule(template="nDaysSinceLastPush", params={"nDaysSinceLastPush": 20190905}),
+     "h.json: rule 1 (nDaysSinceLastPush): params.nDaysSinceLastPush: must be at most 20190904"),
 ])
 def test_harbor_errors(rule, message):
     with pytest.raises(PolicyError) as info:

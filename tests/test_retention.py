@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -383,3 +383,35 @@ def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
     candidates = {r[0] for r in con.execute(f"SELECT i.name FROM ({sql}) c JOIN _ra_images i USING (link_id)",
                                             params.values).fetchall()}
     assert candidates == {"A", "B", "C", "D", "E"} - kept
+
+
+@pytest.mark.parametrize("age, kept", [
+    (timedelta(days=6), True),
+    (timedelta(days=7), True),  # exactly N days: Harbor retains it (PushedTime >= now - N days)
+    (timedelta(days=7, seconds=1), False),
+])
+def test_harbor_days_since_last_push_keeps_an_image_exactly_n_days_old(age, kept):
+    """goharbor/harbor src/pkg/retention/policy/rule/daysps/evaluator.go: Process keeps an artifact whose
+    push time is >= now - N days (the dayspl twin's test table asserts the same bound for pulls)."""
+    from repoaudit.retention.compiler import Params, policy_sql
+    from repoaudit.retention.formats import load_policy
+
+    as_of = datetime(2024, 6, 1)
+    con = duckdb.connect()
+    con.execute("""
+        CREATE TEMP TABLE _ra_images AS
+        SELECT 1 AS link_id, 'A' AS name, 'sha256:aa' AS digest, NULL::TIMESTAMP AS created,
+               $pushed::TIMESTAMP AS pushed_at, $pushed::TIMESTAMP AS created_or_pushed, 7 AS rkey, 1 AS mkey,
+               ['v1'] AS tags, true AS tagged, $as_of::TIMESTAMP AS as_of, false AS deployed, true AS eligible
+    """, {"pushed": as_of - age, "as_of": as_of})
+    con.execute("CREATE TEMP TABLE _ra_repos AS SELECT 7 AS rkey, true AS in_plan, true AS in_scope, true AS r0")
+    policy = load_policy({"algorithm": "or", "rules": [{
+        "action": "retain", "template": "nDaysSinceLastPush", "params": {"nDaysSinceLastPush": 7},
+        "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+        "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
+    }]})
+    params = Params()
+    sql = policy_sql(policy, params)
+    candidates = {r[0] for r in con.execute(f"SELECT i.name FROM ({sql}) c JOIN _ra_images i USING (link_id)",
+                                            params.values).fetchall()}
+    assert candidates == (set() if kept else {"A"})

@@ -78,7 +78,8 @@ def _condition_sql(cond: Condition, sel_column: str, params: Params, tops: list[
 )""")
         expr = f"(link_id IN (SELECT link_id FROM {name}))"
     elif cond.kind == "newer_than":
-        expr = f"({_ts(cond.by)} > as_of - to_seconds({params(float(cond.seconds))}::DOUBLE))"
+        op = ">=" if cond.inclusive else ">"
+        expr = f"({_ts(cond.by)} {op} as_of - to_seconds({params(float(cond.seconds))}::DOUBLE))"
     elif cond.kind == "older_than":
         expr = f"({_ts(cond.by)} < as_of - to_seconds({params(float(cond.seconds))}::DOUBLE))"
     elif cond.kind == "tags":

@@ -212,6 +212,7 @@ class Condition:
     by: str = "pushed"  # created | pushed
     patterns: tuple[Pattern, ...] = ()
     negate: bool = False
+    inclusive: bool = False  # newer_than: an image exactly ``seconds`` old still counts (Harbor's >=)
 
     def describe(self) -> str:
         by = f" by {self.by}" if self.kind in ("most_recent", "newer_than", "older_than") else ""

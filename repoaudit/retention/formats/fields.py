@@ -62,11 +62,14 @@ def str_list(value: Any, where: Where, rule: str | None, field: str, *, allow_sc
     return value
 
 
-def integer(value: Any, where: Where, rule: str | None, field: str, *, minimum: int) -> int:
+def integer(value: Any, where: Where, rule: str | None, field: str, *, minimum: int,
+            maximum: int | None = None) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise where.error(f"must be an integer >= {minimum}, got {value!r}", rule=rule, field=field)
+    if maximum is not None and value > maximum:
+        raise where.error(f"must be at most {maximum}, got {value!r}", rule=rule, field=field)
     return value
 
 

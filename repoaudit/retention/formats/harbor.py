@@ -104,11 +104,16 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
         if template == "always":
             condition = Condition("always")
         elif template == "latestPushedK":
-            k = integer(params.get("latestPushedK"), where, label, "params.latestPushedK", minimum=0)
+            # Harbor's Valid (rule/latestps/evaluator.go): 0 <= K < math.MaxInt16.
+            k = integer(params.get("latestPushedK"), where, label, "params.latestPushedK", minimum=0,
+                        maximum=32766)
             condition = Condition("most_recent", count=k, by="pushed")
         else:
-            n = integer(params.get("nDaysSinceLastPush"), where, label, "params.nDaysSinceLastPush", minimum=0)
-            condition = Condition("newer_than", seconds=n * DAY, by="pushed")
+            # Harbor's Valid (rule/dayspl, rule/daysps): 0 <= N <= 20190904; its Process retains an artifact
+            # pushed at or after now - N days (>=), so one exactly N days old is kept.
+            n = integer(params.get("nDaysSinceLastPush"), where, label, "params.nDaysSinceLastPush", minimum=0,
+                        maximum=20190904)
+            condition = Condition("newer_than", seconds=n * DAY, by="pushed", inclusive=True)
 
         tag_selectors = []
         for j, sel in enumerate(rdoc.get("tag_selectors") or [], 1):
