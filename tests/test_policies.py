@@ -245,13 +245,24 @@ def test_gar_list_and_rest_forms_agree():
      "g.json: rule x: condition.olderThan: duration 30 needs a unit"),
     ([{"name": "x", "action": {"type": "Delete"}, "condition": {"olderThen": "3d"}}],
      "g.json: rule x: condition.olderThen: unknown field"),
-    ([{"name": "x", "action": {"type": "Keep"}, "condition": {"tagState": "tagged"}}],
-     "g.json: policies: has no Delete policy"),
+    ([{"name": f"p{i}", "action": {"type": "Delete"}, "condition": {"olderThan": "30d"}} for i in range(11)],
+     "g.json: policies: has 11 cleanup policies; Artifact Registry allows at most 10"),
 ])
 def test_gar_errors(policies, message):
     with pytest.raises(PolicyError) as info:
         parse_policy(policies, source="g.json")
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_gar_keep_policies_alone_delete_nothing():
+    """Artifact Registry accepts keep policies alone; they only exempt versions, so nothing is deleted
+    (cleanup policy overview: "A keep policy only exempts matching artifacts from deletion")."""
+    policy = parse_policy([{"name": "x", "action": {"type": "Keep"}, "condition": {"tagState": "tagged"}}],
+                          source="g.json")
+    assert [r.action for r in policy.rules] == ["keep"] and "deletes nothing" in policy.notes[0]
+    ten = parse_policy([{"name": f"p{i}", "action": {"type": "Delete"}, "condition": {"olderThan": "30d"}}
+                        for i in range(10)])
+    assert len(ten.rules) == 10
 
 
 def test_format_detection_and_files(tmp_path):

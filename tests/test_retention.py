@@ -249,6 +249,14 @@ def test_gar(audit, estate):
     assert rules[estate.digests["a1"]].startswith("delete-old")
 
 
+def test_gar_keep_policies_alone_plan_nothing(audit, estate, tmp_path):
+    path = tmp_path / "keep-only.json"
+    path.write_text(json.dumps([{"name": "keep-tagged", "action": {"type": "Keep"},
+                                 "condition": {"tagState": "tagged"}}]))
+    plan = audit.retention(path)
+    assert estate.names(plan) == set() and int(plan.summary["candidate_images"].iloc[0]) == 0
+
+
 def test_deployed_keeps_what_runs(audit, estate):
     plan = audit.retention({"rules": [{"keep": {"deployed": True}}]}, include=["team/api", "ops/tools"])
     # a1 runs by digest; amd runs, so its index x1 is deployed too.

@@ -107,9 +107,10 @@ def policy_sql(policy: Policy, params: Params) -> str:
     if policy.mode == "retain":
         candidate, rule_index = f"(in_scope AND NOT {kept})", "-1"
     elif policy.mode == "keep_wins":
-        fired = " OR ".join(f"f{i}" for i in deletes)
+        # Keep policies alone are valid in Artifact Registry and delete nothing.
+        fired = " OR ".join(f"f{i}" for i in deletes) or "false"
         candidate = f"(({fired}) AND NOT {kept})"
-        rule_index = "CASE " + " ".join(f"WHEN f{i} THEN {i}" for i in deletes) + " END"
+        rule_index = ("CASE " + " ".join(f"WHEN f{i} THEN {i}" for i in deletes) + " END") if deletes else "-1"
     elif policy.mode == "first_match":
         # ECR: the first rule (by priority) whose tag selection matches decides; a later rule never expires it.
         rule_index = "CASE " + " ".join(f"WHEN s{i} THEN {i}" for i in range(len(policy.rules))) + " END"

@@ -38,11 +38,20 @@ def _gar_policies(doc: Any, where: Where) -> list[tuple[str, dict]]:
     raise where.error("must be a non-empty list of cleanup policies", field="policies")
 
 
+# "You can apply up to 10 cleanup policies to a repository" (Artifact Registry, cleanup policy overview);
+# gcloud's set-cleanup-policies fails when a repository would exceed it.
+MAX_GAR_POLICIES = 10
+
+
 def parse_gar(doc: Any, source: str = "<policy>") -> Policy:
     """Artifact Registry cleanup policies (the ``gcloud … set-cleanup-policies`` file, or the REST map)."""
     where = Where(source)
     rules = []
-    for name, pdoc in _gar_policies(doc, where):
+    policies = _gar_policies(doc, where)
+    if len(policies) > MAX_GAR_POLICIES:
+        raise where.error(f"has {len(policies)} cleanup policies; Artifact Registry allows at most "
+                          f"{MAX_GAR_POLICIES} per repository", field="policies")
+    for name, pdoc in policies:
         unknown_keys(pdoc, {"name", "id", "action", "condition", "mostRecentVersions"}, where, name, None)
         action_doc = pdoc.get("action")
         action_type = action_doc.get("type") if isinstance(action_doc, dict) else action_doc
@@ -94,6 +103,9 @@ def parse_gar(doc: Any, source: str = "<policy>") -> Policy:
                     raise where.error(str(exc), rule=name, field=f"condition.{key}") from None
                 conditions.append(Condition(kind, seconds=seconds, by="pushed"))
         rules.append(Rule(name, action, repos, (tags,), tuple(conditions)))
+    notes = ()
     if not any(r.action == "delete" for r in rules):
-        raise where.error("has no Delete policy, so nothing would ever be deleted", field="policies")
-    return Policy(name="gar", format="gar", mode="keep_wins", rules=tuple(rules))
+        # Valid in Artifact Registry: keep policies only exempt versions from deletion, so with no Delete
+        # policy nothing is deleted ("cleanup policy overview", Types of cleanup policies).
+        notes = ("no Delete policy: Artifact Registry deletes nothing with keep policies alone",)
+    return Policy(name="gar", format="gar", mode="keep_wins", rules=tuple(rules), notes=notes)
