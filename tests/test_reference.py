@@ -66,7 +66,9 @@ def test_parse_valid(text, registry, repository, tag, digest):
         (f"foo@{D1}@{D1}", "more than one '@'"),
         ("a" * 64, "image ID"),
         ("bad_host.example.com/app", "registry host"),
-        ("ghcr.io/" + "a" * 250, "longer than 255"),
+        ("ghcr.io/" + "a" * 256, "at most 255"),
+        ("a" * 250, "at most 255"),  # Docker Hub: library/ + 250 is checked after normalisation
+        ("a/" * 128 + "a:tag", "at most 255"),  # distribution/reference reference_test.go: ErrNameTooLong
         (":tag", "repository name is empty"),
     ],
 )
@@ -186,3 +188,12 @@ def test_image_id_invalid(image_id, reason):
         parse_image_id(image_id)
     assert str(info.value).startswith(f"invalid imageID {image_id!r}: ")
     assert reason in str(info.value)
+
+
+def test_the_255_limit_counts_the_path_not_the_domain():
+    """distribution/reference Parse: len(repo.path) > RepositoryNameTotalLengthMax is ErrNameTooLong;
+    the domain is not counted (reference_test.go accepts 255 characters of path with a tag)."""
+    ref = parse_reference("a/" * 127 + "a:tag-puts-this-over-max")
+    assert len(ref.repository) == 255 and ref.tag == "tag-puts-this-over-max"
+    long_domain = parse_reference("registry.example.com:5000/" + "b" * 255)
+    assert long_domain.registry == "registry.example.com:5000" and len(long_domain.repository) == 255

@@ -44,7 +44,7 @@ __all__ = [
 DOCKER_HUB = "index.docker.io"
 DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
-# distribution/reference caps the whole name (domain included) at 255 characters.
+# distribution/reference caps a repository's path (the name without its domain) at 255 characters.
 NAME_TOTAL_LENGTH_MAX = 255
 
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -213,13 +213,15 @@ def parse_reference(text: str) -> ImageReference:
                 f"path component {component!r} must be lowercase letters and digits"
                 " joined by '.', '_', '__' or '-'",
             )
-    if len(registry) + 1 + len(repository) > NAME_TOTAL_LENGTH_MAX:
-        raise _invalid(text, f"name is longer than {NAME_TOTAL_LENGTH_MAX} characters")
-
     if is_docker_hub(registry):
         registry = DOCKER_HUB
         if "/" not in repository:
             repository = f"library/{repository}"
+    # distribution/reference's Parse caps the path, not the domain (RepositoryNameTotalLengthMax), and
+    # ParseNormalizedNamed checks it after "library/" is added.
+    if len(repository) > NAME_TOTAL_LENGTH_MAX:
+        raise _invalid(text, f"repository path is {len(repository)} characters long "
+                             f"(at most {NAME_TOTAL_LENGTH_MAX})")
     return ImageReference(registry=registry, repository=repository, tag=tag, digest=digest)
 
 
