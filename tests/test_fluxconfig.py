@@ -474,3 +474,21 @@ def test_plain_config_file_level_errors(tmp_path):
                     env={"HOME": str(tmp_path)})
     with pytest.raises(ConfigError, match=r"d\.yaml:2:1: invalid YAML: .*a tab"):
         load_config(write(tmp_path, "registries:\n\t- url: x\n", name="d.yaml"))
+
+
+def test_exclusion_regexes_are_read_as_go_reads_them(tmp_path):
+    """Flux compiles exclusionList with Go's regexp (RE2): a lookahead fails, \\z is the end of text."""
+    from repoaudit.jobs.job import excluded
+
+    with pytest.raises(ConfigError, match=r"Go/RE2 syntax.*invalid perl operator"):
+        load_flux([dump(tmp_path, repo_doc(exclusionList=["^(?!v)"]), name="lookahead.yaml")])
+    job = only(load_flux([dump(tmp_path, repo_doc(exclusionList=[r"\.sig\z"]), name="z.yaml")]))
+    assert excluded("sha256-abc.sig", job.exclusion_list) and not excluded("v1.sig.x", job.exclusion_list)
+
+
+def test_exclude_tag_option_reads_regexes_as_flux_does():
+    from repoaudit.model.options import CollectOptions
+
+    assert CollectOptions(exclude_tags=(r"\.sig\z",)).exclude_tags == (r"\.sig\z",)
+    with pytest.raises(ConfigError, match=r"invalid tag exclusion regex '\^\(\?!v\)' \(Go/RE2 syntax"):
+        CollectOptions(exclude_tags=("^(?!v)",))

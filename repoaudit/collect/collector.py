@@ -36,6 +36,7 @@ from repoaudit.jobs.status import canonical_image_name, flux_reason
 from repoaudit.model.documents import is_valid_repository, is_valid_tag, printable
 from repoaudit.model.manifest import ImageConfig, Manifest, parse_config, parse_manifest
 from repoaudit.model.options import CollectOptions
+from repoaudit.model.regex import compile_go
 from repoaudit.model.timestamps import utc_naive, utcnow
 from repoaudit.sources.base import Source
 from repoaudit.store.database import to_json
@@ -337,9 +338,9 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
     """
     options, source = part.options, part.source
     try:
-        exclusions = tuple(re.compile(p) for p in options.exclude_tags)
-    except re.error as exc:
-        return ConfigError(f"invalid tag exclusion regex {exc.pattern!r}: {exc}")
+        exclusions = tuple(compile_go(p) for p in options.exclude_tags)
+    except ValueError as exc:
+        return ConfigError(f"invalid tag exclusion regex: {exc}")
     names = list(options.repositories)
     try:
         await source.ping()

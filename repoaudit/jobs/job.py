@@ -75,7 +75,6 @@ environment, a Secret file or a password file. Unknown keys are errors.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import re
@@ -89,6 +88,7 @@ from typing import Any
 from repoaudit.errors import ConfigError
 from repoaudit.loader import load_documents
 from repoaudit.model.options import ClientOptions, Target, parse_target
+from repoaudit.model.regex import compile_go, matches_any
 from repoaudit.sources.credentials import ANONYMOUS, Credentials
 
 __all__ = [
@@ -235,14 +235,9 @@ def parse_duration(text: str) -> float:
     return total
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def excluded(tag: str, exclusion_list: Iterable[str]) -> bool:
     """True when any pattern matches anywhere in ``tag`` (Go's ``regexp.MatchString``, as Flux uses)."""
-    return any(_compiled(pattern).search(tag) for pattern in exclusion_list)
+    return matches_any(tag, exclusion_list)
 
 
 def _exclusion_list(value: Any, where: str, key: str, *, empty_is_default: bool = False) -> tuple[str, ...]:
@@ -257,9 +252,10 @@ def _exclusion_list(value: Any, where: str, key: str, *, empty_is_default: bool 
         raise ConfigError(f"{where}: {key} has {len(value)} entries (at most {MAX_EXCLUSIONS})")
     for pattern in value:
         try:
-            _compiled(pattern)
-        except re.error as exc:
-            raise ConfigError(f"{where}: {key} entry {pattern!r} is not a valid regular expression: {exc}") from None
+            compile_go(pattern)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key} entry {pattern!r} is not a valid regular expression "
+                              f"(Go/RE2 syntax, as Flux compiles it): {exc}") from None
     return tuple(value)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from repoaudit.errors import ConfigError
+from repoaudit.model.regex import compile_go
 from repoaudit.model.retry import RetryPolicy
 
 DEFAULT_DB = "repoaudit.duckdb"
@@ -123,9 +123,10 @@ class CollectOptions:
                     raise ConfigError(f"invalid {option} {value!r}: empty")
         for pattern in self.exclude_tags:
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ConfigError(f"invalid tag exclusion regex {pattern!r}: {exc}") from None
+                compile_go(pattern)
+            except ValueError as exc:
+                raise ConfigError(f"invalid tag exclusion regex {pattern!r} (Go/RE2 syntax, as Flux's "
+                                  f"exclusionList): {exc}") from None
         if self.shard is not None:
             object.__setattr__(self, "shard", parse_shard(self.shard))
 
