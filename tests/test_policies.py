@@ -150,6 +150,8 @@ def test_harbor_model():
      "h.json: rule 1 (latestPulledN): template: needs pull times"),
     (harbor_rule(template="nDaysSinceLastPull"), "h.json: rule 1 (nDaysSinceLastPull): template: needs pull times"),
     (harbor_rule(template="latestK"), "h.json: rule 1: template: unknown template 'latestK'"),
+    (harbor_rule(template="latestActiveK", params={"latestActiveK": 3}),
+     "h.json: rule 1 (latestActiveK): template: needs pull times"),
     (harbor_rule(params={}), "h.json: rule 1 (latestPushedK): params.latestPushedK: must be an integer"),
     (harbor_rule(tag_selectors=[{"kind": "label", "decoration": "withLabels", "pattern": "x"}]),
      "h.json: rule 1 (latestPushedK): tag_selectors[1].kind: only doublestar"),

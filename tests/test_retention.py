@@ -393,14 +393,16 @@ def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
     assert candidates == {"A", "B", "C", "D", "E"} - kept
 
 
-@pytest.mark.parametrize("age, kept", [
-    (timedelta(days=6), True),
-    (timedelta(days=7), True),  # exactly N days: Harbor retains it (PushedTime >= now - N days)
-    (timedelta(days=7, seconds=1), False),
+@pytest.mark.parametrize("template, age, kept", [
+    ("nDaysSinceLastPush", timedelta(days=6), True),
+    ("nDaysSinceLastPush", timedelta(days=7), True),  # exactly N days: PushedTime >= now - N days
+    ("nDaysSinceLastPush", timedelta(days=7, seconds=1), False),
+    ("lastXDays", timedelta(days=6), True),
+    ("lastXDays", timedelta(days=7), False),  # lastx: PushedTime.After(cutoff), strictly
 ])
-def test_harbor_days_since_last_push_keeps_an_image_exactly_n_days_old(age, kept):
-    """goharbor/harbor src/pkg/retention/policy/rule/daysps/evaluator.go: Process keeps an artifact whose
-    push time is >= now - N days (the dayspl twin's test table asserts the same bound for pulls)."""
+def test_harbor_day_templates_at_the_boundary(template, age, kept):
+    """goharbor/harbor src/pkg/retention/policy/rule/daysps/evaluator.go keeps an artifact whose push time
+    is >= now - N days; rule/lastx/evaluator.go keeps one pushed strictly after now - X days."""
     from repoaudit.retention.compiler import Params, policy_sql
     from repoaudit.retention.formats import load_policy
 
@@ -414,7 +416,7 @@ def test_harbor_days_since_last_push_keeps_an_image_exactly_n_days_old(age, kept
     """, {"pushed": as_of - age, "as_of": as_of})
     con.execute("CREATE TEMP TABLE _ra_repos AS SELECT 7 AS rkey, true AS in_plan, true AS in_scope, true AS r0")
     policy = load_policy({"algorithm": "or", "rules": [{
-        "action": "retain", "template": "nDaysSinceLastPush", "params": {"nDaysSinceLastPush": 7},
+        "action": "retain", "template": template, "params": {template: 7},
         "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
         "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
     }]})

@@ -22,7 +22,8 @@ from repoaudit.retention.policy import (
     TagSelector,
 )
 
-_HARBOR_TEMPLATES = ("always", "latestPushedK", "nDaysSinceLastPush", "latestPulledN", "nDaysSinceLastPull")
+_HARBOR_TEMPLATES = ("always", "latestPushedK", "nDaysSinceLastPush", "lastXDays", "latestPulledN",
+                     "nDaysSinceLastPull", "latestActiveK")
 
 
 def _harbor_extras_untagged(value: Any, default: bool, where: Where, rule: str, field: str) -> bool:
@@ -96,7 +97,8 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
         action = rdoc.get("action", "retain")
         if action != "retain":
             raise where.error(f"Harbor rules only retain, got {action!r}", rule=label, field="action")
-        if template in ("latestPulledN", "nDaysSinceLastPull"):
+        # latestActiveK ranks by the later of push and pull (rule/latestk/evaluator.go: activeTime).
+        if template in ("latestPulledN", "nDaysSinceLastPull", "latestActiveK"):
             raise where.error("needs pull times, which registries do not expose to repoaudit; use latestPushedK "
                               "or nDaysSinceLastPush, or a native policy", rule=label, field="template")
         params = rdoc.get("params") or {}
@@ -108,6 +110,10 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
             k = integer(params.get("latestPushedK"), where, label, "params.latestPushedK", minimum=0,
                         maximum=32766)
             condition = Condition("most_recent", count=k, by="pushed")
+        elif template == "lastXDays":
+            # rule/lastx/evaluator.go: retains what was pushed strictly after now - X days (After, not >=).
+            x = integer(params.get("lastXDays"), where, label, "params.lastXDays", minimum=0)
+            condition = Condition("newer_than", seconds=x * DAY, by="pushed")
         else:
             # Harbor's Valid (rule/dayspl, rule/daysps): 0 <= N <= 20190904; its Process retains an artifact
             # pushed at or after now - N days (>=), so one exactly N days old is kept.
