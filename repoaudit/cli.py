@@ -7,6 +7,8 @@ Whatever goes wrong is one line on stderr, and the exit code says which kind:
 0     done
 1     an error repoaudit reports (``Error: …``): bad input, a registry, the database
 2     a usage error (``Error: …``): unknown option, missing argument, invalid value
+3     ``collect --fail-on partial``: a snapshot is partial (some repositories failed)
+4     ``collect``: a snapshot failed (the registry unreachable, every repository failed)
 70    an internal error, a bug (EX_SOFTWARE): the traceback goes to a log file under
       ``$XDG_STATE_HOME/repoaudit/`` (``~/.local/state/repoaudit/``), the line names it
 130   interrupted (Ctrl-C)
@@ -46,6 +48,8 @@ FORMATS = click.Choice(["table", "csv", "json"])
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_PARTIAL = 3  # collect --fail-on partial: a snapshot is partial
+EXIT_FAILED = 4  # collect: a snapshot failed
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 
@@ -245,45 +249,95 @@ def main():
 @click.option("--name", help="Registry name to store (default: host[:port], or oci:PATH).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--shard", metavar="I/N", help="Only the repositories whose name hashes to I mod N (I from 0 to N-1).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="json: one summary object per snapshot, for scripts.")
+@click.option("--fail-on", "fail_on", type=click.Choice(["partial", "failed"]), default="failed", show_default=True,
+              help=f"Exit non-zero from this status on: a failed snapshot exits {EXIT_FAILED}, "
+                   f"a partial one {EXIT_PARTIAL} with --fail-on partial (else 0).")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Write Prometheus text-format metrics (node-exporter textfile collector) to PATH, atomically.")
 @fail_cleanly
 def collect(url, db, files, include, exclude, repositories, exclude_tags, concurrency, username, password_stdin,
-            ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard):
+            ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard, fmt, fail_on,
+            metrics_file):
     """Snapshot a registry (https://host, http://host:port), OCI layouts (oci:PATH) or -f FILE into the database."""
     if bool(url) == bool(files):
         raise ConfigError("give a registry URL or -f FILE, not both and not neither")
     if bool(cert_file) != bool(key_file):
         raise ConfigError("--cert and --key go together")
+    check_output(metrics_file, "--metrics-file", stdout="the textfile collector reads a file; give a path")
     password = read_password(username, password_stdin)
     # Everything that can be wrong with the arguments is found before the database is
     # opened: a bad regex or shard must not leave a 'failed' snapshot behind.
     if files:
         jobs = load_jobs(files)
+        registries = list(dict.fromkeys(job.registry for job in jobs))
     else:
-        parse_target(url, name)
+        registries = [parse_target(url, name).name]
         CollectOptions(include=include, exclude=exclude, repositories=repositories, exclude_tags=exclude_tags,
                        shard=shard)
+    error: RepoauditError | None = None
     with Audit(db) as audit:
-        if files:
-            results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not no_progress)
-        else:
-            results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
-                                     include=include, exclude=exclude, repositories=repositories,
-                                     exclude_tags=exclude_tags, full=full, name=name, progress=not no_progress,
-                                     shard=shard, ca_file=ca_file, cert=(cert_file, key_file) if cert_file else None,
-                                     insecure=insecure, timeout=timeout, proxy=proxy)]
-        for result in results:
-            summary = audit.query("snapshots", limit=1, registry=result.registry).iloc[0]
+        before = {r: getattr(audit.latest_result(r), "snapshot_id", -1) for r in registries}
+        try:
+            if files:
+                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not no_progress)
+            else:
+                results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
+                                         include=include, exclude=exclude, repositories=repositories,
+                                         exclude_tags=exclude_tags, full=full, name=name, progress=not no_progress,
+                                         shard=shard, ca_file=ca_file,
+                                         cert=(cert_file, key_file) if cert_file else None,
+                                         insecure=insecure, timeout=timeout, proxy=proxy)]
+        except RepoauditError as exc:
+            # A run that fails outright still leaves its snapshots (failed, and any registry done before it).
+            error = exc
+            results = [r for r in (audit.latest_result(reg, after=before[reg]) for reg in registries) if r]
+            if not any(r.status == "failed" for r in results):
+                raise
+        summaries = [collect_summary(result, audit.query("snapshots", limit=1, registry=result.registry).iloc[0])
+                     for result in results]
+        if metrics_file:
+            audit.write_collect_metrics(metrics_file, results)
+    if fmt == "json":
+        click.echo(json.dumps(summaries, indent=2))
+    for result, summary in zip(results, summaries):
+        if fmt != "json":
             click.echo(f"snapshot {result.snapshot_id} of {result.registry}: {result.status} ({result.mode})\n"
                        f"  repositories {result.repositories}, tags {result.tags}, manifests {result.manifests} "
                        f"({result.new_manifests} new), unique bytes {human_bytes(summary['unique_bytes'])}, "
                        f"errors {result.errors}, {result.seconds:.1f}s")
-            if result.errors and result.status != "failed":
-                click.echo(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
-                           f"WHERE snapshot_id = {result.snapshot_id}\"", err=True)
+        if result.errors and result.status != "failed":
+            click.echo(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
+                       f"WHERE snapshot_id = {result.snapshot_id}\"", err=True)
+    if error is not None:
+        raise SnapshotStatusError(_one_line(error), EXIT_FAILED)
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        raise click.ClickException("; ".join(f"snapshot {r.snapshot_id} of {r.registry} failed: {r.error}"
-                                             for r in failed))
+        raise SnapshotStatusError("; ".join(f"snapshot {r.snapshot_id} of {r.registry} failed: {r.error}"
+                                            for r in failed), EXIT_FAILED)
+    partial = [r for r in results if r.status == "partial"]
+    if partial and fail_on == "partial":
+        raise SnapshotStatusError("; ".join(f"snapshot {r.snapshot_id} of {r.registry} is partial "
+                                            f"({r.errors} error(s))" for r in partial), EXIT_PARTIAL)
+
+
+class SnapshotStatusError(click.ClickException):
+    """A collect whose worst snapshot status fails the run: one line, and the exit code saying which status."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def collect_summary(result, snapshot) -> dict:
+    """What ``collect --format json`` prints for one snapshot."""
+    return {"snapshot_id": int(result.snapshot_id), "registry": result.registry, "status": result.status,
+            "mode": result.mode, "repositories": int(result.repositories), "tags": int(result.tags),
+            "manifests": int(result.manifests), "new_manifests": int(result.new_manifests),
+            "unique_bytes": int(snapshot["unique_bytes"] or 0), "errors": int(result.errors),
+            "requests": int(sum(result.requests.values())), "seconds": round(float(result.seconds), 3),
+            "error": result.error}
 
 
 def load_jobs(files) -> list:
@@ -525,20 +579,25 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
               help="Write the plan JSON (what 'retention apply' reads) to FILE.")
 @click.option("--sign", "sign_key", metavar="KEY", type=click.Path(dir_okay=False, path_type=Path),
               help="Sign the plan with KEY: an Ed25519 private key (PEM) or an HMAC secret file.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Write Prometheus text-format metrics (reclaimable bytes per policy) to PATH, atomically.")
 @fail_cleanly
-def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key):
+def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key, metrics_file):
     """What each policy would delete, and the bytes garbage collection would then free."""
     from repoaudit.retention.whatif import whatif_table
 
     if sign_key and not output and fmt != "json":
         raise ConfigError("--sign signs the plan JSON: add -o FILE or --format json")
     check_output(output, "-o", stdout="the plan goes to standard output with --format json")
+    check_output(metrics_file, "--metrics-file", stdout="the textfile collector reads a file; give a path")
     as_of = _as_of(as_of)
     with Audit(db, read_only=True) as audit:
         plan = audit.retention(*policies, registry=registry, include=include, as_of=as_of, blobs=False,
                                detail=bool(output) or fmt != "table")
     if output:
         plan.write_json(output, sign=sign_key)
+    if metrics_file:
+        Audit.write_retention_metrics(metrics_file, plan)
     if fmt == "json":
         click.echo(json.dumps(plan.to_document(sign=sign_key), indent=2))
     elif fmt == "csv":
