@@ -88,7 +88,8 @@ class Audit:
     def queries(self) -> pd.DataFrame:
         """The named queries with their descriptions and parameters."""
         rows = [{"name": q.name, "description": q.description,
-                 "parameters": ", ".join(f"{p.name} {p.type} = {p.default!r}" for p in q.params)}
+                 "parameters": ", ".join(f"{p.name} {p.type} = {'NULL' if p.default is None else repr(p.default)}"
+                                        for p in q.params)}
                 for q in load_queries().values()]
         return pd.DataFrame(rows, columns=["name", "description", "parameters"])
 

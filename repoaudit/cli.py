@@ -21,7 +21,6 @@ never leaves a snapshot or a half-written file behind.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import sys
@@ -43,6 +42,7 @@ from repoaudit.model.options import (
     default_db_path,
     parse_target,
 )
+from repoaudit.model.output import encode, to_csv, to_json
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
@@ -205,13 +205,14 @@ def db_option(fn):
                         help="DuckDB database file.")(fn)
 
 
-def print_frame(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
-    if fmt == "csv":
-        text = frame.to_csv(index=False)
-    elif fmt == "json":
-        text = json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=2) + "\n"
-    else:
-        text = (frame.to_string(index=False) if len(frame) else "(no rows)") + "\n"
+def raw_option(fn):
+    return click.option("--raw", is_flag=True,
+                        help="Tables: exact numbers instead of human-readable bytes.")(fn)
+
+
+def print_frame(frame: pd.DataFrame, fmt: str, output: Path | None = None, *, raw: bool = False) -> None:
+    """Rows as a table, CSV or JSON under the output contract (:mod:`repoaudit.model.output`)."""
+    text = encode(frame, fmt, raw=raw)
     if output and not is_stdout(output):
         output.write_text(text)
     else:
@@ -300,7 +301,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         if metrics_file:
             audit.write_collect_metrics(metrics_file, results)
     if fmt == "json":
-        click.echo(json.dumps(summaries, indent=2))
+        click.echo(to_json(summaries), nl=False)
     for result, summary in zip(results, summaries):
         if fmt != "json":
             click.echo(f"snapshot {result.snapshot_id} of {result.registry}: {result.status} ({result.mode})\n"
@@ -369,44 +370,50 @@ def read_password(username: str | None, password_stdin: bool) -> str | None:
 @main.command()
 @db_option
 @click.option("--registry", help="Only this registry.")
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "table"]), default="yaml", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "table", "csv"]), default="yaml",
+              show_default=True, help="yaml/json: Flux ImageRepository objects; table/csv: one row per repository.")
+@raw_option
 @fail_cleanly
-def status(db, registry, fmt):
+def status(db, registry, fmt, raw):
     """Flux-style status of each repository in the latest snapshot (compare with kubectl get imagerepository)."""
     with Audit(db, read_only=True) as audit:
         frame = audit.query("repository_status", registry=registry)
-        if fmt == "table":
-            print_frame(frame, "table")
+        if fmt in ("table", "csv"):
+            print_frame(frame, fmt, raw=raw)
             return
         docs = audit.flux_status(registry=registry)
     if fmt == "json":
-        click.echo(json.dumps(docs, indent=2))
+        click.echo(to_json(docs), nl=False)
     else:
         import yaml
 
-        click.echo(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False), nl=False)
+        from repoaudit.model.output import plain
+
+        click.echo(yaml.safe_dump_all(plain(docs), sort_keys=False, default_flow_style=False), nl=False)
 
 
 @main.command()
 @click.argument("statement")
 @db_option
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@raw_option
 @fail_cleanly
-def sql(statement, db, fmt):
+def sql(statement, db, fmt, raw):
     """Run SQL against the database (read-only)."""
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.sql(statement), fmt)
+        print_frame(audit.sql(statement), fmt, raw=raw)
 
 
 @main.command()
 @db_option
 @click.option("--registry", help="Only this registry.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@raw_option
 @fail_cleanly
-def snapshots(db, registry, fmt):
+def snapshots(db, registry, fmt, raw):
     """List collection runs, newest first."""
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.query("snapshots", registry=registry), fmt)
+        print_frame(audit.query("snapshots", registry=registry), fmt, raw=raw)
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -426,13 +433,14 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to a file ('-': standard output).")
+@raw_option
 @fail_cleanly
-def query(name, db, params, fmt, output):
+def query(name, db, params, fmt, output, raw):
     """Run a named query from queries/ (see 'repoaudit queries')."""
     check_output(output, "-o")
     params = parse_params(params)
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.query(name, **params), fmt, output)
+        print_frame(audit.query(name, **params), fmt, output, raw=raw)
 
 
 @main.command("queries")
@@ -557,14 +565,6 @@ def _as_of(value: str | None):
         raise ConfigError(f"--as-of wants an ISO date or time (2026-01-31, 2026-01-31T12:00), got {value!r}") from None
 
 
-def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
-            out[col] = out[col].map(lambda v: " ".join(map(str, list(v))) if v is not None else "")
-    return out
-
-
 @retention.command("plan")
 @click.option("--policy", "policies", multiple=True, required=True, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
@@ -599,9 +599,9 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key
     if metrics_file:
         Audit.write_retention_metrics(metrics_file, plan)
     if fmt == "json":
-        click.echo(json.dumps(plan.to_document(sign=sign_key), indent=2))
+        click.echo(to_json(plan.to_document(sign=sign_key)), nl=False)
     elif fmt == "csv":
-        click.echo(_csv_ready(plan.candidates).to_csv(index=False), nl=False)
+        click.echo(to_csv(plan.candidates), nl=False)
     else:
         for snap in plan.snapshots.itertuples():
             click.echo(f"{snap.registry}: snapshot {snap.snapshot_id} of {snap.started_at:%Y-%m-%d %H:%M} UTC"
@@ -643,11 +643,9 @@ def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, r
                                        registry_urls=urls, verify_key=verify_key)
     frame = result.outcomes
     if fmt != "table":
-        print_frame(frame if fmt == "json" else _csv_ready(frame), fmt)
+        print_frame(frame, fmt)
     else:
-        shown = frame.assign(tags=frame["tags"].map(lambda v: ", ".join(v)),
-                             live_tags=frame["live_tags"].map(lambda v: ", ".join(v)))
-        print_frame(shown[["repository", "digest", "role", "tags", "outcome", "reason"]], "table")
+        print_frame(frame[["repository", "digest", "role", "tags", "outcome", "reason"]], "table")
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.counts().items())) or "nothing to do"
     mode = "dry run (nothing deleted; add --yes to delete)" if result.dry_run else "applied"
     click.echo(f"{result.policy}: {mode}: {counts}", err=True)
@@ -664,11 +662,12 @@ def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, r
 @click.option("--registry", help="Only this registry.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1), help="At most this many rows.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@raw_option
 @fail_cleanly
-def history(reference, db, registry, limit, fmt):
+def history(reference, db, registry, limit, fmt, raw):
     """A repository's or tag's history across snapshots: digests, when seen, moves and rollbacks."""
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.history(reference, registry=registry, limit=limit), fmt)
+        print_frame(audit.history(reference, registry=registry, limit=limit), fmt, raw=raw)
 
 
 @main.command()
