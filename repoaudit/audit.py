@@ -124,10 +124,12 @@ class Audit:
         return fetch_frame(self.con, f'SELECT * FROM "{name}"')
 
     def export_csv(self, name: str, path: str | Path, **params: Any) -> int:
-        """Write a table, view or named query to CSV; returns the row count."""
+        """Write a table, view or named query to CSV (the CLI's output contract); returns the row count."""
+        from repoaudit.model.output import to_csv
+
         frame = self.export_frame(name, **params)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
+        Path(path).write_text(to_csv(frame), encoding="utf-8")
         return len(frame)
 
     def export_frame(self, name: str, **params: Any) -> pd.DataFrame:

@@ -106,6 +106,13 @@ def test_every_verb_every_format(demo_db, args, fmt):
     CHECK[fmt](text)
 
 
+@pytest.mark.parametrize("name", ["snapshots", "tags", "stale_images"])
+def test_export_csv(demo_db, tmp_path, name):
+    path = tmp_path / f"{name}.csv"
+    run("export", name, "--db", demo_db, "--csv", path)
+    assert check_csv(path.read_text()) == check_csv(run("export", name, "--db", demo_db, "--csv", "-"))
+
+
 def test_retention_plan_json_has_candidates_and_integer_totals(demo_db):
     plan = check_json(run("retention", "plan", "--policy", POLICY, "--db", demo_db, "--format", "json"))
     [policy] = plan["plans"]
