@@ -207,7 +207,7 @@ def db_option(fn):
 
 def raw_option(fn):
     return click.option("--raw", is_flag=True,
-                        help="Tables: exact numbers instead of human-readable bytes.")(fn)
+                        help="Tables: exact byte counts and full digests.")(fn)
 
 
 def print_frame(frame: pd.DataFrame, fmt: str, output: Path | None = None, *, raw: bool = False) -> None:

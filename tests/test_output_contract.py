@@ -149,3 +149,7 @@ def test_encoder_contract():
     table = encode(frame, "table")
     assert "18.7 GiB" in table and "a, b" in table and "NaN" not in table and "None" not in table
     assert "20109820000" in encode(frame, "table", raw=True)
+    digest = "sha256:" + "0123456789abcdef" * 4
+    short = encode(pd.DataFrame({"digest": [digest]}), "table")
+    assert "sha256:0123456789ab" in short and digest not in short
+    assert digest in encode(pd.DataFrame({"digest": [digest]}), "table", raw=True)

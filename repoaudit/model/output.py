@@ -4,7 +4,8 @@
 * integers are integers, also where a SUM made them floats or a NULL made pandas upcast them;
 * lists and maps are JSON arrays and objects, in CSV cells too;
 * one null: ``null`` in JSON, an empty cell in CSV, blank in tables;
-* tables show bytes human-readable (columns named ``*bytes``/``*size``) unless ``raw``.
+* tables show bytes human-readable (columns named ``*bytes``/``*size``) and digests shortened to
+  12 hex digits, unless ``raw``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import io
 import json
 import math
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -23,6 +25,7 @@ import pandas as pd
 from repoaudit.model.formatting import human_bytes
 
 FORMATS = ("table", "csv", "json")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def iso_utc(value: datetime) -> str:
@@ -161,6 +164,8 @@ def table_cell(value: Any, *, column: str = "", raw: bool = False) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if isinstance(value, (int, float)) and not raw and is_bytes_column(column):
         return human_bytes(value)
+    if isinstance(value, str) and not raw and _DIGEST.match(value):
+        return value[:19]  # sha256: and 12 hex digits, as docker and crane show them
     if isinstance(value, str) and value.endswith("Z") and len(value) >= 20 and value[10:11] == "T":
         return value[:19].replace("T", " ")  # UTC, to the second, for people
     return str(value)
