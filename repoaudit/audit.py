@@ -241,13 +241,16 @@ class Audit:
 
     def write_collect_metrics(self, path: str | Path, results: Iterable[CollectResult]) -> Path:
         """Prometheus text-format gauges for collect ``results`` (status, seconds, requests, errors,
-        unique bytes per registry), written atomically for node-exporter's textfile collector."""
+        unique bytes, deployed images with fixable criticals per registry), written atomically for
+        node-exporter's textfile collector."""
         from repoaudit.analysis.metrics import collect_registry, write_metrics
 
         results = list(results)
         unique = {r.registry: self.query("snapshots", limit=1, registry=r.registry)["unique_bytes"].iloc[0]
                   for r in results}
-        return write_metrics(path, collect_registry(results, unique))
+        fixable = self.query("fixable_critical_deployed", min_severity="CRITICAL")
+        critical = {str(k): int(v) for k, v in fixable.groupby("registry")["digest"].nunique().items()}
+        return write_metrics(path, collect_registry(results, unique, critical))
 
     @staticmethod
     def write_retention_metrics(path: str | Path, plan: Any) -> Path:

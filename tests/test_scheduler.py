@@ -116,3 +116,18 @@ def test_retention_plan_metrics(demo_db, tmp_path):
     found = samples(metrics)
     reclaimable = {dict(k[1])["policy"]: v for k, v in found.items() if k[0] == "repoaudit_retention_reclaimable_bytes"}
     assert len(reclaimable) == 1 and next(iter(reclaimable.values())) > 0
+
+
+def test_collect_metrics_count_deployed_fixable_criticals(demo_db, tmp_path):
+    import repoaudit
+
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        registry = audit.query("snapshots", limit=1).iloc[0]["registry"]
+        result = audit.latest_result(registry)
+        fixable = audit.query("fixable_critical_deployed", min_severity="CRITICAL")
+        expected = fixable[fixable["registry"] == registry]["digest"].nunique()
+        audit.write_collect_metrics(tmp_path / "m.prom", [result])
+    found = samples(tmp_path / "m.prom")
+    assert expected > 0
+    assert found[("repoaudit_deployed_images_fixable_critical", (("registry", registry),))] == expected
+    assert found[("repoaudit_snapshot_status", (("registry", registry), ("status", result.status)))] == 1

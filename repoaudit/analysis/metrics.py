@@ -15,8 +15,10 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 SNAPSHOT_STATUSES = ("complete", "partial", "failed")
 
 
-def collect_registry(results: Iterable, unique_bytes: dict[str, int]) -> CollectorRegistry:
-    """Gauges for collect results (``CollectResult``); ``unique_bytes`` by registry from the snapshots."""
+def collect_registry(results: Iterable, unique_bytes: dict[str, int],
+                     fixable_critical: dict[str, int] | None = None) -> CollectorRegistry:
+    """Gauges for collect results (``CollectResult``); ``unique_bytes`` by registry from the snapshots,
+    ``fixable_critical`` the deployed images with a fixable critical finding by registry."""
     reg = CollectorRegistry()
     labels = ["registry"]
     status = Gauge("repoaudit_snapshot_status", "1 for the status of the registry's snapshot of this run, else 0",
@@ -31,7 +33,11 @@ def collect_registry(results: Iterable, unique_bytes: dict[str, int]) -> Collect
                    labels, registry=reg)
     finished = Gauge("repoaudit_snapshot_finished_timestamp_seconds", "When the run finished (Unix time)",
                      labels, registry=reg)
+    critical = Gauge("repoaudit_deployed_images_fixable_critical",
+                     "Images running now (newest pod ingest) whose newest scan has a critical finding with a fix",
+                     labels, registry=reg)
     for r in results:
+        critical.labels(r.registry).set((fixable_critical or {}).get(r.registry, 0))
         for name in SNAPSHOT_STATUSES:
             status.labels(r.registry, name).set(1 if r.status == name else 0)
         snapshot_id.labels(r.registry).set(r.snapshot_id)
