@@ -88,7 +88,8 @@ class Audit:
     def queries(self) -> pd.DataFrame:
         """The named queries with their descriptions and parameters."""
         rows = [{"name": q.name, "description": q.description,
-                 "parameters": ", ".join(f"{p.name} {p.type} = {p.default!r}" for p in q.params)}
+                 "parameters": ", ".join(f"{p.name} {p.type} = {'NULL' if p.default is None else repr(p.default)}"
+                                        for p in q.params)}
                 for q in load_queries().values()]
         return pd.DataFrame(rows, columns=["name", "description", "parameters"])
 
@@ -123,10 +124,12 @@ class Audit:
         return fetch_frame(self.con, f'SELECT * FROM "{name}"')
 
     def export_csv(self, name: str, path: str | Path, **params: Any) -> int:
-        """Write a table, view or named query to CSV; returns the row count."""
+        """Write a table, view or named query to CSV (the CLI's output contract); returns the row count."""
+        from repoaudit.model.output import to_csv
+
         frame = self.export_frame(name, **params)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
+        Path(path).write_text(to_csv(frame), encoding="utf-8")
         return len(frame)
 
     def export_frame(self, name: str, **params: Any) -> pd.DataFrame:
@@ -220,6 +223,41 @@ class Audit:
                     await src.aclose()
 
         return run_sync(go)
+
+    def latest_result(self, registry: str, *, after: int | None = None) -> CollectResult | None:
+        """The registry's newest snapshot as a :class:`CollectResult` (``None`` if it has none newer
+        than snapshot ``after``): what a collect that raised left behind, for exit codes and metrics."""
+        import json
+
+        row = self.con.execute(
+            "SELECT snapshot_id, status, mode, repository_count, tag_count, manifest_count, new_manifest_count, "
+            "error_count, date_diff('millisecond', started_at, finished_at) / 1000.0, requests, error "
+            "FROM snapshots WHERE registry = $r ORDER BY snapshot_id DESC LIMIT 1", {"r": registry}).fetchone()
+        if row is None or (after is not None and row[0] <= after):
+            return None
+        requests = json.loads(row[9]) if isinstance(row[9], str) else (row[9] or {})
+        return CollectResult(row[0], registry, row[1], row[2] or "full", *(int(v or 0) for v in row[3:8]),
+                             float(row[8] or 0.0), dict(requests), row[10])
+
+    def write_collect_metrics(self, path: str | Path, results: Iterable[CollectResult]) -> Path:
+        """Prometheus text-format gauges for collect ``results`` (status, seconds, requests, errors,
+        unique bytes, deployed images with fixable criticals per registry), written atomically for
+        node-exporter's textfile collector."""
+        from repoaudit.analysis.metrics import collect_registry, write_metrics
+
+        results = list(results)
+        unique = {r.registry: self.query("snapshots", limit=1, registry=r.registry)["unique_bytes"].iloc[0]
+                  for r in results}
+        fixable = self.query("fixable_critical_deployed", min_severity="CRITICAL")
+        critical = {str(k): int(v) for k, v in fixable.groupby("registry")["digest"].nunique().items()}
+        return write_metrics(path, collect_registry(results, unique, critical))
+
+    @staticmethod
+    def write_retention_metrics(path: str | Path, plan: Any) -> Path:
+        """Prometheus text-format gauges for a retention plan (reclaimable bytes per policy), written atomically."""
+        from repoaudit.analysis.metrics import retention_registry, write_metrics
+
+        return write_metrics(path, retention_registry(plan))
 
     # -- scans and workloads (issue 4) ----------------------------------------
     def ingest(self, kind: str, paths: str | Path | Iterable[str | Path], *, cluster: str | None = None):

@@ -7,6 +7,8 @@ Whatever goes wrong is one line on stderr, and the exit code says which kind:
 0     done
 1     an error repoaudit reports (``Error: …``): bad input, a registry, the database
 2     a usage error (``Error: …``): unknown option, missing argument, invalid value
+3     ``collect --fail-on partial``: a snapshot is partial (some repositories failed)
+4     ``collect``: a snapshot failed (the registry unreachable, every repository failed)
 70    an internal error, a bug (EX_SOFTWARE): the traceback goes to a log file under
       ``$XDG_STATE_HOME/repoaudit/`` (``~/.local/state/repoaudit/``), the line names it
 130   interrupted (Ctrl-C)
@@ -19,7 +21,6 @@ never leaves a snapshot or a half-written file behind.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import sys
@@ -41,11 +42,14 @@ from repoaudit.model.options import (
     default_db_path,
     parse_target,
 )
+from repoaudit.model.output import encode, to_csv, to_json
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_PARTIAL = 3  # collect --fail-on partial: a snapshot is partial
+EXIT_FAILED = 4  # collect: a snapshot failed
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 
@@ -201,13 +205,14 @@ def db_option(fn):
                         help="DuckDB database file.")(fn)
 
 
-def print_frame(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> None:
-    if fmt == "csv":
-        text = frame.to_csv(index=False)
-    elif fmt == "json":
-        text = json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=2) + "\n"
-    else:
-        text = (frame.to_string(index=False) if len(frame) else "(no rows)") + "\n"
+def raw_option(fn):
+    return click.option("--raw", is_flag=True,
+                        help="Tables: exact byte counts and full digests.")(fn)
+
+
+def print_frame(frame: pd.DataFrame, fmt: str, output: Path | None = None, *, raw: bool = False) -> None:
+    """Rows as a table, CSV or JSON under the output contract (:mod:`repoaudit.model.output`)."""
+    text = encode(frame, fmt, raw=raw)
     if output and not is_stdout(output):
         output.write_text(text)
     else:
@@ -245,45 +250,95 @@ def main():
 @click.option("--name", help="Registry name to store (default: host[:port], or oci:PATH).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--shard", metavar="I/N", help="Only the repositories whose name hashes to I mod N (I from 0 to N-1).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="json: one summary object per snapshot, for scripts.")
+@click.option("--fail-on", "fail_on", type=click.Choice(["partial", "failed"]), default="failed", show_default=True,
+              help=f"Exit non-zero from this status on: a failed snapshot exits {EXIT_FAILED}, "
+                   f"a partial one {EXIT_PARTIAL} with --fail-on partial (else 0).")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Write Prometheus text-format metrics (node-exporter textfile collector) to PATH, atomically.")
 @fail_cleanly
 def collect(url, db, files, include, exclude, repositories, exclude_tags, concurrency, username, password_stdin,
-            ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard):
+            ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard, fmt, fail_on,
+            metrics_file):
     """Snapshot a registry (https://host, http://host:port), OCI layouts (oci:PATH) or -f FILE into the database."""
     if bool(url) == bool(files):
         raise ConfigError("give a registry URL or -f FILE, not both and not neither")
     if bool(cert_file) != bool(key_file):
         raise ConfigError("--cert and --key go together")
+    check_output(metrics_file, "--metrics-file", stdout="the textfile collector reads a file; give a path")
     password = read_password(username, password_stdin)
     # Everything that can be wrong with the arguments is found before the database is
     # opened: a bad regex or shard must not leave a 'failed' snapshot behind.
     if files:
         jobs = load_jobs(files)
+        registries = list(dict.fromkeys(job.registry for job in jobs))
     else:
-        parse_target(url, name)
+        registries = [parse_target(url, name).name]
         CollectOptions(include=include, exclude=exclude, repositories=repositories, exclude_tags=exclude_tags,
                        shard=shard)
+    error: RepoauditError | None = None
     with Audit(db) as audit:
-        if files:
-            results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not no_progress)
-        else:
-            results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
-                                     include=include, exclude=exclude, repositories=repositories,
-                                     exclude_tags=exclude_tags, full=full, name=name, progress=not no_progress,
-                                     shard=shard, ca_file=ca_file, cert=(cert_file, key_file) if cert_file else None,
-                                     insecure=insecure, timeout=timeout, proxy=proxy)]
-        for result in results:
-            summary = audit.query("snapshots", limit=1, registry=result.registry).iloc[0]
+        before = {r: getattr(audit.latest_result(r), "snapshot_id", -1) for r in registries}
+        try:
+            if files:
+                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not no_progress)
+            else:
+                results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
+                                         include=include, exclude=exclude, repositories=repositories,
+                                         exclude_tags=exclude_tags, full=full, name=name, progress=not no_progress,
+                                         shard=shard, ca_file=ca_file,
+                                         cert=(cert_file, key_file) if cert_file else None,
+                                         insecure=insecure, timeout=timeout, proxy=proxy)]
+        except RepoauditError as exc:
+            # A run that fails outright still leaves its snapshots (failed, and any registry done before it).
+            error = exc
+            results = [r for r in (audit.latest_result(reg, after=before[reg]) for reg in registries) if r]
+            if not any(r.status == "failed" for r in results):
+                raise
+        summaries = [collect_summary(result, audit.query("snapshots", limit=1, registry=result.registry).iloc[0])
+                     for result in results]
+        if metrics_file:
+            audit.write_collect_metrics(metrics_file, results)
+    if fmt == "json":
+        click.echo(to_json(summaries), nl=False)
+    for result, summary in zip(results, summaries):
+        if fmt != "json":
             click.echo(f"snapshot {result.snapshot_id} of {result.registry}: {result.status} ({result.mode})\n"
                        f"  repositories {result.repositories}, tags {result.tags}, manifests {result.manifests} "
                        f"({result.new_manifests} new), unique bytes {human_bytes(summary['unique_bytes'])}, "
                        f"errors {result.errors}, {result.seconds:.1f}s")
-            if result.errors and result.status != "failed":
-                click.echo(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
-                           f"WHERE snapshot_id = {result.snapshot_id}\"", err=True)
+        if result.errors and result.status != "failed":
+            click.echo(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
+                       f"WHERE snapshot_id = {result.snapshot_id}\"", err=True)
+    if error is not None:
+        raise SnapshotStatusError(_one_line(error), EXIT_FAILED)
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        raise click.ClickException("; ".join(f"snapshot {r.snapshot_id} of {r.registry} failed: {r.error}"
-                                             for r in failed))
+        raise SnapshotStatusError("; ".join(f"snapshot {r.snapshot_id} of {r.registry} failed: {r.error}"
+                                            for r in failed), EXIT_FAILED)
+    partial = [r for r in results if r.status == "partial"]
+    if partial and fail_on == "partial":
+        raise SnapshotStatusError("; ".join(f"snapshot {r.snapshot_id} of {r.registry} is partial "
+                                            f"({r.errors} error(s))" for r in partial), EXIT_PARTIAL)
+
+
+class SnapshotStatusError(click.ClickException):
+    """A collect whose worst snapshot status fails the run: one line, and the exit code saying which status."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def collect_summary(result, snapshot) -> dict:
+    """What ``collect --format json`` prints for one snapshot."""
+    return {"snapshot_id": int(result.snapshot_id), "registry": result.registry, "status": result.status,
+            "mode": result.mode, "repositories": int(result.repositories), "tags": int(result.tags),
+            "manifests": int(result.manifests), "new_manifests": int(result.new_manifests),
+            "unique_bytes": int(snapshot["unique_bytes"] or 0), "errors": int(result.errors),
+            "requests": int(sum(result.requests.values())), "seconds": round(float(result.seconds), 3),
+            "error": result.error}
 
 
 def load_jobs(files) -> list:
@@ -315,44 +370,50 @@ def read_password(username: str | None, password_stdin: bool) -> str | None:
 @main.command()
 @db_option
 @click.option("--registry", help="Only this registry.")
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "table"]), default="yaml", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "table", "csv"]), default="yaml",
+              show_default=True, help="yaml/json: Flux ImageRepository objects; table/csv: one row per repository.")
+@raw_option
 @fail_cleanly
-def status(db, registry, fmt):
+def status(db, registry, fmt, raw):
     """Flux-style status of each repository in the latest snapshot (compare with kubectl get imagerepository)."""
     with Audit(db, read_only=True) as audit:
         frame = audit.query("repository_status", registry=registry)
-        if fmt == "table":
-            print_frame(frame, "table")
+        if fmt in ("table", "csv"):
+            print_frame(frame, fmt, raw=raw)
             return
         docs = audit.flux_status(registry=registry)
     if fmt == "json":
-        click.echo(json.dumps(docs, indent=2))
+        click.echo(to_json(docs), nl=False)
     else:
         import yaml
 
-        click.echo(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False), nl=False)
+        from repoaudit.model.output import plain
+
+        click.echo(yaml.safe_dump_all(plain(docs), sort_keys=False, default_flow_style=False), nl=False)
 
 
 @main.command()
 @click.argument("statement")
 @db_option
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@raw_option
 @fail_cleanly
-def sql(statement, db, fmt):
+def sql(statement, db, fmt, raw):
     """Run SQL against the database (read-only)."""
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.sql(statement), fmt)
+        print_frame(audit.sql(statement), fmt, raw=raw)
 
 
 @main.command()
 @db_option
 @click.option("--registry", help="Only this registry.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@raw_option
 @fail_cleanly
-def snapshots(db, registry, fmt):
+def snapshots(db, registry, fmt, raw):
     """List collection runs, newest first."""
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.query("snapshots", registry=registry), fmt)
+        print_frame(audit.query("snapshots", registry=registry), fmt, raw=raw)
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -372,13 +433,14 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to a file ('-': standard output).")
+@raw_option
 @fail_cleanly
-def query(name, db, params, fmt, output):
+def query(name, db, params, fmt, output, raw):
     """Run a named query from queries/ (see 'repoaudit queries')."""
     check_output(output, "-o")
     params = parse_params(params)
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.query(name, **params), fmt, output)
+        print_frame(audit.query(name, **params), fmt, output, raw=raw)
 
 
 @main.command("queries")
@@ -503,14 +565,6 @@ def _as_of(value: str | None):
         raise ConfigError(f"--as-of wants an ISO date or time (2026-01-31, 2026-01-31T12:00), got {value!r}") from None
 
 
-def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].map(lambda v: isinstance(v, (list, tuple)) or hasattr(v, "tolist")).any():
-            out[col] = out[col].map(lambda v: " ".join(map(str, list(v))) if v is not None else "")
-    return out
-
-
 @retention.command("plan")
 @click.option("--policy", "policies", multiple=True, required=True, metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
@@ -525,24 +579,29 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
               help="Write the plan JSON (what 'retention apply' reads) to FILE.")
 @click.option("--sign", "sign_key", metavar="KEY", type=click.Path(dir_okay=False, path_type=Path),
               help="Sign the plan with KEY: an Ed25519 private key (PEM) or an HMAC secret file.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Write Prometheus text-format metrics (reclaimable bytes per policy) to PATH, atomically.")
 @fail_cleanly
-def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key):
+def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key, metrics_file):
     """What each policy would delete, and the bytes garbage collection would then free."""
     from repoaudit.retention.whatif import whatif_table
 
     if sign_key and not output and fmt != "json":
         raise ConfigError("--sign signs the plan JSON: add -o FILE or --format json")
     check_output(output, "-o", stdout="the plan goes to standard output with --format json")
+    check_output(metrics_file, "--metrics-file", stdout="the textfile collector reads a file; give a path")
     as_of = _as_of(as_of)
     with Audit(db, read_only=True) as audit:
         plan = audit.retention(*policies, registry=registry, include=include, as_of=as_of, blobs=False,
                                detail=bool(output) or fmt != "table")
     if output:
         plan.write_json(output, sign=sign_key)
+    if metrics_file:
+        Audit.write_retention_metrics(metrics_file, plan)
     if fmt == "json":
-        click.echo(json.dumps(plan.to_document(sign=sign_key), indent=2))
+        click.echo(to_json(plan.to_document(sign=sign_key)), nl=False)
     elif fmt == "csv":
-        click.echo(_csv_ready(plan.candidates).to_csv(index=False), nl=False)
+        click.echo(to_csv(plan.candidates), nl=False)
     else:
         for snap in plan.snapshots.itertuples():
             click.echo(f"{snap.registry}: snapshot {snap.snapshot_id} of {snap.started_at:%Y-%m-%d %H:%M} UTC"
@@ -584,11 +643,9 @@ def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, r
                                        registry_urls=urls, verify_key=verify_key)
     frame = result.outcomes
     if fmt != "table":
-        print_frame(frame if fmt == "json" else _csv_ready(frame), fmt)
+        print_frame(frame, fmt)
     else:
-        shown = frame.assign(tags=frame["tags"].map(lambda v: ", ".join(v)),
-                             live_tags=frame["live_tags"].map(lambda v: ", ".join(v)))
-        print_frame(shown[["repository", "digest", "role", "tags", "outcome", "reason"]], "table")
+        print_frame(frame[["repository", "digest", "role", "tags", "outcome", "reason"]], "table")
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.counts().items())) or "nothing to do"
     mode = "dry run (nothing deleted; add --yes to delete)" if result.dry_run else "applied"
     click.echo(f"{result.policy}: {mode}: {counts}", err=True)
@@ -605,11 +662,12 @@ def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, r
 @click.option("--registry", help="Only this registry.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1), help="At most this many rows.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@raw_option
 @fail_cleanly
-def history(reference, db, registry, limit, fmt):
+def history(reference, db, registry, limit, fmt, raw):
     """A repository's or tag's history across snapshots: digests, when seen, moves and rollbacks."""
     with Audit(db, read_only=True) as audit:
-        print_frame(audit.history(reference, registry=registry, limit=limit), fmt)
+        print_frame(audit.history(reference, registry=registry, limit=limit), fmt, raw=raw)
 
 
 @main.command()

@@ -29,7 +29,7 @@ from click.testing import CliRunner
 
 import repoaudit
 from fakeregistry import OCI_MANIFEST, FakeRegistry, FakeRegistryServer, digest_of, error
-from repoaudit.cli import main
+from repoaudit.cli import EXIT_FAILED, main
 from repoaudit.model.limits import Limits
 from repoaudit.sources.registry import RegistryClient
 from repoaudit.collect.collector import collect_source
@@ -356,7 +356,7 @@ def test_unreadable_catalog_fails_the_run_in_one_line(catalog, fragment, tmp_pat
         server.raw["/v2/_catalog"] = server.answer(200, json.dumps(catalog).encode(),
                                                    {"Content-Type": "application/json"})
         result = bounded(lambda: CliRunner().invoke(main, ["collect", server.url, "--no-progress"]))
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == EXIT_FAILED and "Traceback" not in result.output  # a failed snapshot
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
     with repoaudit.open(tmp_path / "cli.duckdb", read_only=True) as audit:

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 import repoaudit
 from pusher import Pusher, layer_bytes
 from registry import RegistryServer
-from repoaudit.cli import main
+from repoaudit.cli import EXIT_FAILED, main
 from repoaudit.store.exports import base_tables
 from tokenserver import make_pki
 
@@ -164,7 +164,7 @@ def test_wrong_proxy_credentials_fail_in_one_line(registry, proxy, tmp_path, mon
     bad = f"http://{PROXY_USER}:wrong@127.0.0.1:{proxy.server_address[1]}"
     result = CliRunner().invoke(main, ["collect", registry.url, "--db", str(tmp_path / "p.duckdb"), "--proxy", bad,
                                        "--no-progress"], catch_exceptions=False)
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_FAILED  # the snapshot is recorded as failed
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "407" in lines[0]
     assert "wrong" not in lines[0]

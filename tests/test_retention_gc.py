@@ -249,7 +249,10 @@ def test_cli_plan_and_apply(registry, pusher, tmp_path):
     assert "plan written to" in out.stderr
 
     csv = cli("retention", "plan", "--policy", policy, "--db", db, "--format", "csv")
-    assert csv.stdout.splitlines()[1].split(",")[:6] == ["keep1", registry.host, "svc", "svc", old.digest, "old"]
+    row = next(iter(__import__("csv").DictReader(csv.stdout.splitlines())))
+    assert [row[k] for k in ("policy", "registry", "repository", "namespace", "digest")] == \
+        ["keep1", registry.host, "svc", "svc", old.digest]
+    assert json.loads(row["tags"]) == ["old"]  # lists are JSON arrays in CSV cells
 
     two = cli("retention", "apply", tmp_path / "plan.json", "--db", db)
     assert two.exit_code != 0 and "holds 2 policies (keep1, ecr); choose one with --policy NAME" in two.stderr

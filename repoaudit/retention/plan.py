@@ -15,6 +15,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 
 from repoaudit._version import __version__
 from repoaudit.errors import ConfigError
+from repoaudit.model.output import iso_utc
 from repoaudit.model.timestamps import utcnow
 from repoaudit.retention.policy import Policy
 from repoaudit.retention.signing import plan_digest, sign_document
@@ -115,7 +116,8 @@ class RetentionPlan:
         plans = []
         for policy in self.policies:
             summary = self.summary[self.summary["policy"] == policy.name]
-            totals = {k: _plain(v) for k, v in summary.drop(columns=["policy", "format"]).iloc[0].items()}
+            totals = {k: _whole(_plain(v)) if k != "reclaimable_pct" else _plain(v)
+                      for k, v in summary.drop(columns=["policy", "format"]).iloc[0].items()}
             plans.append({
                 "policy": {"name": policy.name, "format": policy.format, "source": policy.source,
                            "sha256": policy.sha256, "rules": [r.describe() for r in policy.rules],
@@ -150,7 +152,7 @@ class RetentionPlan:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_utc(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
@@ -166,8 +168,13 @@ def _plain_document(raw: Any) -> Any:
 def _iso(value: Any) -> str | None:
     if value is None or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
         return None
-    return pd.Timestamp(value).isoformat()
+    return iso_utc(pd.Timestamp(value).to_pydatetime())
 
+
+
+def _whole(value: Any) -> Any:
+    """Counts and bytes summed by SQL arrive as floats: 24.0 -> 24."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _plain(value: Any) -> Any:
