@@ -6,6 +6,10 @@ the run is *incremental*: each tag is resolved with a ``HEAD`` and only unseen
 digests are fetched, so an unchanged registry costs one HEAD per tag and no
 manifest or blob GETs. ``full=True`` fetches every tag's manifest with a GET.
 
+Every digest-addressed fetch (a manifest by digest, a config blob) is
+single-flight: one request per digest per run, whoever asks; a tag that wants a
+digest already being fetched awaits that fetch instead of sending its own.
+
 Repositories are processed by a fixed pool of workers so that memory stays flat
 however large the catalog is: only the rows of repositories in flight, plus
 the buffered batch, are held at once.
@@ -19,6 +23,7 @@ import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Awaitable, Callable, TypeVar
 
 import duckdb
 
@@ -43,6 +48,8 @@ from repoaudit.store.sql import statements
 from repoaudit.store.writer import SnapshotWriter
 
 SQL = statements(__package__, "collector.sql")
+
+T = TypeVar("T")
 
 CONFIG_CACHE = 10_000
 
@@ -109,6 +116,37 @@ class Route:
     exclusions: tuple[re.Pattern, ...]
 
 
+class _Flights:
+    """Single-flight: concurrent askers for one key share one call of ``fetch``, and its result or error."""
+
+    def __init__(self):
+        self._pending: dict[str, asyncio.Future] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._pending
+
+    async def run(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        pending = self._pending.get(key)
+        if pending is not None:
+            # Shielded: a waiter cancelled must not cancel the fetch the others wait for.
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            result = await fetch()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the waiters re-raise it themselves
+            raise
+        finally:
+            del self._pending[key]
+        future.set_result(result)
+        return result
+
+
 class Collector:
     def __init__(self, registry: str, writer: SnapshotWriter, routes: dict[str, Route], *, full: bool = False,
                  progress: Progress | None = None):
@@ -119,7 +157,8 @@ class Collector:
         self.progress = progress or NullProgress()
         self.stored: set[str] = set()
         self.incremental = False
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._manifest_flights = _Flights()
+        self._config_flights = _Flights()
         # Configs are shared by many manifests (the same image in several repositories, rebuilt
         # tags); a bounded LRU keeps the saving without growing with the registry.
         self._configs: OrderedDict[str, ImageConfig | None] = OrderedDict()
@@ -250,25 +289,14 @@ class Collector:
         """Store manifest ``digest`` (and what it references) once, however many tags race for it."""
         if digest in self.stored:
             return
-        pending = self._inflight.get(digest)
-        if pending is not None:
-            await pending
-            return
-        if depth > MAX_INDEX_DEPTH:
+        if depth > MAX_INDEX_DEPTH and digest not in self._manifest_flights:
             raise LimitExceeded(f"indexes nested more than {MAX_INDEX_DEPTH} deep, down to {digest}; stopped",
                                 registry=self.registry, repository=repository)
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = future
-        try:
-            await self._store(repository, digest, fetched, depth)
-            self.stored.add(digest)
-            future.set_result(None)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: the racing tags re-raise it themselves
-            raise
-        finally:
-            del self._inflight[digest]
+        await self._manifest_flights.run(digest, lambda: self._store_once(repository, digest, fetched, depth))
+
+    async def _store_once(self, repository: str, digest: str, fetched, depth: int) -> None:
+        await self._store(repository, digest, fetched, depth)
+        self.stored.add(digest)
 
     async def _store(self, repository: str, digest: str, fetched, depth: int = 0) -> None:
         if fetched is None:
@@ -296,6 +324,9 @@ class Collector:
         if digest in self._configs:
             self._configs.move_to_end(digest)
             return self._configs[digest]
+        return await self._config_flights.run(digest, lambda: self._fetch_config(repository, digest))
+
+    async def _fetch_config(self, repository: str, digest: str) -> ImageConfig | None:
         body = await self.source(repository).get_blob(repository, digest)
         try:
             cfg = parse_config(body, digest)
