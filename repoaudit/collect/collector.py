@@ -241,7 +241,7 @@ class Collector:
                 repository=repository))
         source.set_request_budget(repository, len(tags))
         self.progress.tags_found(len(tags))
-        results = await asyncio.gather(*(self._tag(repository, tag) for tag in tags), return_exceptions=True)
+        results = await self._tags(repository, tags, source.concurrency)
         first_error = None
         if invalid:
             first_error = f"{len(invalid)} invalid tag(s) in the tag list, first {printable(invalid[0])}"
@@ -267,6 +267,25 @@ class Collector:
             message += f"; {len(tags) - ok + len(invalid)} could not be read ({first_error})"
         # Flux is Ready once the tags are listed; unreadable manifests are repoaudit's extra depth.
         self.status(repository, ready=True, reason="Succeeded", message=message, tags=tags, scan_time=scan_time)
+
+    async def _tags(self, repository: str, tags: list[str], concurrency: int) -> list[str | BaseException]:
+        """Each tag's digest, or the error that stopped it, from at most ``concurrency`` tasks.
+
+        A bounded pool over the tag list rather than one task per tag: a repository of
+        100,000 tags holds ``concurrency`` tasks, not 100,000 waiting on the semaphore.
+        """
+        results: list[str | BaseException] = [""] * len(tags)
+        pending = iter(range(len(tags)))
+
+        async def work() -> None:
+            for i in pending:  # shared by the workers: each takes the next tag when it is free
+                try:
+                    results[i] = await self._tag(repository, tags[i])
+                except Exception as exc:
+                    results[i] = exc
+
+        await asyncio.gather(*(work() for _ in range(min(len(tags), concurrency))))
+        return results
 
     async def _tag(self, repository: str, tag: str) -> str:
         try:
