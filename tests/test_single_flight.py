@@ -10,12 +10,16 @@ manifest fetched exactly once. Not timed.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import httpx
+from pusher import Pusher, layer_bytes
 
 import repoaudit
-from pusher import Pusher, layer_bytes
+from repoaudit.model.options import ClientOptions, parse_target
+from repoaudit.model.retry import NO_BACKOFF
+from repoaudit.sources.registry import RegistryClient
 
 REPOS = 4
 IMAGES = 6
@@ -40,8 +44,8 @@ def test_each_digest_is_fetched_once_at_high_concurrency(registry, pusher: Pushe
     for r in range(REPOS):
         repo = f"shared/r{r}"
         for i in range(IMAGES):
-            kw = dict(layers=[layer_bytes(f"image-{i}", 800)], created="2024-06-01T00:00:00Z",
-                      labels={"image": str(i)})
+            kw = {"layers": [layer_bytes(f"image-{i}", 800)], "created": "2024-06-01T00:00:00Z",
+                  "labels": {"image": str(i)}}
             pusher.push_image(repo, [f"i{i}", f"i{i}-again"], style="oci", **kw)
             pusher.push_image(repo, [f"i{i}-docker"], style="docker", **kw)
         amd = pusher.push_image(repo, [], layers=[layer_bytes("amd", 700)], architecture="amd64")
@@ -71,3 +75,27 @@ def test_each_digest_is_fetched_once_at_high_concurrency(registry, pusher: Pushe
         if "/manifests/sha256:" in path:
             by_digest[path.rsplit("/", 1)[1]] += n
     assert set(by_digest) == children and sum(by_digest.values()) == len(children), by_digest
+
+
+def test_the_pool_is_sharded_and_every_slot_comes_back(registry, pusher: Pusher):
+    """Requests spread over ceil(n/8) small pools (httpcore's pool costs per request grow with its size)."""
+    pushed = [pusher.push_image("shard/app", [f"t{i}"], layers=[layer_bytes(f"shard-{i}", 300)]) for i in range(40)]
+
+    async def run() -> tuple[int, list[int], list[int]]:
+        client = RegistryClient(parse_target(registry.url), ClientOptions(concurrency=20, retry=NO_BACKOFF))
+        async with client:
+            transport = client._http._transport
+            used = [0] * len(transport._shards)
+            original = [shard.handle_async_request for shard in transport._shards]
+            for i, shard in enumerate(transport._shards):
+                async def counted(request, i=i):
+                    used[i] += 1
+                    return await original[i](request)
+                shard.handle_async_request = counted
+            fetched = await asyncio.gather(*(client.get_manifest("shard/app", f"t{i}") for i in range(40)))
+            assert [f.digest for f in fetched] == [p.digest for p in pushed]
+            return len(transport._shards), used, list(transport._busy)
+
+    shards, used, busy = asyncio.run(run())
+    assert shards == 3 and all(used) and sum(used) == 40, used
+    assert busy == [0, 0, 0]

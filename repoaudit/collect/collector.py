@@ -21,9 +21,10 @@ import logging
 import re
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 import duckdb
 
@@ -281,7 +282,7 @@ class Collector:
             for i in pending:  # shared by the workers: each takes the next tag when it is free
                 try:
                     results[i] = await self._tag(repository, tags[i])
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - sorted out below, as gather(return_exceptions=True) would
                     results[i] = exc
 
         await asyncio.gather(*(work() for _ in range(min(len(tags), concurrency))))
