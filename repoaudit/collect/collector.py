@@ -6,6 +6,10 @@ the run is *incremental*: each tag is resolved with a ``HEAD`` and only unseen
 digests are fetched, so an unchanged registry costs one HEAD per tag and no
 manifest or blob GETs. ``full=True`` fetches every tag's manifest with a GET.
 
+Every digest-addressed fetch (a manifest by digest, a config blob) is
+single-flight: one request per digest per run, whoever asks; a tag that wants a
+digest already being fetched awaits that fetch instead of sending its own.
+
 Repositories are processed by a fixed pool of workers so that memory stays flat
 however large the catalog is: only the rows of repositories in flight, plus
 the buffered batch, are held at once.
@@ -17,8 +21,10 @@ import logging
 import re
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import duckdb
 
@@ -44,6 +50,8 @@ from repoaudit.store.sql import statements
 from repoaudit.store.writer import SnapshotWriter
 
 SQL = statements(__package__, "collector.sql")
+
+T = TypeVar("T")
 
 CONFIG_CACHE = 10_000
 
@@ -110,6 +118,37 @@ class Route:
     exclusions: tuple[re.Pattern, ...]
 
 
+class _Flights:
+    """Single-flight: concurrent askers for one key share one call of ``fetch``, and its result or error."""
+
+    def __init__(self):
+        self._pending: dict[str, asyncio.Future] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._pending
+
+    async def run(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        pending = self._pending.get(key)
+        if pending is not None:
+            # Shielded: a waiter cancelled must not cancel the fetch the others wait for.
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            result = await fetch()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the waiters re-raise it themselves
+            raise
+        finally:
+            del self._pending[key]
+        future.set_result(result)
+        return result
+
+
 class Collector:
     def __init__(self, registry: str, writer: SnapshotWriter, routes: dict[str, Route], *, full: bool = False,
                  progress: Progress | None = None):
@@ -120,7 +159,8 @@ class Collector:
         self.progress = progress or NullProgress()
         self.stored: set[str] = set()
         self.incremental = False
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._manifest_flights = _Flights()
+        self._config_flights = _Flights()
         # Configs are shared by many manifests (the same image in several repositories, rebuilt
         # tags); a bounded LRU keeps the saving without growing with the registry.
         self._configs: OrderedDict[str, ImageConfig | None] = OrderedDict()
@@ -203,7 +243,7 @@ class Collector:
                 repository=repository))
         source.set_request_budget(repository, len(tags))
         self.progress.tags_found(len(tags))
-        results = await asyncio.gather(*(self._tag(repository, tag) for tag in tags), return_exceptions=True)
+        results = await self._tags(repository, tags, source.concurrency)
         first_error = None
         if invalid:
             first_error = f"{len(invalid)} invalid tag(s) in the tag list, first {printable(invalid[0])}"
@@ -230,6 +270,25 @@ class Collector:
         # Flux is Ready once the tags are listed; unreadable manifests are repoaudit's extra depth.
         self.status(repository, ready=True, reason="Succeeded", message=message, tags=tags, scan_time=scan_time)
 
+    async def _tags(self, repository: str, tags: list[str], concurrency: int) -> list[str | BaseException]:
+        """Each tag's digest, or the error that stopped it, from at most ``concurrency`` tasks.
+
+        A bounded pool over the tag list rather than one task per tag: a repository of
+        100,000 tags holds ``concurrency`` tasks, not 100,000 waiting on the semaphore.
+        """
+        results: list[str | BaseException] = [""] * len(tags)
+        pending = iter(range(len(tags)))
+
+        async def work() -> None:
+            for i in pending:  # shared by the workers: each takes the next tag when it is free
+                try:
+                    results[i] = await self._tag(repository, tags[i])
+                except Exception as exc:  # noqa: BLE001 - sorted out below, as gather(return_exceptions=True) would
+                    results[i] = exc
+
+        await asyncio.gather(*(work() for _ in range(min(len(tags), concurrency))))
+        return results
+
     async def _tag(self, repository: str, tag: str) -> str:
         try:
             source = self.source(repository)
@@ -251,25 +310,14 @@ class Collector:
         """Store manifest ``digest`` (and what it references) once, however many tags race for it."""
         if digest in self.stored:
             return
-        pending = self._inflight.get(digest)
-        if pending is not None:
-            await pending
-            return
-        if depth > MAX_INDEX_DEPTH:
+        if depth > MAX_INDEX_DEPTH and digest not in self._manifest_flights:
             raise LimitExceeded(f"indexes nested more than {MAX_INDEX_DEPTH} deep, down to {digest}; stopped",
                                 registry=self.registry, repository=repository)
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = future
-        try:
-            await self._store(repository, digest, fetched, depth)
-            self.stored.add(digest)
-            future.set_result(None)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: the racing tags re-raise it themselves
-            raise
-        finally:
-            del self._inflight[digest]
+        await self._manifest_flights.run(digest, lambda: self._store_once(repository, digest, fetched, depth))
+
+    async def _store_once(self, repository: str, digest: str, fetched, depth: int) -> None:
+        await self._store(repository, digest, fetched, depth)
+        self.stored.add(digest)
 
     async def _store(self, repository: str, digest: str, fetched, depth: int = 0) -> None:
         if fetched is None:
@@ -297,6 +345,9 @@ class Collector:
         if digest in self._configs:
             self._configs.move_to_end(digest)
             return self._configs[digest]
+        return await self._config_flights.run(digest, lambda: self._fetch_config(repository, digest))
+
+    async def _fetch_config(self, repository: str, digest: str) -> ImageConfig | None:
         body = await self.source(repository).get_blob(repository, digest)
         try:
             cfg = parse_config(body, digest)

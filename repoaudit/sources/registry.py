@@ -165,6 +165,65 @@ def error_summary(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
     return summary, tuple(codes)
 
 
+# Connections per pool shard. httpcore's pool re-examines every connection it holds (idle? expired?
+# readable?) and every queued request each time a request starts or ends, so its cost per request
+# grows with the pool: at 64 connections it was most of a collection's CPU. Shards of this many
+# connections keep that cost flat however high the concurrency.
+POOL_SHARD = 8
+
+
+class _ShardedTransport(httpx.AsyncBaseTransport):
+    """Several small connection pools behind one transport; each request goes to the least busy one.
+
+    With the client's semaphore holding the requests in flight to the concurrency and
+    ``ceil(concurrency / POOL_SHARD)`` shards of ``POOL_SHARD`` connections, the least busy
+    shard always has a free connection, so no request waits inside a pool.
+    """
+
+    def __init__(self, concurrency: int, **transport_options):
+        count = max(1, -(-concurrency // POOL_SHARD))
+        size = -(-concurrency // count)
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        self._shards = [httpx.AsyncHTTPTransport(limits=limits, **transport_options) for _ in range(count)]
+        self._busy = [0] * count
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        busy = self._busy
+        index = busy.index(min(busy))
+        busy[index] += 1
+        try:
+            response = await self._shards[index].handle_async_request(request)
+        except BaseException:
+            busy[index] -= 1
+            raise
+        # The connection is the shard's until the body is read or the response closed.
+        response.stream = _Release(response.stream, busy, index)
+        return response
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
+
+
+class _Release(httpx.AsyncByteStream):
+    """A response stream that gives its shard's slot back when closed."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, busy: list[int], index: int):
+        self._inner = inner
+        self._busy = busy
+        self._index = index
+
+    async def __aiter__(self):
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._busy is not None:
+            self._busy[self._index] -= 1
+            self._busy = None
+        await self._inner.aclose()
+
+
 class RegistryClient:
     """The registry side of :class:`repoaudit.sources.base.Source`."""
 
@@ -194,11 +253,13 @@ class RegistryClient:
                                  identity_token=self.options.identity_token)
         limits = httpx.Limits(max_connections=self.options.concurrency,
                               max_keepalive_connections=self.options.concurrency)
+        verify = ssl_context(self.options.verify, self.options.cert)
+        http2 = self.options.http2 and transport is None
+        if transport is None and self.options.proxy is None:
+            transport = _ShardedTransport(self.options.concurrency, verify=verify, http2=http2)
         self._http = httpx.AsyncClient(
             base_url=target.url, auth=_BoundedAuth(self.auth, self.limits), transport=transport, limits=limits,
-            timeout=httpx.Timeout(self.options.timeout),
-            verify=ssl_context(self.options.verify, self.options.cert), proxy=self.options.proxy,
-            http2=self.options.http2 and transport is None,
+            timeout=httpx.Timeout(self.options.timeout), verify=verify, proxy=self.options.proxy, http2=http2,
             # Redirects are followed in _exchange: httpx would read a redirect's whole body.
             follow_redirects=False, headers={"User-Agent": f"{self.options.user_agent}/{__version__}"},
         )
