@@ -187,3 +187,16 @@ def test_flux_proxy_secret_ref_reaches_the_client(tmp_path):
     options = job.client_options()
     assert options.proxy == f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:3128"
     assert PROXY_PASSWORD not in repr(options) and PROXY_PASSWORD not in repr(job)
+
+
+def test_collect_through_a_proxy_from_the_environment(registry, pusher, proxy, tmp_path, monkeypatch):
+    """HTTP_PROXY is honoured (httpx applies it only to a client without its own transport)."""
+    pusher.push_image("team/env", ["1"], layers=[layer_bytes("env-proxied", 300)])
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("HTTP_PROXY", f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.server_address[1]}")
+    for var in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(main, ["collect", registry.url, "--db", str(tmp_path / "env.duckdb"),
+                                       "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"GET {registry.url}/v2/_catalog?n=1000" in proxy.forwarded

@@ -19,6 +19,7 @@ import asyncio
 import json
 import random
 import ssl
+import urllib.request
 from collections import Counter
 from typing import Any, Awaitable, Callable
 
@@ -172,6 +173,16 @@ def error_summary(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
 POOL_SHARD = 8
 
 
+def _environment_proxy(url: str) -> bool:
+    """Whether HTTP(S)_PROXY / ALL_PROXY (less NO_PROXY) would route ``url``: httpx applies environment
+    proxies only to a client without its own transport, so such runs keep httpx's single pool."""
+    proxies = urllib.request.getproxies_environment()
+    scheme = url.split("://", 1)[0]
+    if not (proxies.get(scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(httpx.URL(url).host, proxies)
+
+
 class _ShardedTransport(httpx.AsyncBaseTransport):
     """Several small connection pools behind one transport; each request goes to the least busy one.
 
@@ -255,7 +266,7 @@ class RegistryClient:
                               max_keepalive_connections=self.options.concurrency)
         verify = ssl_context(self.options.verify, self.options.cert)
         http2 = self.options.http2 and transport is None
-        if transport is None and self.options.proxy is None:
+        if transport is None and self.options.proxy is None and not _environment_proxy(target.url):
             transport = _ShardedTransport(self.options.concurrency, verify=verify, http2=http2)
         self._http = httpx.AsyncClient(
             base_url=target.url, auth=_BoundedAuth(self.auth, self.limits), transport=transport, limits=limits,
