@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
@@ -42,7 +41,7 @@ from repoaudit.jobs.status import canonical_image_name, flux_reason
 from repoaudit.model.documents import is_valid_repository, is_valid_tag, printable
 from repoaudit.model.manifest import ImageConfig, Manifest, parse_config, parse_manifest
 from repoaudit.model.options import CollectOptions
-from repoaudit.model.regex import compile_go
+from repoaudit.model.regex import matches_any
 from repoaudit.model.timestamps import utc_naive, utcnow
 from repoaudit.sources.base import Source
 from repoaudit.store.database import to_json
@@ -115,7 +114,7 @@ class Part:
 class Route:
     source: Source
     part: Part
-    exclusions: tuple[re.Pattern, ...]
+    exclusions: tuple[str, ...]  # Go/RE2 regexes, checked when the CollectOptions were built
 
 
 class _Flights:
@@ -206,7 +205,7 @@ class Collector:
                scan_time: datetime | None = None, route: Route | None = None) -> None:
         """One ``repository_status`` row, Flux ImageRepository style."""
         route = route or self.routes.get(repository)
-        observed = [p.pattern for p in route.exclusions] if route else []
+        observed = list(route.exclusions) if route else []
         latest = sorted(tags, reverse=True)[:10]  # Flux: the first ten tags in descending order
         self.writer.add("repository_status", (
             self.writer.snapshot_id, self.registry, repository, route.part.label if route else None,
@@ -232,7 +231,7 @@ class Collector:
         exclusions = self.routes[repository].exclusions
         # A tag outside the grammar never reaches a URL or a table: "v1?x=1" would be a query on v1.
         invalid = [t for t in listed if not is_valid_tag(t)]
-        tags = [t for t in listed if is_valid_tag(t) and not any(p.search(t) for p in exclusions)]
+        tags = [t for t in listed if is_valid_tag(t) and not matches_any(t, exclusions)]
         for tag in invalid[:MAX_INVALID_NAMES]:
             self._error(repository, printable(tag, 140), InvalidDocument(
                 f"the tag list holds {printable(tag)}, which is not a valid tag; skipped",
@@ -388,10 +387,7 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
     returned so the caller can tell a dead registry from a partial run.
     """
     options, source = part.options, part.source
-    try:
-        exclusions = tuple(compile_go(p) for p in options.exclude_tags)
-    except ValueError as exc:
-        return ConfigError(f"invalid tag exclusion regex: {exc}")
+    exclusions = tuple(options.exclude_tags)
     names = list(options.repositories)
     try:
         await source.ping()
