@@ -33,7 +33,7 @@ import pandas as pd
 
 from repoaudit._version import __version__
 from repoaudit.audit import Audit
-from repoaudit.errors import ConfigError, RepoauditError
+from repoaudit.errors import ConfigError, RepoauditError, one_line
 from repoaudit.jobs.load import load_jobs as jobs_from_files
 from repoaudit.model.formatting import human_bytes
 from repoaudit.model.options import (
@@ -54,10 +54,6 @@ EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def fail_cleanly(fn):
     """Turn library errors into ``Error: …`` on one line, exit 1."""
 
@@ -66,13 +62,13 @@ def fail_cleanly(fn):
         try:
             return fn(*args, **kwargs)
         except RepoauditError as exc:
-            raise click.ClickException(_one_line(exc)) from None
+            raise click.ClickException(one_line(exc)) from None
         except OSError as exc:
             # A file the user named that cannot be written (disk full, gone since the check): their
             # environment, not a bug. An OSError without a file name is left to the last-resort handler.
             if exc.filename is None or isinstance(exc, (ConnectionError, TimeoutError)):
                 raise
-            raise click.ClickException(f"{exc.filename}: {exc.strerror or _one_line(exc)}") from None
+            raise click.ClickException(f"{exc.filename}: {exc.strerror or one_line(exc)}") from None
         except KeyboardInterrupt:
             click.echo("repoaudit: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -117,7 +113,7 @@ def _write_crash_log(exc: BaseException) -> Path | None:
 def report_internal_error(exc: BaseException) -> int:
     """The last resort: one line naming the log that holds the traceback; returns the exit code."""
     path = _write_crash_log(exc)
-    message = _one_line(exc)
+    message = one_line(exc)
     if len(message) > 200:
         message = message[:197] + "..."
     where = f"with {path}" if path else "(no log file could be written)"
@@ -138,10 +134,10 @@ class RepoauditGroup(click.Group):
             code = exc.exit_code
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
+            click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
             code = EXIT_USAGE
         except click.ClickException as exc:
-            click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
+            click.echo(f"Error: {one_line(exc.format_message())}", err=True)
             code = exc.exit_code
         except click.exceptions.Exit as exc:
             code = exc.exit_code
@@ -312,7 +308,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
             click.echo(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
                        f"WHERE snapshot_id = {result.snapshot_id}\"", err=True)
     if error is not None:
-        raise SnapshotStatusError(_one_line(error), EXIT_FAILED)
+        raise SnapshotStatusError(one_line(error), EXIT_FAILED)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise SnapshotStatusError("; ".join(f"snapshot {r.snapshot_id} of {r.registry} failed: {r.error}"

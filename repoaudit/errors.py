@@ -156,3 +156,8 @@ def first_line(error: BaseException | str) -> str:
     """The first line of an error's text (DuckDB's and parsers' messages run on with context lines)."""
     text = str(error)
     return text.splitlines()[0] if text.strip() else type(error).__name__
+
+
+def one_line(text: object) -> str:
+    """Text folded onto one line (whitespace runs, newlines included, become one space)."""
+    return " ".join(str(text).split())

@@ -42,6 +42,7 @@ from repoaudit.errors import (
     PolicyError,
     RepoauditError,
     first_line,
+    one_line,
 )
 
 __all__ = ["Document", "MAX_ALIAS_NODES", "MAX_BYTES", "MAX_DEPTH", "load_document", "load_documents",
@@ -91,10 +92,6 @@ def _error_class(kind: str, error: type[RepoauditError] | None) -> type[Repoaudi
     return error or _ERRORS.get(kind, ConfigError)
 
 
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
-
-
 def _position(text: str, index: int) -> tuple[int, int]:
     """1-based line and column of character ``index``."""
     line = text.count("\n", 0, index) + 1
@@ -110,7 +107,7 @@ class _Fail:
 
     def __call__(self, what: str, line: int | None = None, column: int | None = None):
         where = self.name if line is None else f"{self.name}:{line}" + (f":{column}" if column else "")
-        return self.error(f"{where}: {_one_line(what)}")
+        return self.error(f"{where}: {one_line(what)}")
 
 
 def read_text(path: str | Path, *, kind: str = "document", max_bytes: int | None = None,
@@ -296,7 +293,7 @@ def _parse_json(text: str, fail: _Fail, max_depth: int) -> Any:
         # Python refuses integers of more than 4300 digits (CVE-2020-10735) with a plain ValueError.
         match = _LONG_NUMBER.search(text)
         where = _position(text, match.start()) if match else (None, None)
-        raise fail(f"malformed JSON: {_one_line(exc).split(';')[0]}", *where) from None
+        raise fail(f"malformed JSON: {one_line(exc).split(';')[0]}", *where) from None
 
 
 # -- YAML ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from repoaudit.errors import (
     RequestBudgetExceeded,
     ResponseTooLarge,
     TooManyRedirects,
+    one_line,
 )
 from repoaudit.model.documents import (
     catalog_page,
@@ -151,8 +152,8 @@ def error_summary(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
         if not isinstance(err, dict):
             continue
         # One line, however the registry spells it: a code or message may be anything JSON holds.
-        code = " ".join(str(err.get("code") or "").split())[:100]
-        msg = " ".join(str(err.get("message") or "").split())[:300]
+        code = one_line(err.get("code") or "")[:100]
+        msg = one_line(err.get("message") or "")[:300]
         detail = err.get("detail")
         codes.append(code)
         text = f"{code}: {msg}" if code else msg
