@@ -15,7 +15,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 
 from repoaudit._version import __version__
 from repoaudit.errors import ConfigError
-from repoaudit.model.output import iso_utc
+from repoaudit.model.output import iso_utc, plain
 from repoaudit.model.timestamps import utcnow
 from repoaudit.retention.policy import Policy
 from repoaudit.retention.signing import plan_digest, sign_document
@@ -111,12 +111,12 @@ class RetentionPlan:
         document, so apply can check that nothing was edited and evaluate the policy
         again; ``sign`` is a key file to add a ``signature`` with.
         """
-        snaps = [{"registry": r.registry, "snapshot_id": int(r.snapshot_id), "started_at": _iso(r.started_at),
+        snaps = [{"registry": r.registry, "snapshot_id": int(r.snapshot_id), "started_at": plain(r.started_at),
                   "source": r.source, "source_kind": r.source_kind} for r in self.snapshots.itertuples()]
         plans = []
         for policy in self.policies:
             summary = self.summary[self.summary["policy"] == policy.name]
-            totals = {k: _whole(_plain(v)) if k != "reclaimable_pct" else _plain(v)
+            totals = {k: _whole(plain(v)) if k != "reclaimable_pct" else plain(v)
                       for k, v in summary.drop(columns=["policy", "format"]).iloc[0].items()}
             plans.append({
                 "policy": {"name": policy.name, "format": policy.format, "source": policy.source,
@@ -128,8 +128,8 @@ class RetentionPlan:
                 "candidates": self._rows("candidates", policy.name),
             })
         doc = {"repoaudit_plan": PLAN_VERSION, "repoaudit_version": __version__,
-               "created_at": _iso(self.created_at), "database": self.database,
-               "as_of": _iso(self.as_of) if self.as_of else None, "snapshots": snaps,
+               "created_at": plain(self.created_at), "database": self.database,
+               "as_of": plain(self.as_of) if self.as_of else None, "snapshots": snaps,
                "warnings": list(self.warnings), "plans": plans}
         doc["plan_sha256"] = plan_digest(doc, _json_default)
         if sign is not None:
@@ -149,12 +149,10 @@ class RetentionPlan:
         return path
 
 
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso_utc(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
 
 
 def _plain_document(raw: Any) -> Any:
@@ -164,24 +162,8 @@ def _plain_document(raw: Any) -> Any:
     return json.loads(json.dumps(raw, default=str))
 
 
-
-def _iso(value: Any) -> str | None:
-    if value is None or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return iso_utc(pd.Timestamp(value).to_pydatetime())
-
-
-
 def _whole(value: Any) -> Any:
     """Counts and bytes summed by SQL arrive as floats: 24.0 -> 24."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, (pd.Timestamp, datetime)):
-        return _iso(value)
-    if isinstance(value, float) and pd.isna(value):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    return value
