@@ -119,13 +119,20 @@ _AFTER_MIGRATION: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {10: 
 
 
 
+# DuckDB 2 writes its newest storage format unless told otherwise, and the DuckDB 1.x tools people have
+# (the CLI, DBeaver's driver, Grafana's plugin) refuse such a file. v1.2.0 is the oldest format that keeps
+# what the schema needs; it is fixed when a file is created, so every connection asks for it.
+STORAGE_VERSION = "v1.2.0"
+FILE_CONFIG = {"storage_compatibility_version": STORAGE_VERSION}
+
+
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (creating and migrating when writable) a repoaudit database."""
     path = str(path)
     if read_only and path != ":memory:" and not Path(path).exists():
         raise StoreError(f"database {path} does not exist (run 'repoaudit collect' or 'repoaudit demo' first)")
     try:
-        con = duckdb.connect(path, read_only=read_only)
+        con = duckdb.connect(path, read_only=read_only, config=FILE_CONFIG)
     except duckdb.Error as exc:
         raise StoreError(f"cannot open database {path}: {first_line(exc)}") from None
     con.execute("SET TimeZone = 'UTC'")
