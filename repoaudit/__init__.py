@@ -19,6 +19,7 @@ from repoaudit.errors import (
                               AuthenticationError,
                               CircuitOpen,
                               ConfigError,
+                              DatabaseLocked,
                               DeadlineExceeded,
                               DigestMismatch,
                               IngestError,
@@ -49,7 +50,7 @@ from repoaudit.retention.whatif import default_policies_dir
 
 __all__ = sorted([
     "Audit", "AuthenticationError", "CircuitOpen", "ClientOptions", "CollectOptions", "CollectResult",
-    "ConfigError", "DeadlineExceeded", "DigestMismatch", "IngestError", "InvalidDocument", "InvalidResponse",
+    "ConfigError", "DatabaseLocked", "DeadlineExceeded", "DigestMismatch", "IngestError", "InvalidDocument", "InvalidResponse",
     "LayoutError", "LimitExceeded", "Limits", "NO_BACKOFF", "NotFoundError", "PaginationError",
     "PlanVerificationError", "PolicyError", "QueryError", "RegistryError", "RegistryHTTPError",
     "RegistryUnreachable", "RepoauditError", "RequestBudgetExceeded", "ResponseTooLarge", "RetryPolicy",

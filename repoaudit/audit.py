@@ -7,7 +7,10 @@ job see the same behaviour.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -31,7 +34,7 @@ from repoaudit.model.options import (
 from repoaudit.model.retry import RetryPolicy
 from repoaudit.sources.credentials import credential_options
 from repoaudit.sources.factory import open_source
-from repoaudit.store.database import connect
+from repoaudit.store.database import Lease, connect
 from repoaudit.store.frames import fetch_frame
 
 
@@ -57,19 +60,106 @@ def run_sync(make_coro: Callable[[], Any]) -> Any:
     return box["result"]
 
 
-class Audit:
-    """A repoaudit database: collect into it, query it, export from it."""
+DEFAULT_LOCK_TIMEOUT = 300.0
+_log = logging.getLogger("repoaudit")
 
-    def __init__(self, path: str | Path | None = None, *, read_only: bool = False):
+
+def _reads(method):
+    """Run the method on a read-only connection opened for it (or the one already open)."""
+    @functools.wraps(method)
+    def inner(self: "Audit", *args, **kwargs):
+        with self.session():
+            return method(self, *args, **kwargs)
+    return inner
+
+
+def _writes(method):
+    """Run the method on a writable connection opened for it: the lock is held for the call only."""
+    @functools.wraps(method)
+    def inner(self: "Audit", *args, **kwargs):
+        with self.session(write=True, doing=method.__name__.replace("_", " ")):
+            return method(self, *args, **kwargs)
+    return inner
+
+
+class Audit:
+    """A repoaudit database: collect into it, query it, export from it.
+
+    It holds no connection between calls: each read opens the file read-only and each write opens it
+    writable for that call alone, so a notebook left open never blocks the nightly ``collect`` (DuckDB
+    locks a file per process). When another process holds the lock, a call waits up to
+    ``lock_timeout`` seconds, then raises :class:`~repoaudit.DatabaseLocked`. ``read_only=True`` refuses
+    writes. Touching :attr:`con` opens a connection that stays open until :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, on_wait: Callable[[str], None] | None = None):
         self.path = str(path or default_db_path())
         self.read_only = read_only
-        self.con: duckdb.DuckDBPyConnection = connect(self.path, read_only=read_only)
+        self.lock_timeout = lock_timeout
+        self.on_wait = on_wait or _log.warning
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._writable = False
+        self._depth = 0
+        self._held = self.path == ":memory:"  # an in-memory database lives as long as its one connection
+        # Open once now, so a bad path or a newer schema shows here; a writable open creates and migrates.
+        with self.session(write=not read_only):
+            pass
 
     def __repr__(self) -> str:
         return f"Audit({self.path!r})"
 
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The open connection; opened (writable unless ``read_only``) and kept until :meth:`close` if none is."""
+        if self._con is None:
+            self._open(write=not self.read_only)
+            self._held = True
+        return self._con
+
+    def _open(self, *, write: bool) -> None:
+        self._con = connect(self.path, read_only=not write and not self._held,
+                            lock_timeout=self.lock_timeout, on_wait=self.on_wait)
+        self._writable = write or self._held
+
+    @contextmanager
+    def session(self, *, write: bool = False, doing: str = "write"):
+        """Hold one connection for a block of calls (writable with ``write=True``), released at its end."""
+        if write and self.read_only:
+            raise StoreError(f"{self.path} is open read-only; open it writable to {doing}")
+        if self._con is not None and write and not self._writable:
+            if self._depth:
+                raise StoreError(f"{self.path}: cannot {doing} inside a read")
+            self.release()
+        if self._con is None:
+            self._open(write=write)
+        self._depth += 1
+        try:
+            yield self._con
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and not self._held:
+                self.release()
+
+    def release(self) -> None:
+        """Close the connection if one is open (the next call opens another)."""
+        if self._con is not None and self.path != ":memory:":
+            con, self._con = self._con, None
+            self._held = False
+            con.close()
+
     def close(self) -> None:
-        self.con.close()
+        if self._con is not None:
+            con, self._con = self._con, None
+            con.close()
+
+    def _lease(self) -> Lease:
+        """The writable connection for a long job that lets it go while it has no use for it (collect)."""
+        def reopen() -> duckdb.DuckDBPyConnection:
+            if self._con is None:
+                self._open(write=True)
+            return self._con
+        return Lease(opener=reopen, closer=lambda con: self.release())
 
     def __enter__(self) -> "Audit":
         return self
@@ -78,6 +168,7 @@ class Audit:
         self.close()
 
     # -- reading ---------------------------------------------------------------
+    @_reads
     def sql(self, text: str, params: dict | list | None = None) -> pd.DataFrame:
         """Run ad-hoc SQL and return a DataFrame."""
         try:
@@ -96,6 +187,7 @@ class Audit:
     def named(self, name: str) -> NamedQuery:
         return get_query(name)
 
+    @_reads
     def query(self, name: str, **params: Any) -> pd.DataFrame:
         """Run the named query ``queries/<name>.sql`` with bound parameters."""
         q = get_query(name)
@@ -108,21 +200,25 @@ class Audit:
     def snapshots(self) -> pd.DataFrame:
         return self.query("snapshots")
 
+    @_reads
     def flux_status(self, registry: str | None = None) -> list[dict]:
         """The latest status of each repository as Flux ImageRepository objects (plain dicts)."""
         return status_documents(self.query("repository_status", registry=registry).itertuples())
 
+    @_reads
     def relations(self) -> list[str]:
         rows = self.con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
                                 "ORDER BY table_name").fetchall()
         return [r[0] for r in rows]
 
+    @_reads
     def relation(self, name: str) -> pd.DataFrame:
         """A whole table or view by name (checked against the catalog, never pasted blindly)."""
         if name not in self.relations():
             raise QueryError(f"unknown table or view {name!r} (valid: {', '.join(self.relations())})")
         return fetch_frame(self.con, f'SELECT * FROM "{name}"')
 
+    @_reads
     def export_csv(self, name: str, path: str | Path, **params: Any) -> int:
         """Write a table, view or named query to CSV (the CLI's output contract); returns the row count."""
         from repoaudit.model.output import to_csv
@@ -132,6 +228,7 @@ class Audit:
         Path(path).write_text(to_csv(frame), encoding="utf-8")
         return len(frame)
 
+    @_reads
     def export_frame(self, name: str, **params: Any) -> pd.DataFrame:
         """A table, view or named query (with ``params``) as a DataFrame: what :meth:`export_csv` writes."""
         if name in self.relations():
@@ -145,6 +242,7 @@ class Audit:
                              f"{', '.join(self.relations())}; queries: {', '.join(load_queries())})")
         return frame
 
+    @_reads
     def export_parquet(self, directory: str | Path, *, overwrite: bool = False) -> dict[str, int]:
         """Every table as Hive-partitioned Parquet under ``directory``; rows per table."""
         from repoaudit.store.exports import export_parquet
@@ -209,21 +307,21 @@ class Audit:
 
     def _collect_parts(self, registry: str, parts: list, *, progress: bool, started_at: datetime | None
                        ) -> CollectResult:
-        if self.read_only:
-            raise StoreError(f"{self.path} is open read-only; open it writable to collect")
-
         async def go():
             sources = [open_source(target, client, **kw) for target, client, _, _, kw in parts]
             try:
                 plan = [Part(src, options, label) for src, (_, _, options, label, _) in zip(sources, parts)]
                 bar = for_people(registry) if progress else NullProgress()
-                return await collect_parts(self.con, plan, progress=bar, started_at=started_at)
+                return await collect_parts(lease, plan, progress=bar, started_at=started_at)
             finally:
                 for src in sources:
                     await src.aclose()
 
-        return run_sync(go)
+        with self.session(write=True, doing="collect"):
+            lease = self._lease()
+            return run_sync(go)
 
+    @_reads
     def latest_result(self, registry: str, *, after: int | None = None) -> CollectResult | None:
         """The registry's newest snapshot as a :class:`CollectResult` (``None`` if it has none newer
         than snapshot ``after``): what a collect that raised left behind, for exit codes and metrics."""
@@ -239,6 +337,7 @@ class Audit:
         return CollectResult(row[0], registry, row[1], row[2] or "full", *(int(v or 0) for v in row[3:8]),
                              float(row[8] or 0.0), dict(requests), row[10])
 
+    @_reads
     def write_collect_metrics(self, path: str | Path, results: Iterable[CollectResult]) -> Path:
         """Prometheus text-format gauges for collect ``results`` (status, seconds, requests, errors,
         unique bytes, deployed images with fixable criticals per registry), written atomically for
@@ -260,6 +359,7 @@ class Audit:
         return write_metrics(path, retention_registry(plan))
 
     # -- scans and workloads (issue 4) ----------------------------------------
+    @_writes
     def ingest(self, kind: str, paths: str | Path | Iterable[str | Path], *, cluster: str | None = None):
         """Ingest scan reports (``trivy``, ``grype``, ``cyclonedx``) or pod listings (``pods``).
 
@@ -271,12 +371,11 @@ class Audit:
         """
         from repoaudit.ingest.load import ingest
 
-        if self.read_only:
-            raise StoreError(f"{self.path} is open read-only; open it writable to ingest")
         return ingest(self.con, kind, paths, cluster=cluster)
 
 
     # -- retention (issue 5) ---------------------------------------------------
+    @_reads
     def retention(self, *policies: Any, registry: str | None = None, include: Iterable[str] = (),
                   as_of: datetime | None = None, blobs: bool = True, detail: bool = True):
         """What-if of retention policies on each registry's latest snapshot -> ``RetentionPlan``.
@@ -309,17 +408,17 @@ class Audit:
         """
         from repoaudit.retention.apply import apply_plan
 
-        if yes and self.read_only:
-            raise StoreError(f"{self.path} is open read-only; open it writable to record deletions")
         if client_options is None:
             def options_for(target: Target) -> ClientOptions:
                 return credential_options(target, username, password)
             client_options = options_for
-        return run_sync(lambda: apply_plan(self.con, plan, policy=policy, yes=yes, client_options=client_options,
-                                           transport=transport, registry_urls=registry_urls,
-                                           verify_key=verify_key))
+        with self.session(write=yes, doing="record deletions"):
+            return run_sync(lambda: apply_plan(self.con, plan, policy=policy, yes=yes,
+                                               client_options=client_options, transport=transport,
+                                               registry_urls=registry_urls, verify_key=verify_key))
 
     # -- history and merge (issue 7) -------------------------------------------
+    @_reads
     def history(self, reference: str, *, registry: str | None = None, limit: int = 1000) -> pd.DataFrame:
         """The tag history of ``REPO`` or ``REPO:TAG``: each stretch of a tag at one digest, moves marked."""
         repository, tag = reference.strip(), None
@@ -330,6 +429,7 @@ class Audit:
             raise ConfigError(f"invalid reference {reference!r}: want REPOSITORY or REPOSITORY:TAG")
         return self.query("tag_timeline", registry=registry, repository=repository, tag=tag, limit=limit)
 
+    @_reads
     def report(self, *, fmt: str = "html", since: str | None = None, policies: Iterable[str | Path] = ()) -> str:
         """The audit report as text: a self-contained HTML page (``fmt="html"``) or Markdown (``"md"``)."""
         from repoaudit.analysis.report import build_report, render_html, render_markdown
@@ -337,6 +437,7 @@ class Audit:
         built = build_report(self, since=since, policies=list(policies))
         return render_html(built) if fmt == "html" else render_markdown(built)
 
+    @_reads
     def write_report(self, output: str | Path, *, fmt: str = "html", since: str | None = None,
                      policies: Iterable[str | Path] = ()) -> Path:
         """Write :meth:`report` to ``output``; returns its path."""
@@ -344,12 +445,11 @@ class Audit:
 
         return write_report(self, output, fmt=fmt, since=since, policies=list(policies))
 
+    @_writes
     def merge(self, inputs: Iterable[str | Path], *, max_spread: Any = None) -> list:
         """Merge shard databases into this one: one new snapshot per registry (see :mod:`repoaudit.store.merge`)."""
         from repoaudit.store.merge import DEFAULT_MAX_SPREAD, merge_into
 
-        if self.read_only:
-            raise StoreError(f"{self.path} is open read-only; open it writable to merge into it")
         return merge_into(self.con, list(inputs), output=self.path, max_spread=max_spread or DEFAULT_MAX_SPREAD)
 
 

@@ -11,6 +11,8 @@ Whatever goes wrong is one line on stderr, and the exit code says which kind:
 4     ``collect``: a snapshot failed (the registry unreachable, every repository failed)
 70    an internal error, a bug (EX_SOFTWARE): the traceback goes to a log file under
       ``$XDG_STATE_HOME/repoaudit/`` (``~/.local/state/repoaudit/``), the line names it
+75    the database stayed locked by another process past ``--lock-timeout`` (EX_TEMPFAIL: try again;
+      nothing was recorded)
 130   interrupted (Ctrl-C)
 ====  ===================================================================================
 
@@ -32,8 +34,8 @@ import click
 import pandas as pd
 
 from repoaudit._version import __version__
-from repoaudit.audit import Audit
-from repoaudit.errors import ConfigError, RepoauditError, one_line
+from repoaudit.audit import DEFAULT_LOCK_TIMEOUT, Audit
+from repoaudit.errors import ConfigError, DatabaseLocked, RepoauditError, one_line
 from repoaudit.jobs.load import load_jobs as jobs_from_files
 from repoaudit.model.formatting import human_bytes
 from repoaudit.model.options import (
@@ -51,6 +53,7 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3  # collect --fail-on partial: a snapshot is partial
 EXIT_FAILED = 4  # collect: a snapshot failed
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE
+EXIT_LOCKED = 75  # sysexits.h EX_TEMPFAIL: a scheduler's retry will do
 EXIT_INTERRUPTED = 130
 
 
@@ -61,6 +64,10 @@ def fail_cleanly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except DatabaseLocked as exc:
+            error = click.ClickException(one_line(exc))
+            error.exit_code = EXIT_LOCKED
+            raise error from None
         except RepoauditError as exc:
             raise click.ClickException(one_line(exc)) from None
         except OSError as exc:
@@ -196,9 +203,30 @@ def check_output(path: Path | str | None, option: str, *, stdout: bool | str = T
         raise ConfigError(f"{option} {path}: cannot create files in {parent} (permission denied)")
 
 
+def _remember_lock_timeout(ctx: click.Context, _param, value: float) -> float:
+    ctx.meta["repoaudit.lock_timeout"] = value
+    return value
+
+
+def lock_timeout_option(fn):
+    return click.option("--lock-timeout", type=click.FloatRange(min=0), default=DEFAULT_LOCK_TIMEOUT,
+                        show_default=True, expose_value=False, callback=_remember_lock_timeout,
+                        metavar="SECONDS", help="While another process holds the database's lock "
+                        "(a notebook's writable connection, another run), wait this long for it.")(fn)
+
+
 def db_option(fn):
-    return click.option("--db", "db", default=default_db_path, show_default="REPOAUDIT_DB or ./repoaudit.duckdb",
-                        help="DuckDB database file.")(fn)
+    return lock_timeout_option(click.option(
+        "--db", "db", default=default_db_path, show_default="REPOAUDIT_DB or ./repoaudit.duckdb",
+        help="DuckDB database file.")(fn))
+
+
+def open_audit(path, *, read_only: bool = False) -> Audit:
+    """The command's database, waiting --lock-timeout for a lock another process holds (saying so once)."""
+    ctx = click.get_current_context(silent=True)
+    timeout = ctx.meta.get("repoaudit.lock_timeout", DEFAULT_LOCK_TIMEOUT) if ctx else DEFAULT_LOCK_TIMEOUT
+    return Audit(path, read_only=read_only, lock_timeout=timeout,
+                 on_wait=lambda line: click.echo(f"repoaudit: {line}", err=True))
 
 
 def raw_option(fn):
@@ -274,7 +302,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         CollectOptions(include=include, exclude=exclude, repositories=repositories, exclude_tags=exclude_tags,
                        shard=shard)
     error: RepoauditError | None = None
-    with Audit(db) as audit:
+    with open_audit(db) as audit:
         before = {r: getattr(audit.latest_result(r), "snapshot_id", -1) for r in registries}
         try:
             if files:
@@ -286,6 +314,8 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
                                          shard=shard, ca_file=ca_file,
                                          cert=(cert_file, key_file) if cert_file else None,
                                          insecure=insecure, timeout=timeout, proxy=proxy)]
+        except DatabaseLocked:
+            raise  # nothing was recorded, and reading what was would wait for the lock again
         except RepoauditError as exc:
             # A run that fails outright still leaves its snapshots (failed, and any registry done before it).
             error = exc
@@ -372,7 +402,7 @@ def read_password(username: str | None, password_stdin: bool) -> str | None:
 @fail_cleanly
 def status(db, registry, fmt, raw):
     """Flux-style status of each repository in the latest snapshot (compare with kubectl get imagerepository)."""
-    with Audit(db, read_only=True) as audit:
+    with open_audit(db, read_only=True) as audit:
         frame = audit.query("repository_status", registry=registry)
         if fmt in ("table", "csv"):
             print_frame(frame, fmt, raw=raw)
@@ -396,7 +426,7 @@ def status(db, registry, fmt, raw):
 @fail_cleanly
 def sql(statement, db, fmt, raw):
     """Run SQL against the database (read-only)."""
-    with Audit(db, read_only=True) as audit:
+    with open_audit(db, read_only=True) as audit:
         print_frame(audit.sql(statement), fmt, raw=raw)
 
 
@@ -408,7 +438,7 @@ def sql(statement, db, fmt, raw):
 @fail_cleanly
 def snapshots(db, registry, fmt, raw):
     """List collection runs, newest first."""
-    with Audit(db, read_only=True) as audit:
+    with open_audit(db, read_only=True) as audit:
         print_frame(audit.query("snapshots", registry=registry), fmt, raw=raw)
 
 
@@ -435,7 +465,7 @@ def query(name, db, params, fmt, output, raw):
     """Run a named query from queries/ (see 'repoaudit queries')."""
     check_output(output, "-o")
     params = parse_params(params)
-    with Audit(db, read_only=True) as audit:
+    with open_audit(db, read_only=True) as audit:
         print_frame(audit.query(name, **params), fmt, output, raw=raw)
 
 
@@ -476,7 +506,7 @@ def export(name, db, csv_path, parquet_dir, overwrite, params):
     check_output(csv_path, "--csv")
     check_output(parquet_dir, "--parquet", stdout=False, directory=True)
     params = parse_params(params)
-    with Audit(db, read_only=True) as audit:
+    with open_audit(db, read_only=True) as audit:
         if is_stdout(csv_path):
             print_frame(audit.export_frame(name, **params), "csv")
             return
@@ -519,7 +549,7 @@ def _scan_ingest_command(kind: str, produced_by: str) -> None:
     @db_option
     @fail_cleanly
     def command(paths, db):
-        with Audit(db) as audit:
+        with open_audit(db) as audit:
             result = audit.ingest(kind, paths)
         click.echo(result.summary())
 
@@ -537,7 +567,7 @@ for _kind, _produced_by in (("trivy", "'trivy image -f json'"), ("grype", "'gryp
 @fail_cleanly
 def ingest_pods(paths, cluster, db):
     """Ingest 'kubectl get pods -A -o json|yaml' output (PodList, List or Pod); several files form one snapshot."""
-    with Audit(db) as audit:
+    with open_audit(db) as audit:
         result = audit.ingest("pods", paths, cluster=cluster)
     click.echo(result.summary())
 
@@ -587,7 +617,7 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key
     check_output(output, "-o", stdout="the plan goes to standard output with --format json")
     check_output(metrics_file, "--metrics-file", stdout="the textfile collector reads a file; give a path")
     as_of = _as_of(as_of)
-    with Audit(db, read_only=True) as audit:
+    with open_audit(db, read_only=True) as audit:
         plan = audit.retention(*policies, registry=registry, include=include, as_of=as_of, blobs=False,
                                detail=bool(output) or fmt != "table")
     if output:
@@ -634,7 +664,7 @@ def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, r
 
     password = read_password(username, password_stdin)
     urls = parse_registry_urls(registry_urls)
-    with Audit(db, read_only=not yes) as audit:
+    with open_audit(db, read_only=not yes) as audit:
         result = audit.retention_apply(plan_file, policy=policy, yes=yes, username=username, password=password,
                                        registry_urls=urls, verify_key=verify_key)
     frame = result.outcomes
@@ -662,7 +692,7 @@ def retention_apply(plan_file, db, policy, yes, username, password_stdin, fmt, r
 @fail_cleanly
 def history(reference, db, registry, limit, fmt, raw):
     """A repository's or tag's history across snapshots: digests, when seen, moves and rollbacks."""
-    with Audit(db, read_only=True) as audit:
+    with open_audit(db, read_only=True) as audit:
         print_frame(audit.history(reference, registry=registry, limit=limit), fmt, raw=raw)
 
 
@@ -672,13 +702,14 @@ def history(reference, db, registry, limit, fmt, raw):
               help="Database to merge into (created if missing).")
 @click.option("--max-spread-hours", default=24.0, show_default=True, type=click.FloatRange(min=0),
               help="Refuse shards of one registry that started further apart than this.")
+@lock_timeout_option
 @fail_cleanly
 def merge(inputs, output, max_spread_hours):
     """Combine shard databases (collect --shard I/N) into one snapshot per registry."""
     from datetime import timedelta
 
     check_output(output, "-o", stdout="a database cannot be standard output; give a file")
-    with Audit(output) as audit:
+    with open_audit(output) as audit:
         results = audit.merge(list(inputs), max_spread=timedelta(hours=max_spread_hours))
     for r in results:
         missing = f", missing shards {' '.join(r.missing_shards)}" if r.missing_shards else ""
@@ -704,7 +735,7 @@ def report(db, output, fmt, since, policies):
     """Write the audit report: a self-contained HTML page, or Markdown for chat and e-mail."""
     output = output or Path(f"report.{fmt}")
     check_output(output, "-o")
-    with Audit(db, read_only=True) as audit:
+    with open_audit(db, read_only=True) as audit:
         if is_stdout(output):
             click.echo(audit.report(fmt=fmt, since=since, policies=list(policies)), nl=False)
             return

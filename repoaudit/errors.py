@@ -23,6 +23,7 @@
     ├── LayoutError                 an OCI image layout directory that cannot be read
     ├── UnsupportedMediaType        a manifest media type that cannot be parsed
     ├── StoreError                  the DuckDB file cannot be opened or migrated
+    │   └── DatabaseLocked          another process held its lock longer than the caller would wait
     ├── QueryError                  unknown named query or parameter, bad parameter value
     ├── IngestError                 a scan report or workload file that cannot be ingested
     ├── PolicyError                 a retention policy that cannot be evaluated
@@ -133,6 +134,14 @@ class LayoutError(RepoauditError):
 
 class StoreError(RepoauditError):
     """The DuckDB database cannot be opened, migrated or written."""
+
+
+class DatabaseLocked(StoreError):
+    """Another process held the database's lock for longer than the caller would wait."""
+
+    def __init__(self, message: str, *, holder: str | None = None):
+        self.holder = holder
+        super().__init__(message)
 
 
 class QueryError(RepoauditError):

@@ -32,6 +32,7 @@ from repoaudit.collect.selection import select_repositories, select_shard
 from repoaudit.errors import (
     AuthenticationError,
     ConfigError,
+    DatabaseLocked,
     InvalidDocument,
     LimitExceeded,
     NotFoundError,
@@ -44,7 +45,7 @@ from repoaudit.model.options import CollectOptions
 from repoaudit.model.regex import matches_any
 from repoaudit.model.timestamps import utc_naive, utcnow
 from repoaudit.sources.base import Source
-from repoaudit.store.database import to_json
+from repoaudit.store.database import Lease, to_json
 from repoaudit.store.sql import statements
 from repoaudit.store.writer import SnapshotWriter
 
@@ -422,8 +423,8 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
     return None
 
 
-async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, progress: Progress | None = None,
-                        started_at: datetime | None = None) -> CollectResult:
+async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part], *,
+                        progress: Progress | None = None, started_at: datetime | None = None) -> CollectResult:
     """Collect every part (all of one registry) into one snapshot of ``con``.
 
     A run where nothing could start (unreachable registry, refused credentials,
@@ -456,6 +457,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, pr
     collector = Collector(registry, writer, {}, full=first.full, progress=progress)
     writer.before_commit.append(lambda c: finalize_indexes(c, registry, writer.snapshot_id))
     writer.begin()
+    writer.pause()  # until commit every row goes to the stage: the database's lock is free meanwhile
     try:
         start_errors = [await _plan(part, collector) for part in parts]
         failed_parts = [e for e in start_errors if e is not None]
@@ -479,6 +481,9 @@ async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, pr
         manifest_count = writer.commit(status=status, repository_count=repositories, tag_count=collector.tag_count,
                                        new_manifest_count=collector.new_manifests, error_count=collector.error_count,
                                        requests=requests(), rate_limit=rate_limit, error=error)
+    except DatabaseLocked:
+        writer.abandon()  # nothing can be recorded while another process holds the database
+        raise
     except BaseException as exc:
         reason = "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else str(exc)
         writer.record_failure(reason or exc.__class__.__name__, error_type=exc.__class__.__name__,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, Callable, NamedTuple
 import duckdb
 import pyarrow as pa
 
-from repoaudit.errors import StoreError, first_line
+from repoaudit.errors import DatabaseLocked, StoreError, first_line
 from repoaudit.model.timestamps import utcnow
 from repoaudit.store.kept import assign_keys, refill_latest
 from repoaudit.store.sql import parse_statements, statements
@@ -126,15 +127,53 @@ STORAGE_VERSION = "v1.2.0"
 FILE_CONFIG = {"storage_compatibility_version": STORAGE_VERSION}
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating and migrating when writable) a repoaudit database."""
+# DuckDB locks the file per process: a writer excludes every other process, a reader excludes writers.
+# Its refusal names the holder: 'Conflicting lock is held in /usr/bin/python3 (PID 4242) by user ada'.
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+LOCK_POLL_SECONDS = 0.25
+
+
+def lock_holder(exc: BaseException) -> str | None:
+    """Who holds the file's lock, from DuckDB's refusal ("PID 4242 (python3)"); None if ``exc`` is another error."""
+    text = str(exc)
+    if "lock" not in text.lower() or not isinstance(exc, duckdb.IOException):
+        return None
+    match = _LOCK_HOLDER.search(text)
+    return f"PID {match['pid']} ({Path(match['program']).name})" if match else "another process"
+
+
+def _open_file(path: str, read_only: bool, lock_timeout: float,
+               on_wait: Callable[[str], None] | None) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + max(lock_timeout, 0.0)
+    waited = False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only, config=FILE_CONFIG)
+        except duckdb.Error as exc:
+            holder = lock_holder(exc)
+            if holder is None:
+                raise StoreError(f"cannot open database {path}: {first_line(exc)}") from None
+            if time.monotonic() >= deadline:
+                after = f" after waiting {lock_timeout:g} s" if lock_timeout > 0 else ""
+                raise DatabaseLocked(f"database {path} is locked by {holder}{after} (--lock-timeout to wait "
+                                     "longer)", holder=holder) from None
+            if not waited and on_wait is not None:
+                on_wait(f"database {path} is locked by {holder}; waiting up to {lock_timeout:g} s")
+            waited = True
+            time.sleep(LOCK_POLL_SECONDS)
+
+
+def connect(path: str | Path, *, read_only: bool = False, lock_timeout: float = 0.0,
+            on_wait: Callable[[str], None] | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (creating and migrating when writable) a repoaudit database.
+
+    While another process holds the file's lock, retry for up to ``lock_timeout`` seconds (telling
+    ``on_wait`` once who holds it), then raise :class:`DatabaseLocked`.
+    """
     path = str(path)
     if read_only and path != ":memory:" and not Path(path).exists():
         raise StoreError(f"database {path} does not exist (run 'repoaudit collect' or 'repoaudit demo' first)")
-    try:
-        con = duckdb.connect(path, read_only=read_only, config=FILE_CONFIG)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open database {path}: {first_line(exc)}") from None
+    con = _open_file(path, read_only, lock_timeout, on_wait)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         try:
@@ -146,12 +185,43 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         # Written by an older repoaudit: the queries need the newer tables and views, so upgrade it once, then read.
         con.close()
         try:
-            connect(path).close()
+            connect(path, lock_timeout=lock_timeout, on_wait=on_wait).close()
+        except DatabaseLocked:
+            raise
         except StoreError as exc:
             raise StoreError(f"{path} needs a schema upgrade this read-only open cannot make: {exc}") from None
-        return connect(path, read_only=True)
+        return connect(path, read_only=True, lock_timeout=lock_timeout, on_wait=on_wait)
     return con
 
+
+
+class Lease:
+    """A connection a long job holds only while it uses it, so other processes can take the lock between.
+
+    ``get()`` opens (or reopens) it; ``release()`` closes it. Over a plain connection, such as an in-memory
+    database or a caller's own, nothing is closed: ``release()`` is a no-op.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None = None, *,
+                 opener: Callable[[], duckdb.DuckDBPyConnection] | None = None,
+                 closer: Callable[[duckdb.DuckDBPyConnection], None] | None = None):
+        if (con is None) == (opener is None):
+            raise ValueError("a Lease takes a connection or an opener")
+        self._con, self._opener, self._closer = con, opener, closer
+
+    def get(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = self._opener()
+        return self._con
+
+    def release(self) -> None:
+        if self._opener is not None and self._con is not None:
+            con, self._con = self._con, None
+            (self._closer or duckdb.DuckDBPyConnection.close)(con)
+
+    @staticmethod
+    def of(con: "duckdb.DuckDBPyConnection | Lease") -> "Lease":
+        return con if isinstance(con, Lease) else Lease(con)
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

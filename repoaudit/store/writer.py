@@ -6,6 +6,7 @@ templates, one per table of ``STAGED`` with its columns.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ import duckdb
 from repoaudit._version import __version__
 from repoaudit.store.database import (
     COLUMNS,
+    Lease,
     insert_rows,
     to_json,
     under_memory_limit,
@@ -40,6 +42,19 @@ class SnapshotInfo:
 # Stored with each snapshot so that listing snapshots never re-walks every blob of every snapshot.
 SNAPSHOT_TOTALS = SQL["snapshot_totals"]
 
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (0: a stage named before stages carried their process)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 class SnapshotWriter:
@@ -68,9 +83,9 @@ class SnapshotWriter:
     COMMIT_MEMORY = 128 * 2**20
     COMMIT_MEMORY_PER_STAGE_BYTE = 6
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, *, registry: str, source: str, source_kind: str,
+    def __init__(self, con: duckdb.DuckDBPyConnection | Lease, *, registry: str, source: str, source_kind: str,
                  started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
-        self.con = con
+        self._lease = Lease.of(con)
         self.registry = registry
         self.source = source
         self.source_kind = source_kind
@@ -84,7 +99,17 @@ class SnapshotWriter:
         self._stage_attached = False
         # Run inside the snapshot's transaction, after its rows are in and before its row is written.
         self.before_commit: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
-        self.snapshot_id = con.execute("SELECT nextval('snapshot_id_seq')").fetchone()[0]
+        self.snapshot_id = self.con.execute("SELECT nextval('snapshot_id_seq')").fetchone()[0]
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        return self._lease.get()
+
+    def pause(self) -> None:
+        """Let go of the database until commit when rows go to the stage: other processes (an open
+        notebook, a report) can use the file meanwhile. Nothing to let go of in an open transaction."""
+        if self._stage is not None and not self._open:
+            self._lease.release()
 
     def begin(self, *, stage: bool = True) -> "SnapshotWriter":
         """Start the snapshot. ``stage=False`` for callers that write into the transaction themselves."""
@@ -105,14 +130,16 @@ class SnapshotWriter:
         db = self._database_path()
         if db is None:
             return  # nothing to spare: an in-memory database holds everything in memory anyway
-        # Leftovers of a killed run; this process holds the database's write lock, so none is live.
+        # Leftovers of killed runs. Another run may be collecting into its own stage right now (the
+        # database's lock is free until commit), so only stages whose process is gone are removed.
         # Matched by exact name, not by glob: in "x[1].duckdb.stage-*" the brackets are a character
-        # class that matches x1.duckdb's live stage files.
-        leftover_name = re.compile(re.escape(db.name) + r"\.stage-\d+(?:\.wal)?")
+        # class that matches x1.duckdb's stage files.
+        leftover_name = re.compile(re.escape(db.name) + r"\.stage-\d+(?:-(\d+))?(?:\.wal)?")
         for leftover in db.parent.iterdir():
-            if leftover_name.fullmatch(leftover.name):
+            match = leftover_name.fullmatch(leftover.name)
+            if match and not _alive(int(match.group(1) or 0)):
                 leftover.unlink(missing_ok=True)
-        self._stage_path = db.parent / f"{db.name}.stage-{self.snapshot_id}"
+        self._stage_path = db.parent / f"{db.name}.stage-{self.snapshot_id}-{os.getpid()}"
         self._stage = duckdb.connect(str(self._stage_path))
         self._stage.execute(f"SET memory_limit = '{self.STAGE_MEMORY}'")
         for table in self.STAGED:
@@ -241,6 +268,13 @@ class SnapshotWriter:
         self.con.execute("COMMIT")
         self._open = False
         return manifest_count
+
+    def abandon(self) -> None:
+        """Drop the stage without touching the database (whose lock another process holds)."""
+        self._open = False
+        self._stage_attached = False
+        self._close_stage()
+        self._buffers = {t: [] for t in COLUMNS}
 
     def rollback(self) -> None:
         if self._open:
