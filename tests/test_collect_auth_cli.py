@@ -251,3 +251,17 @@ def test_mutual_tls_needs_the_client_certificate(run, tmp_path):
         assert_no_secrets(run, pki.client_key.read_text().splitlines()[1])
     finally:
         server.stop()
+
+
+def test_the_wrong_scheme_gets_a_hint(run, registry, tmp_path):
+    """https:// to a plain-HTTP registry and http:// to a TLS one: one line that says which to use."""
+    plain = one_line(run("collect", registry.url.replace("http://", "https://"), "--no-progress"))
+    assert "cannot reach" in plain and "the registry answered in plain HTTP: use http://" in plain, plain
+    pki = make_pki(tmp_path / "pki")
+    server = RegistryServer(tmp_path / "tls-registry", tls=pki.server)
+    server.start()
+    try:
+        tls = one_line(run("collect", server.url.replace("https://", "http://"), "--no-progress"))
+        assert "the registry speaks TLS: use https://" in tls, tls
+    finally:
+        server.stop()

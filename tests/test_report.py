@@ -98,3 +98,19 @@ def test_markdown_and_since(demo_db, tmp_path):
 def test_bad_since(value):
     with pytest.raises(ConfigError, match="--since wants a snapshot id or a duration"):
         parse_since(value)
+
+
+def test_since_a_snapshot_the_database_lacks(demo_db, tmp_path):
+    """Compared with nothing, every repository would be 'added': an unknown id is an error, and no file."""
+    out = tmp_path / "r.html"
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        with pytest.raises(ConfigError, match=r"--since 99: no such snapshot \(this database holds snapshots 1\.\.3"):
+            write_report(audit, out, since="99")
+    assert not out.exists()
+
+
+def test_demo_snapshots_last_as_long_as_they_took(demo_db):
+    """The demo dates its epochs in the past; their durations are still the real ones, not weeks."""
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        seconds = audit.query("snapshots")["seconds"]
+    assert len(seconds) == 3 and (seconds >= 0).all() and (seconds < 600).all(), list(seconds)

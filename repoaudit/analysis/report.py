@@ -255,7 +255,20 @@ def _since_params(since: str | None) -> dict[str, Any]:
     return {}
 
 
+def check_since(audit, since: str | None) -> None:
+    """Refuse a ``--since`` snapshot id the database does not hold: compared with nothing, every
+    repository would show as added."""
+    kind, value = parse_since(since)
+    if kind == "snapshot" and audit.sql("SELECT count(*) AS n FROM snapshots WHERE snapshot_id = $id",
+                                        {"id": value})["n"].iloc[0] == 0:
+        ids = audit.sql("SELECT min(snapshot_id) AS lo, max(snapshot_id) AS hi FROM snapshots").iloc[0]
+        held = "none" if pd.isna(ids["lo"]) else f"{int(ids['lo'])}..{int(ids['hi'])}"
+        raise ConfigError(f"--since {value}: no such snapshot (this database holds snapshots {held}; "
+                          "'repoaudit snapshots' lists them)")
+
+
 def build_report(audit, *, since: str | None = None, policies: list[str | Path] = ()) -> Report:
+    check_since(audit, since)
     sections = [inventory_section(audit), stale_section(audit),
                 retention_section(audit, [Path(p) for p in policies]),
                 risk_section(audit, since), changes_section(audit, since)]

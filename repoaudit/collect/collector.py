@@ -22,7 +22,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import duckdb
@@ -478,9 +478,12 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
         rate_limit: dict[str, str] = {}
         for p in parts:
             rate_limit.update(p.source.rate_limit)
+        # A run dated by the caller (the demo's backdated epochs, a replay) lasts as long as it really took.
+        finished_at = started_at + timedelta(seconds=time.monotonic() - t0) if started_at else None
         manifest_count = writer.commit(status=status, repository_count=repositories, tag_count=collector.tag_count,
                                        new_manifest_count=collector.new_manifests, error_count=collector.error_count,
-                                       requests=requests(), rate_limit=rate_limit, error=error)
+                                       requests=requests(), rate_limit=rate_limit, error=error,
+                                       finished_at=finished_at)
     except DatabaseLocked:
         writer.abandon()  # nothing can be recorded while another process holds the database
         raise

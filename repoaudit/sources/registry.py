@@ -164,6 +164,10 @@ def error_summary(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
     summary = f"HTTP {response.status_code} {reason}".strip()
     if parts:
         summary += ": " + "; ".join(parts)
+    elif response.status_code == 400 and body.startswith(b"Client sent an HTTP request to an HTTPS server"):
+        # Go's net/http (Distribution, Harbor, Zot) answers plain HTTP on a TLS port this way.
+        url = response.request.url
+        summary += f" (the registry speaks TLS: use https://{url.netloc.decode()})"
     return summary, tuple(codes)
 
 
@@ -647,10 +651,16 @@ def _describe_tls(exc: ssl.SSLError) -> str:
     return text
 
 
+# What OpenSSL says when the "TLS record" it reads is an HTTP response: the registry speaks plain HTTP.
+_PLAIN_HTTP_SIGNS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG")
+
+
 def _describe(exc: Exception, target_url: str) -> str:
     text = str(exc) or exc.__class__.__name__
     # httpx nests the OS error; its last line is the readable part.
     text = f"{exc.__class__.__name__}: {text.splitlines()[-1]}" if text else exc.__class__.__name__
+    if target_url.startswith("https:") and any(sign in text.upper().replace(" ", "_") for sign in _PLAIN_HTTP_SIGNS):
+        text += f" (the registry answered in plain HTTP: use http://{target_url.partition('://')[2]})"
     try:
         url = exc.request.url
     except (AttributeError, RuntimeError):
