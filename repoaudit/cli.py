@@ -23,6 +23,7 @@ never leaves a snapshot or a half-written file behind.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import sys
@@ -164,6 +165,65 @@ class RepoauditGroup(click.Group):
         return code
 
 
+# -- -q/-v: what reaches stderr -----------------------------------------------------------
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when it writes: a process may swap it (click's runner does)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value) -> None:
+    root = ctx.find_root()
+    if param.name == "quiet":
+        root.meta["repoaudit.quiet"] = root.meta.get("repoaudit.quiet", False) or value
+    else:
+        root.meta["repoaudit.verbose"] = root.meta.get("repoaudit.verbose", 0) + value
+    quiet, verbose = root.meta.get("repoaudit.quiet", False), root.meta.get("repoaudit.verbose", 0)
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO)[min(verbose, 1)] if verbose < 2 \
+        else logging.DEBUG
+    logger = logging.getLogger("repoaudit")
+    logger.setLevel(level)
+    if not any(getattr(h, "repoaudit_cli", False) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("repoaudit: %(message)s"))
+        handler.repoaudit_cli = True
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def quiet() -> bool:
+    """Whether -q was given: errors only on stderr, no progress, notes or warnings."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().meta.get("repoaudit.quiet"))
+
+
+def note(line: str) -> None:
+    """An informational line on stderr (for people and logs), silenced by -q."""
+    if not quiet():
+        click.echo(line, err=True)
+
+
+def _with_verbosity(command: click.Command) -> None:
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _with_verbosity(sub)
+        return
+    command.params += [
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_verbosity,
+                     help="Only errors on stderr: no progress, notes or warnings."),
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_set_verbosity,
+                     help="More on stderr: -v what each step does, -vv each registry request."),
+    ]
+
+
 # -- output paths -------------------------------------------------------------------------
 
 
@@ -226,7 +286,7 @@ def open_audit(path, *, read_only: bool = False) -> Audit:
     ctx = click.get_current_context(silent=True)
     timeout = ctx.meta.get("repoaudit.lock_timeout", DEFAULT_LOCK_TIMEOUT) if ctx else DEFAULT_LOCK_TIMEOUT
     return Audit(path, read_only=read_only, lock_timeout=timeout,
-                 on_wait=lambda line: click.echo(f"repoaudit: {line}", err=True))
+                 on_wait=lambda line: note(f"repoaudit: {line}"))
 
 
 def raw_option(fn):
@@ -306,11 +366,11 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         before = {r: getattr(audit.latest_result(r), "snapshot_id", -1) for r in registries}
         try:
             if files:
-                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not no_progress)
+                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not (no_progress or quiet()))
             else:
                 results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
                                          include=include, exclude=exclude, repositories=repositories,
-                                         exclude_tags=exclude_tags, full=full, name=name, progress=not no_progress,
+                                         exclude_tags=exclude_tags, full=full, name=name, progress=not (no_progress or quiet()),
                                          shard=shard, ca_file=ca_file,
                                          cert=(cert_file, key_file) if cert_file else None,
                                          insecure=insecure, timeout=timeout, proxy=proxy)]
@@ -335,8 +395,8 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
                        f"({result.new_manifests} new), unique bytes {human_bytes(summary['unique_bytes'])}, "
                        f"errors {result.errors}, {result.seconds:.1f}s")
         if result.errors and result.status != "failed":
-            click.echo(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
-                       f"WHERE snapshot_id = {result.snapshot_id}\"", err=True)
+            note(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
+                 f"WHERE snapshot_id = {result.snapshot_id}\"")
     if error is not None:
         raise SnapshotStatusError(one_line(error), EXIT_FAILED)
     failed = [r for r in results if r.status == "failed"]
@@ -371,8 +431,8 @@ def load_jobs(files) -> list:
     """The collect jobs of Flux ImageRepository objects or repoaudit config files, their notes on stderr."""
     jobs = jobs_from_files(files)
     for job in jobs:
-        for note in job.notes:
-            click.echo(f"note: {job.name}: {note}", err=True)
+        for line in job.notes:
+            note(f"note: {job.name}: {line}")
     return jobs
 
 
@@ -380,7 +440,7 @@ def collect_jobs(audit: Audit, jobs: list, **kw) -> list:
     """Collect loaded jobs and say what was skipped."""
     results, skipped = audit.collect_jobs(jobs, **kw)
     for job, reason in skipped:
-        click.echo(f"skipped {job.name}: {reason}", err=True)
+        note(f"skipped {job.name}: {reason}")
     return results
 
 
@@ -531,7 +591,7 @@ def demo(directory, db, no_progress):
     """Generate the synthetic demo estate, collect its history and print the headline answers."""
     from repoaudit.demo.runner import run_demo
 
-    run_demo(directory, db, progress=not no_progress, echo=click.echo)
+    run_demo(directory, db, progress=not (no_progress or quiet()), echo=click.echo)
 
 
 # --- scan and workload commands (issue 4) ---
@@ -638,9 +698,9 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key
         click.echo(f"\npush time of candidates: first snapshot that saw them for {int(pushed.iloc[0])}, "
                    f"config created for {int(pushed.iloc[1])} (already there at the first look at their repository)")
         for warning in plan.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            note(f"warning: {warning}")
     if output:
-        click.echo(f"plan written to {output} (apply: repoaudit retention apply {output} --yes)", err=True)
+        note(f"plan written to {output} (apply: repoaudit retention apply {output} --yes)")
 
 
 @retention.command("apply")
@@ -742,6 +802,9 @@ def report(db, output, fmt, since, policies):
         path = audit.write_report(output, fmt=fmt, since=since, policies=list(policies))
     click.echo(f"report written to {path}")
 
+
+# -q and -v on every verb (the helpers are with the error contract above).
+_with_verbosity(main)
 
 if __name__ == "__main__":
     main()

@@ -264,6 +264,8 @@ class Collector:
         else:
             status = "partial" if first_error else "ok"
         self.writer.add("repositories", (snap, self.registry, repository, ok, status, first_error))
+        log.info("%s/%s: %s, %d of %d tags read%s", self.registry, repository, status, ok, len(tags),
+                 f" ({first_error})" if first_error else "")
         message = f"successful scan: found {len(tags)} tags"
         if first_error:
             message += f"; {len(tags) - ok + len(invalid)} could not be read ({first_error})"

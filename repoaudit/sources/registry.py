@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import ssl
 import urllib.request
@@ -64,6 +65,8 @@ from repoaudit.model.options import ClientOptions, Target
 from repoaudit.sources.auth import RegistryAuth
 from repoaudit.sources.pagination import next_link
 from repoaudit.sources.tls import ssl_context
+
+log = logging.getLogger(__name__)
 
 
 class _Retry(Exception):
@@ -415,6 +418,8 @@ class RegistryClient:
                         max_body: int | None) -> tuple[httpx.Response, bytes]:
         """One attempt: send, follow redirects, read the body, all within the total deadline."""
         deadline = self.limits.deadline_factor * self.options.timeout
+        if log.isEnabledFor(logging.DEBUG):  # -vv: each request (never its headers: they carry credentials)
+            log.debug("%s %s (%s)", method, _path_of(url), what)
         try:
             return await asyncio.wait_for(self._follow(method, url, what=what, repository=repository,
                                                        headers=headers, params=params, max_body=max_body),
