@@ -154,7 +154,10 @@ def test_repository_filters(registry, estate, audit):
 def test_select_repositories_globs():
     names = ["a/x", "a/y-cache", "b/z"]
     assert select_repositories(names, (), ()) == names
-    assert select_repositories(names, ("a/*",), ("*-cache",)) == ["a/x"]
+    # Doublestar, as retention's --repo: '*' stops at '/', '**' crosses it.
+    assert select_repositories(names, ("a/*",), ("*-cache",)) == ["a/x", "a/y-cache"]
+    assert select_repositories(names, ("a/*",), ("**-cache",)) == ["a/x"]
+    assert select_repositories(names, ("**/{x,z}",), ()) == ["a/x", "b/z"]
 
 
 def test_moved_and_deleted_tags_between_snapshots(registry, estate, pusher, audit):

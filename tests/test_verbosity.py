@@ -48,3 +48,18 @@ def test_verbose_levels_and_quiet(collected):
     assert "Authorization" not in very.stderr
     quiet = run("collect", collected.url, "-q")
     assert quiet.stderr == "" and "snapshot 4 of" in quiet.stdout
+
+
+def test_repository_globs_are_doublestar_and_a_miss_is_said(registry, pusher, tmp_path, monkeypatch):
+    for name in ("team/app", "team/sub/api", "other/x"):
+        pusher.push_image(name, ["1"])
+    monkeypatch.setenv("REPOAUDIT_DB", str(tmp_path / "g.duckdb"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    one = run("collect", registry.url, "--no-progress", "--repo", "team/*", "--repo", "nope/*")
+    assert "repositories 1," in one.stdout  # team/* stops at '/', as retention's --repo does
+    assert "repoaudit: --repo 'nope/*' matches no repository of 3" in one.stderr
+    both = run("collect", registry.url, "--no-progress", "--repo", "team/**", "--exclude-repo", "{x,y}")
+    assert "repositories 2," in both.stdout
+    assert "--exclude-repo '{x,y}' matches no repository" in both.stderr
+    bad = CliRunner().invoke(main, ["collect", registry.url, "--repo", "team/[a"])
+    assert bad.exit_code == 1 and "invalid repository glob 'team/[a'" in bad.stderr

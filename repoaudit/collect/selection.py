@@ -3,14 +3,24 @@ of the name, so shards partition the catalog the same way on every machine)."""
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
+import logging
+
+from repoaudit.model.glob import glob_matches
+
+log = logging.getLogger(__name__)
 
 
 def select_repositories(names: list[str], include: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
-    """Shell-style globs on repository names (``team/*``, ``*-cache``); exclude wins."""
-    picked = [n for n in names if not include or any(fnmatch.fnmatchcase(n, g) for g in include)]
-    return [n for n in picked if not any(fnmatch.fnmatchcase(n, g) for g in exclude)]
+    """Doublestar globs on repository names, as retention's ``--repo`` and Harbor's selectors read them:
+    ``team/*`` stops at ``/``, ``team/**`` crosses it; exclude wins. A glob that matches nothing is
+    said (as a warning): a typo should not pass for an empty registry."""
+    for option, globs in (("--repo", include), ("--exclude-repo", exclude)):
+        for glob in globs:
+            if not any(glob_matches(glob, n) for n in names):
+                log.warning("%s %r matches no repository of %d", option, glob, len(names))
+    picked = [n for n in names if not include or any(glob_matches(g, n) for g in include)]
+    return [n for n in picked if not any(glob_matches(g, n) for g in exclude)]
 
 
 def shard_of(name: str, count: int) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from repoaudit.errors import ConfigError
+from repoaudit.model.glob import compile_glob
 from repoaudit.model.regex import compile_go
 from repoaudit.model.retry import RetryPolicy
 
@@ -121,6 +123,12 @@ class CollectOptions:
             for value in values:
                 if not isinstance(value, str) or not value.strip():
                     raise ConfigError(f"invalid {option} {value!r}: empty")
+        for option, globs in (("repository glob", self.include), ("exclude glob", self.exclude)):
+            for glob in globs:
+                try:
+                    compile_glob(glob)
+                except (ValueError, re.error) as exc:
+                    raise ConfigError(f"invalid {option} {glob!r}: {exc}") from None
         for pattern in self.exclude_tags:
             try:
                 compile_go(pattern)

@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from repoaudit.model.glob import escape_char, glob_to_regex
+
 __all__ = ["DAY", "FORMATS", "Condition", "Pattern", "Policy", "RepoSelector", "Rule", "TagSelector",
            "glob_to_regex", "parse_duration"]
 
@@ -43,78 +45,9 @@ DAY = 86400.0
 # -- patterns ---------------------------------------------------------------------------
 
 
-def _escape(char: str) -> str:
-    # Escape punctuation only: RE2 and Python agree on "\<punct>", not on every escape re.escape emits.
-    return char if char.isalnum() or char == "_" or ord(char) > 127 else "\\" + char
-
-
-def glob_to_regex(pattern: str) -> str:
-    """Translate a doublestar glob into an anchored regular expression.
-
-    ``*`` and ``?`` stop at ``/``; ``**`` crosses it (``a/**/b`` also matches
-    ``a/b``); ``[abc]``, ``[!abc]`` and ``{a,b}`` alternatives; ``\\`` escapes.
-    This is the syntax of Harbor's selectors (bmatcuk/doublestar) and of the native
-    format's repository and tag globs. Raises ``ValueError`` on unbalanced brackets.
-    """
-    return "^" + _glob_body(pattern, 0, len(pattern), top=True)[0] + "$"
-
-
-def _glob_body(p: str, i: int, end: int, *, top: bool, in_brace: bool = False) -> tuple[str, int]:
-    out: list[str] = []
-    alternatives: list[str] = []
-    while i < end:
-        c = p[i]
-        if c == "\\":
-            if i + 1 >= end:
-                raise ValueError(f"pattern {p!r} ends with a lone backslash")
-            out.append(_escape(p[i + 1]))
-            i += 2
-        elif c == "*":
-            if p.startswith("**", i):
-                i += 2
-                if i < end and p[i] == "/":
-                    out.append("(?:.*/)?")
-                    i += 1
-                else:
-                    out.append(".*")
-            else:
-                out.append("[^/]*")
-                i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[":
-            close = p.find("]", i + 2 if p[i + 1:i + 2] in ("!", "^") else i + 1)
-            if close == -1:
-                raise ValueError(f"pattern {p!r} has an unclosed '['")
-            body = p[i + 1:close]
-            negate = body[:1] in ("!", "^")
-            if negate:
-                body = body[1:]
-            chars = "".join("\\" + ch if ch in "\\]^[" else ch for ch in body)
-            out.append(f"[{'^/' if negate else ''}{chars}]")
-            i = close + 1
-        elif c == "{":
-            inner, i = _glob_body(p, i + 1, end, top=False, in_brace=True)
-            out.append(inner)
-        elif c == "}" and in_brace:
-            alternatives.append("".join(out))
-            return "(?:" + "|".join(alternatives) + ")", i + 1
-        elif c == "," and in_brace:
-            alternatives.append("".join(out))
-            out = []
-            i += 1
-        else:
-            out.append(_escape(c))
-            i += 1
-    if in_brace:
-        raise ValueError(f"pattern {p!r} has an unclosed '{{'")
-    return "".join(out), i
-
-
 def _wildcard_to_regex(pattern: str) -> str:
     """ECR's tagPatternList: ``*`` matches any characters, everything else is literal."""
-    return "^" + ".*".join("".join(_escape(c) for c in part) for part in pattern.split("*")) + "$"
+    return "^" + ".*".join("".join(escape_char(c) for c in part) for part in pattern.split("*")) + "$"
 
 
 @dataclass(frozen=True)
@@ -131,7 +64,7 @@ class Pattern:
 
     @classmethod
     def prefix(cls, text: str) -> "Pattern":
-        return cls("prefix", text, "^" + "".join(_escape(c) for c in text))
+        return cls("prefix", text, "^" + "".join(escape_char(c) for c in text))
 
     @classmethod
     def wildcard(cls, text: str) -> "Pattern":
