@@ -61,3 +61,22 @@ def test_parquet_refuses_non_empty_directory(collected, tmp_path):
         collected.export_parquet(out)
     collected.export_parquet(out, overwrite=True)
     assert not (out / "keep.txt").exists()
+
+
+def test_workloads_are_partitioned_by_their_own_date(registry, pusher, tmp_path):
+    """A pod listing's snapshot_id numbers cluster snapshots: its rows go under the day it was ingested,
+    not under the registry snapshot that happens to share the number."""
+    from datetime import datetime
+
+    from conftest import FIXTURES
+
+    pusher.push_image("team/app", ["1"], layers=[layer_bytes("w", 500)])
+    with repoaudit.open(tmp_path / "w.duckdb") as audit:
+        audit.collect(registry.url, progress=False, started_at=datetime(2025, 1, 1, 6))
+        audit.ingest("pods", FIXTURES / "kubernetes" / "k9s-pod-docker-pullable.json", cluster="prod")
+        ingested = audit.sql("SELECT CAST(CAST(ingested_at AS DATE) AS VARCHAR) AS d FROM workload_snapshots")["d"].iloc[0]
+        audit.export_parquet(tmp_path / "out")
+    for table in ("workloads", "workload_snapshots"):
+        dates = {p.name for p in (tmp_path / "out" / table).rglob("snapshot_date=*")}
+        assert dates == {f"snapshot_date={ingested}"}, (table, dates)
+    assert {p.name for p in (tmp_path / "out" / "tags").rglob("snapshot_date=*")} == {"snapshot_date=2025-01-01"}

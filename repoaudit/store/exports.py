@@ -38,12 +38,20 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     return [r[0] for r in con.execute(SQL["table_columns"], [table]).fetchall()]
 
 
+_CLUSTER_SNAPSHOTS = ("workloads", "workload_snapshots")
+
+
 def partition_plan(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, list[str]]:
     """The SELECT that feeds a table's export and the columns it is partitioned by."""
     cols = _columns(con, table)
     partitions = []
     select = f"SELECT t.* FROM {_quote(table)} t"
-    if "snapshot_id" in cols and table != "snapshots":
+    if table in _CLUSTER_SNAPSHOTS:
+        # A pod listing's snapshot_id numbers cluster snapshots, not registry ones: dated by its own ingest.
+        select = (f"SELECT t.*, CAST(w.ingested_at AS DATE) AS snapshot_date FROM {_quote(table)} t "
+                  "JOIN workload_snapshots w USING (snapshot_id)")
+        partitions = ["snapshot_date"]
+    elif "snapshot_id" in cols and table != "snapshots":
         select = (f"SELECT t.*, CAST(s.started_at AS DATE) AS snapshot_date FROM {_quote(table)} t "
                   f"LEFT JOIN snapshots s USING (snapshot_id)")
         partitions = ["snapshot_date"]
