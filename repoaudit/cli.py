@@ -22,6 +22,7 @@ never leaves a snapshot or a half-written file behind.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -30,6 +31,7 @@ import sys
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 import pandas as pd
@@ -292,6 +294,25 @@ def open_audit(path, *, read_only: bool = False) -> Audit:
 def raw_option(fn):
     return click.option("--raw", is_flag=True,
                         help="Tables: exact byte counts and full digests.")(fn)
+
+
+def summary_format_option(fn):
+    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                        help="json: what the command did as one JSON document, for scripts.")(fn)
+
+
+def print_results(results: list, fmt: str, text: Callable[[Any], str]) -> None:
+    """What a command did: ``text`` of each result for people, or one JSON array of them for scripts."""
+    if fmt == "json":
+        click.echo(to_json([{**dataclasses.asdict(r), **_derived(r)} for r in results]), nl=False)
+    else:
+        for r in results:
+            click.echo(text(r))
+
+
+def _derived(result: Any) -> dict[str, Any]:
+    # The properties a summary line reads (unmatched, unchanged) belong in the document too.
+    return {name: getattr(result, name) for name, attr in vars(type(result)).items() if isinstance(attr, property)}
 
 
 def print_frame(frame: pd.DataFrame, fmt: str, output: Path | None = None, *, raw: bool = False) -> None:
@@ -607,11 +628,12 @@ def _scan_ingest_command(kind: str, produced_by: str) -> None:
                                "All files or none: a bad file fails the whole ingest.")
     @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...", type=click.Path(path_type=Path))
     @db_option
+    @summary_format_option
     @fail_cleanly
-    def command(paths, db):
+    def command(paths, db, fmt):
         with open_audit(db) as audit:
             result = audit.ingest(kind, paths)
-        click.echo(result.summary())
+        print_results([result], fmt, lambda r: r.summary())
 
 
 for _kind, _produced_by in (("trivy", "'trivy image -f json'"), ("grype", "'grype -o json'"),
@@ -624,12 +646,13 @@ for _kind, _produced_by in (("trivy", "'trivy image -f json'"), ("grype", "'gryp
 @click.option("--cluster", default="default", show_default=True,
               help="Cluster name; the newest ingest of a cluster is what runs there now.")
 @db_option
+@summary_format_option
 @fail_cleanly
-def ingest_pods(paths, cluster, db):
+def ingest_pods(paths, cluster, db, fmt):
     """Ingest 'kubectl get pods -A -o json|yaml' output (PodList, List or Pod); several files form one snapshot."""
     with open_audit(db) as audit:
         result = audit.ingest("pods", paths, cluster=cluster)
-    click.echo(result.summary())
+    print_results([result], fmt, lambda r: r.summary())
 
 
 # --- retention commands (issue 5) ---
@@ -763,19 +786,22 @@ def history(reference, db, registry, limit, fmt, raw):
 @click.option("--max-spread-hours", default=24.0, show_default=True, type=click.FloatRange(min=0),
               help="Refuse shards of one registry that started further apart than this.")
 @lock_timeout_option
+@summary_format_option
 @fail_cleanly
-def merge(inputs, output, max_spread_hours):
+def merge(inputs, output, max_spread_hours, fmt):
     """Combine shard databases (collect --shard I/N) into one snapshot per registry."""
     from datetime import timedelta
 
     check_output(output, "-o", stdout="a database cannot be standard output; give a file")
     with open_audit(output) as audit:
         results = audit.merge(list(inputs), max_spread=timedelta(hours=max_spread_hours))
-    for r in results:
+    def text(r) -> str:
         missing = f", missing shards {' '.join(r.missing_shards)}" if r.missing_shards else ""
-        click.echo(f"snapshot {r.snapshot_id} of {r.registry}: {r.status}, merged from {r.shards} databases\n"
-                   f"  repositories {r.repositories}, tags {r.tags}, manifests {r.manifests} "
-                   f"({r.new_manifests} new), errors {r.errors}{missing}")
+        return (f"snapshot {r.snapshot_id} of {r.registry}: {r.status}, merged from {r.shards} databases\n"
+                f"  repositories {r.repositories}, tags {r.tags}, manifests {r.manifests} "
+                f"({r.new_manifests} new), errors {r.errors}{missing}")
+
+    print_results(results, fmt, text)
 
 
 # --- report and export commands (issue 6) ---

@@ -153,3 +153,26 @@ def test_encoder_contract():
     short = encode(pd.DataFrame({"digest": [digest]}), "table")
     assert "sha256:0123456789ab" in short and digest not in short
     assert digest in encode(pd.DataFrame({"digest": [digest]}), "table", raw=True)
+
+
+def test_what_writers_did_as_json(demo_db, tmp_path):
+    """ingest and merge print what they did; --format json makes it one document for scripts."""
+    import shutil
+
+    from conftest import FIXTURES
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(demo_db, db)
+    cases = [
+        (["ingest", "trivy", FIXTURES / "trivy" / "alpine-310.json"], {"kind": "trivy", "unmatched": 1}),
+        (["ingest", "grype", FIXTURES / "grype"], {"kind": "grype"}),
+        (["ingest", "pods", FIXTURES / "kubernetes" / "k9s-pod-docker-pullable.json", "--cluster", "c"],
+         {"cluster": "c", "unchanged": False}),
+    ]
+    for args, expected in cases:
+        [doc] = check_json(run(*args, "--db", db, "--format", "json"))
+        assert expected.items() <= doc.items(), doc
+        text = run(*args, "--db", db)  # again, as people read it: already ingested / unchanged
+        assert not text.startswith("[")
+    merged = check_json(run("merge", db, "-o", tmp_path / "merged.duckdb", "--format", "json"))
+    assert [m["registry"] for m in merged] == ["registry.example.com"] and isinstance(merged[0]["tags"], int)
