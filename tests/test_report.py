@@ -20,7 +20,11 @@ from repoaudit.analysis.report import build_report, parse_since, render_html, re
 PROBE = """<script>window.__errors=[];
 addEventListener('error',e=>__errors.push(String(e.message||(e.target&&(e.target.src||'').slice(0,60)))),true);
 addEventListener('load',()=>document.body.setAttribute('data-probe',JSON.stringify({
-  imgs:[...document.images].map(i=>[i.complete,i.naturalWidth,i.naturalHeight]),errors:__errors})));</script>"""
+  imgs:[...document.images].map(i=>[i.complete,i.naturalWidth,i.naturalHeight]),errors:__errors,
+  page:[document.documentElement.scrollWidth,innerWidth],
+  wide:[...document.querySelectorAll('table')].filter(t=>t.scrollWidth>t.parentElement.clientWidth+1)
+        .map(t=>t.previousElementSibling&&t.previousElementSibling.textContent),
+  actions:[...document.querySelectorAll('#actions li')].map(li=>li.textContent)})));</script>"""
 
 
 POLICIES = sorted(default_policies_dir().iterdir())
@@ -37,19 +41,22 @@ def report_html(demo_db, tmp_path_factory):
 def test_headlines_match_the_queries(demo_db, report_html):
     text = html.unescape(report_html.read_text())
     with repoaudit.open(demo_db, read_only=True) as audit:
-        latest = audit.query("snapshots").iloc[0]
+        latest, previous = audit.query("snapshots").iloc[0], audit.query("snapshots").iloc[1]
         diff = audit.query("snapshot_diff")
-    assert f"{latest['repository_count']} repositories, {latest['tag_count']} tags, " \
-           f"{human_bytes(latest['unique_bytes'])} unique" in text
+    # Each headline figure with its change since the previous snapshot.
+    assert (f"{latest['repository_count']:,} repositories "
+            f"(+{latest['repository_count'] - previous['repository_count']:,}), {latest['tag_count']:,} tags "
+            f"(+{latest['tag_count'] - previous['tag_count']:,}), {human_bytes(latest['unique_bytes'])} unique "
+            f"(+{human_bytes(latest['unique_bytes'] - previous['unique_bytes'])})") in text
     moved = int((diff["change"] == "tag moved").sum())
-    assert moved > 0 and f"{moved} tag moved" in text
+    assert moved > 1 and f"{moved} tags moved" in text
     with repoaudit.open(demo_db, read_only=True) as audit:
         summary = audit.retention(*POLICIES, blobs=False).summary
         namespaces = audit.query("stale_namespaces")
         exposure = audit.query("risk_exposure", include_unscanned=False)
     best = summary.sort_values("reclaimable_bytes").iloc[-1]
     assert f"{best['policy']} frees {human_bytes(best['reclaimable_bytes'])}" in text
-    assert f"{int(namespaces['stale_images'].sum())} stale images" in text
+    assert f"{int(namespaces['stale_images'].sum()):,} stale images" in text
     assert f"{len(exposure)} running images scanned" in text
     for section in ("Inventory", "Stale images", "Retention what-if", "Vulnerability exposure", "What changed"):
         assert f"<h2>{section}</h2>" in text
@@ -69,7 +76,7 @@ def test_renders_in_headless_chromium(report_html, tmp_path):
     probed.write_text(report_html.read_text().replace("<head>", "<head>" + PROBE, 1))
     result = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,900",
          f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
          "--dump-dom", probed.as_uri()],
         capture_output=True, text=True, timeout=120)
@@ -78,15 +85,21 @@ def test_renders_in_headless_chromium(report_html, tmp_path):
     probe = json.loads(html.unescape(m.group(1)))
     assert probe["errors"] == []
     assert probe["imgs"] and all(done and w > 0 and h > 0 for done, w, h in probe["imgs"]), probe["imgs"]
+    # Read on a laptop without sideways scrolling: the page and every table fit 1280 pixels.
+    assert probe["page"][0] <= probe["page"][1], probe["page"]
+    assert probe["wide"] == [], probe["wide"]
+    assert probe["actions"] and any(a.startswith("Patch ") for a in probe["actions"]), probe["actions"]
     console = [l for l in result.stderr.splitlines() if ":CONSOLE" in l]
     assert console == []
 
 
 def test_markdown_and_since(demo_db, tmp_path):
     with repoaudit.open(demo_db, read_only=True) as audit:
-        md = render_markdown(build_report(audit, since="1"))
-        assert md.startswith("# Registry audit")
-        assert "| registry | snapshot_id |" in md
+        md = render_markdown(build_report(audit, since="1", policies=POLICIES))
+        # Short enough for a chat channel: the headline numbers and what to do.
+        assert md.startswith("**Registry audit**") and len(md.splitlines()) <= 15, md
+        assert "**Action items**" in md and "\n1. Patch " in md
+        assert re.search(r"repositories \(\+\d+\), [\d,]+ tags \([+-][\d,]+\)", md), md
         week = build_report(audit, since="7d")
         since_first = build_report(audit, since="1")
         changes = {s.key: s.headline for s in since_first.sections}["changes"]

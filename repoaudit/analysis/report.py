@@ -42,6 +42,7 @@ class Report:
     headlines: list[tuple[str, str]]
     sections: list[Section]
     since: str
+    actions: list[str] = field(default_factory=list)  # what to do this week, most pressing first
 
 
 def parse_since(value: str | None) -> tuple[str, Any]:
@@ -124,9 +125,24 @@ def inventory_section(audit) -> Section:
             top["repository"], top["logical_bytes"], top["unique_bytes"], colors=("#c6dbef", "#2171b5"),
             legend=("logical", "unique"), title="Largest repositories")))
         sec.tables.append(("Largest repositories", repos.head(MAX_ROWS)))
-    sec.headline = (f"{int(latest['repository_count'].sum())} repositories, {int(latest['tag_count'].sum())} tags, "
-                    f"{human_bytes(latest['unique_bytes'].sum())} unique") if len(latest) else "no snapshots yet"
+    if len(latest):
+        # Each figure with its change since each registry's snapshot before the latest.
+        before = ok.groupby("registry").nth(-2) if ok.groupby("registry").size().max() > 1 else ok.iloc[0:0]
+        now = {c: latest[c].sum() for c in ("repository_count", "tag_count", "unique_bytes")}
+        then = {c: before[c].sum() if len(before) else None for c in now}
+        sec.headline = (f"{now['repository_count']:,.0f} repositories{_delta(now, then, 'repository_count')}, "
+                        f"{now['tag_count']:,.0f} tags{_delta(now, then, 'tag_count')}, "
+                        f"{human_bytes(now['unique_bytes'])} unique{_delta(now, then, 'unique_bytes', human_bytes)}")
+    else:
+        sec.headline = "no snapshots yet"
     return sec
+
+
+def _delta(now: dict, then: dict, key: str, fmt=lambda v: f"{v:,.0f}") -> str:
+    if then.get(key) is None or pd.isna(then[key]):
+        return ""
+    change = now[key] - then[key]
+    return f" ({'+' if change >= 0 else '-'}{fmt(abs(change))})"
 
 
 def changes_section(audit, since: str | None) -> Section:
@@ -142,7 +158,7 @@ def changes_section(audit, since: str | None) -> Section:
         params["older_than_hours"] = _hours(value)
     diff = audit.query("snapshot_diff", **params)
     counts = diff["change"].value_counts() if len(diff) else pd.Series(dtype=int)
-    sec.headline = ", ".join(f"{n} {c}" for c, n in counts.items()) or "no changes"
+    sec.headline = ", ".join(_counted(n, c) for c, n in counts.items()) or "no changes"
     if len(diff):
         sec.tables.append(("Moved tags", diff.loc[diff["change"] == "tag moved", [
             "registry", "repository", "tag", "from_digest", "to_digest", "from_snapshot", "to_snapshot"]]))
@@ -150,6 +166,14 @@ def changes_section(audit, since: str | None) -> Section:
             "registry", "repository", "change", "from_snapshot", "to_snapshot"]]))
         sec.tables.append(("Counts", counts.rename_axis("change").reset_index(name="count")))
     return sec
+
+
+def _counted(n: int, change: str) -> str:
+    """``2 tags moved``, ``1 repository added``: the change's noun agrees with its count."""
+    noun, _, verb = change.partition(" ")
+    if n != 1:
+        noun = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n:,} {noun} {verb}"
 
 
 def stale_section(audit) -> Section:
@@ -161,8 +185,8 @@ def stale_section(audit) -> Section:
                   "their repository, not running and without a protected tag (latest, stable, prod, …). "
                   "Reclaimable bytes count only blobs nothing else in the registry holds.")
     if len(namespaces):
-        sec.headline = (f"{int(namespaces['stale_images'].sum())} stale images in "
-                        f"{int(namespaces['stale_repositories'].sum())} stale repositories; deleting them frees at least "
+        sec.headline = (f"{int(namespaces['stale_images'].sum()):,} stale images in "
+                        f"{int(namespaces['stale_repositories'].sum()):,} stale repositories; deleting them frees at least "
                         f"{human_bytes(namespaces['stale_reclaimable_bytes'].sum())}")
         ns = namespaces.sort_values("stale_reclaimable_bytes")
         sec.charts.append(("Stale bytes per namespace: what the images weigh, and what deleting them frees",
@@ -219,7 +243,7 @@ def risk_section(audit, since: str | None) -> Section:
                     f"unscanned, {len(new_critical)} new critical findings")
     if len(exposure):
         top = exposure.head(12).iloc[::-1]
-        labels = top["repository"] + "@" + top["digest"].str[7:19]
+        labels = [_image_name(r) for r in top.itertuples()]
         fig, ax = _figure(8, 0.35 * len(top) + 1)
         ax.barh(labels, top["exposure"], color="#cb181d")
         ax.set_xlabel("exposure (risk score × running pods)")
@@ -236,6 +260,55 @@ def risk_section(audit, since: str | None) -> Section:
     sec.tables.append(("New critical findings", new_critical[[
         "repository", "tags", "vulnerability_id", "pkg_name", "fixed_version", "cvss_score", "running_pods"]]))
     return sec
+
+
+def _image_name(row) -> str:
+    """``repo:tag`` for people (the first tag that runs), ``repo@sha256:1234abcd…`` only when no tag names it."""
+    refs = getattr(row, "image_refs", None)
+    first = refs[0] if isinstance(refs, (list, tuple)) and refs else (refs.split(",")[0].strip()
+                                                                       if isinstance(refs, str) and refs else None)
+    if first and ":" in first.rsplit("/", 1)[-1] and "@" not in first:
+        return f"{row.repository}:{first.rsplit(':', 1)[1]}"
+    return f"{row.repository}@{str(row.digest)[:19]}…"
+
+
+# -- what to do this week -------------------------------------------------------------
+
+MAX_ACTIONS = 5
+
+
+def action_items(audit) -> list[str]:
+    """The few things to act on, most pressing first: fixable criticals in running images (with the
+    version that fixes them), release tags rolled back to an older image, the namespaces with most to reclaim."""
+    items: list[str] = []
+    fixable = audit.query("fixable_critical_deployed", min_severity="CRITICAL")
+    if len(fixable):
+        by_image = fixable.groupby(["repository", "digest"], sort=False)
+        ranked = sorted(by_image, key=lambda kv: (-kv[1]["running_pods"].max(), -len(kv[1])))
+        for (_repo, _digest), rows in ranked[:3]:
+            first = rows.iloc[0]
+            fixes = ", ".join(f"{r.pkg_name} → {str(r.fixed_version).split(',')[0].strip()}"
+                              for r in rows.drop_duplicates("pkg_name").head(3).itertuples())
+            newer = f"; {first['newer_tag']} already fixes it" if isinstance(first["newer_tag"], str) else ""
+            items.append(f"Patch {_image_name(first)} ({int(first['running_pods'])} pods in {first['namespaces']}): "
+                         f"{len(rows)} fixable critical finding{'s' if len(rows) != 1 else ''} ({fixes}){newer}")
+    latest = set(audit.sql("SELECT snapshot_id FROM latest_snapshot")["snapshot_id"])
+    rollbacks = audit.query("tag_moves", rollbacks_only=True)
+    rollbacks = rollbacks[rollbacks["to_snapshot"].isin(latest)]
+    for r in rollbacks.head(2).itertuples():
+        older = (r.from_created - r.to_created).days if pd.notna(r.from_created) and pd.notna(r.to_created) else None
+        age = f"an image {older} days older" if older else "an older image"
+        items.append(f"Check {r.repository}:{r.tag}: it was moved back to {age} ({str(r.to_digest)[:19]}…); "
+                     "intended rollback, or tampering?")
+    stale = audit.query("stale_namespaces")
+    if len(stale):
+        top = stale.sort_values("stale_reclaimable_bytes", ascending=False).head(2)
+        for r in top.itertuples():
+            if r.stale_reclaimable_bytes > 0:
+                items.append(f"Reclaim {human_bytes(r.stale_reclaimable_bytes)} in namespace {r.namespace}: "
+                             f"{int(r.stale_images)} stale images (repoaudit query stale_images "
+                             f"--param namespace={r.namespace})")
+    return items[:MAX_ACTIONS]
 
 
 def _hours(duration: timedelta) -> int:
@@ -273,7 +346,8 @@ def build_report(audit, *, since: str | None = None, policies: list[str | Path] 
                 retention_section(audit, [Path(p) for p in policies]),
                 risk_section(audit, since), changes_section(audit, since)]
     headlines = [(s.title, s.headline) for s in sections if s.headline]
-    return Report(datetime.now().astimezone(), audit.path, headlines, sections, since or "previous snapshot")
+    return Report(datetime.now().astimezone(), audit.path, headlines, sections, since or "previous snapshot",
+                  action_items(audit))
 
 
 # -- rendering -----------------------------------------------------------------------
@@ -288,7 +362,10 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.85rem;width:100%
 th,td{border-bottom:1px solid #eee;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1rem 0}figcaption{color:#666;font-size:.85rem}img{max-width:100%}
-section{margin-top:2.2rem}.scroll{overflow-x:auto}
+section{margin-top:2.2rem}
+td{overflow-wrap:anywhere}
+.actions{border-left:4px solid #d94801;background:#fff7ec;padding:.6rem 1rem;margin:1rem 0}
+.actions h2{margin:.2rem 0 .4rem;font-size:1.1rem}.actions ol{margin:0;padding-left:1.3rem}
 """
 
 
@@ -309,7 +386,8 @@ def _html_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p><em>none</em></p>"
     shown = _bytes_cols(frame.head(MAX_ROWS))
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    # Column names stay the queries' own, with break opportunities after each '_' so headers wrap.
+    head = "".join(f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in shown.columns)
     rows = []
     for rec in shown.itertuples(index=False):
         cells = []
@@ -319,8 +397,8 @@ def _html_table(frame: pd.DataFrame) -> str:
             cells.append(f'<td class="num">{html.escape(text)}</td>' if num else f"<td>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class=meta>{len(frame) - MAX_ROWS} more rows not shown</p>" if len(frame) > MAX_ROWS else ""
-    return (f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-            f"{more}")
+    # Long cells wrap (overflow-wrap) instead of pushing the page sideways: read on a laptop, not scrolled.
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
 
 
 def render_html(report: Report) -> str:
@@ -341,30 +419,31 @@ def render_html(report: Report) -> str:
             f"<title>repoaudit report</title><style>{CSS}</style></head><body>"
             f"<h1>Registry audit</h1><p class=meta>Generated {report.generated_at:%Y-%m-%d %H:%M %Z} by repoaudit "
             f"{__version__} from {html.escape(report.database)}; changes since {html.escape(report.since)}.</p>"
-            f"<div class=cards>{cards}</div>{''.join(body)}</body></html>\n")
+            f"<div class=cards>{cards}</div>{_html_actions(report.actions)}{''.join(body)}</body></html>\n")
 
 
-def _md_table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "_none_\n"
-    shown = _bytes_cols(frame.head(MAX_ROWS))
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(_text(v).replace("|", "\\|") for v in row) + " |"
-              for row in shown.itertuples(index=False)]
-    if len(frame) > MAX_ROWS:
-        lines.append(f"\n_{len(frame) - MAX_ROWS} more rows not shown_")
-    return "\n".join(lines) + "\n"
+def _html_actions(actions: list[str]) -> str:
+    if not actions:
+        return ""
+    items = "".join(f"<li>{html.escape(a)}</li>" for a in actions)
+    return f"<div class=actions id=actions><h2>Action items</h2><ol>{items}</ol></div>"
+
+
+MD_HEADLINES = 8
 
 
 def render_markdown(report: Report) -> str:
-    out = ["# Registry audit\n", f"Generated {report.generated_at:%Y-%m-%d %H:%M %Z} by repoaudit {__version__}; "
-           f"changes since {report.since}.\n"]
-    out += [f"- **{t}**: {h}" for t, h in report.headlines]
-    for sec in report.sections:
-        out.append(f"\n## {sec.title}\n\n{sec.intro}\n")
-        for title, frame in sec.tables:
-            out.append(f"### {title}\n\n{_md_table(frame)}")
-    return "\n".join(out) + "\n"
+    """The report for a chat channel or an e-mail subject's body: at most 15 lines, the headline numbers
+    and the action items; the HTML report holds the tables and charts."""
+    lines = [f"**Registry audit** {report.generated_at:%Y-%m-%d} · changes since {report.since}"]
+    shown = report.headlines[:MD_HEADLINES - (1 if len(report.headlines) > MD_HEADLINES else 0)]
+    lines += [f"- **{t}**: {h}" for t, h in shown]
+    if len(report.headlines) > len(shown):
+        lines.append(f"- and {len(report.headlines) - len(shown)} more in the HTML report")
+    if report.actions:
+        lines.append("**Action items**")
+        lines += [f"{i}. {a}" for i, a in enumerate(report.actions, 1)]
+    return "\n".join(lines) + "\n"
 
 
 def write_report(audit, output: str | Path, *, fmt: str = "html", since: str | None = None,
