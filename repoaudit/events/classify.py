@@ -7,7 +7,7 @@ regular expression searched in the event's ``user_agent``, ``actor`` or ``source
 The defaults know the common clients by user agent: scanners (Trivy, Clair, Grype, Harbor's
 scan job robot, Prisma/Twistlock, Snyk, Anchore, Aqua), replication (Harbor's registry
 client, regsync, a Distribution pull-through cache), tools that CI runs (skopeo, crane,
-regctl, oras, buildkit, kaniko, buildah) and container runtimes (containerd, CRI-O,
+regctl, oras, buildkit, kaniko, buildah, and repoaudit's own collection) and container runtimes (containerd, CRI-O,
 Docker, Podman's libpod). Scanners come first because several wrap a runtime's library and
 say so in the same user agent. A rules file (YAML)::
 
@@ -60,6 +60,7 @@ DEFAULT_RULES: tuple[ClientRule, ...] = (
     _ua("replication", "harbor replication", r"(?i)harbor-registry-client|harbor-replication"),
     _ua("replication", "regsync", r"(?i)regsync"),
     _ua("replication", "distribution proxy", r"(?i)^(docker-)?distribution/"),
+    _ua("ci", "repoaudit", r"^repoaudit/"),
     _ua("ci", "skopeo", r"(?i)\bskopeo/"),
     _ua("ci", "crane", r"(?i)\b(crane|go-containerregistry)/"),
     _ua("ci", "regctl", r"(?i)\bregclient|regctl"),

@@ -184,13 +184,13 @@ def ingest_events(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path] | 
                                  names=list(_COLUMNS))
     con.execute("BEGIN TRANSACTION")
     try:
-        before = con.execute(SQL["count"]).fetchone()[0]
+        before = con.execute(SQL["count"]).fetchall()[0][0]
         con.register("_ev_batch", batch)
         try:
-            con.execute(SQL["insert_new"])
+            con.execute(SQL["insert_new"]).fetchall()
         finally:
             con.unregister("_ev_batch")
-        result.new = con.execute(SQL["count"]).fetchone()[0] - before
+        result.new = con.execute(SQL["count"]).fetchall()[0][0] - before
         counts = con.execute(SQL["new_counts"], {"now": now}).fetchall()
         con.execute("COMMIT")
     except duckdb.Error as exc:
