@@ -223,6 +223,13 @@ def test_push_and_pull_history_from_notifications(tmp_path, receiver, skopeo):
         assert any("pull times from registry events, complete since" in w for w in plan.warnings)
         assert set(cands["pushed_source"]) == {"event"}
 
+        # stale_images: "not pulled by a runtime in N days" where events cover it; legacy/base predates them.
+        stale = audit.query("stale_images", older_than_days=-1, keep_newest=0, not_pulled_days=1)
+        assert sorted(stale["digest"]) == sorted([app2.digest, old.digest])
+        assert stale["events_since"].notna().all() and stale["last_pulled_at"].isna().all()
+        everything = audit.query("stale_images", older_than_days=-1, keep_newest=0)
+        assert len(everything) == 4 and everything.set_index("digest").loc[app1.digest, "last_pulled_at"] is not None
+
         # Without the include, legacy/base was pushed before events began: refused, saying since when.
         with pytest.raises(PolicyError, match=r"events of registry .* are complete only since \d{4}-"):
             audit.retention(native)
