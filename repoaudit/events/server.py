@@ -74,8 +74,9 @@ class ReceiverConfig:
 class _Committer:
     """Group commit: one spool append + fsync for everything queued meanwhile."""
 
-    def __init__(self, spool: Spool, tick: float):
+    def __init__(self, spool: Spool, tick: float, counts: dict[str, int]):
         self.spool = spool
+        self.counts = counts
         self.tick = tick
         self.pending: list[tuple[bytes, asyncio.Future]] = []
         self.wake = asyncio.Event()
@@ -105,6 +106,7 @@ class _Committer:
                         if not future.done():
                             future.set_exception(exc)
                 else:
+                    self.counts["syncs"] += 1
                     for _, future in batch:
                         if not future.done():
                             future.set_result(None)
@@ -131,7 +133,7 @@ class EventReceiver:
         self.spool = spool
         self.config = config
         self.committer: _Committer | None = None
-        self.counts = {"accepted_events": 0, "accepted_requests": 0, "rejected_requests": 0}
+        self.counts = {"accepted_events": 0, "accepted_requests": 0, "rejected_requests": 0, "syncs": 0}
 
     # -- ASGI ----------------------------------------------------------------------------
 
@@ -145,7 +147,7 @@ class EventReceiver:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.committer = _Committer(self.spool, min(self.config.rotate_seconds, 5.0))
+                self.committer = _Committer(self.spool, min(self.config.rotate_seconds, 5.0), self.counts)
                 self.committer.task = asyncio.create_task(self.committer.run())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -255,10 +257,7 @@ async def _answer(send: Send, status: int, doc: dict[str, Any], extra: list[tupl
 def serve(spool_dir: str, config: ReceiverConfig, *, host: str = "0.0.0.0", port: int = 8080,
           log_level: str = "info", access_log: bool = False) -> None:
     """Run the receiver until SIGTERM or SIGINT (uvicorn's handlers: in-flight requests finish first)."""
-    try:
-        import uvicorn
-    except ImportError:  # pragma: no cover - an install without the events extra
-        raise ConfigError("events serve needs uvicorn: pip install '.[events]'") from None
+    import uvicorn
     spool = Spool(spool_dir, max_bytes=config.rotate_bytes, max_age=config.rotate_seconds)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for path in spool.recovered:

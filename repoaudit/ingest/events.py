@@ -157,12 +157,13 @@ def ingest_events(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path] | 
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    # An empty spool directory is a quiet registry, not an error: a scheduled ingest runs anyway.
     files = _expand(paths)
-    if not files:
-        raise IngestError("no spool files given (a directory holds none that are closed: *.jsonl)")
     classifier = classifier or Classifier(DEFAULT_RULES)
     result = EventIngestResult(files=[str(p) for p in files])
     rows: list[dict] = []
+    if not files:
+        return result
     spools: list[Path] = []
     now = utcnow()
     for path in files:
