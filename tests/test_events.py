@@ -11,7 +11,14 @@ from click.testing import CliRunner
 import repoaudit
 from repoaudit.cli import main
 from repoaudit.errors import ConfigError, EventError, IngestError
-from repoaudit.events import Classifier, Spool, envelope_events, load_rules, log_line_event, spool_lines
+from repoaudit.events import (
+    Classifier,
+    Spool,
+    envelope_events,
+    load_rules,
+    log_line_event,
+    spool_lines,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 
