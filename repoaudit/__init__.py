@@ -21,6 +21,7 @@ from repoaudit.errors import (
                               ConfigError,
                               DeadlineExceeded,
                               DigestMismatch,
+                              EventError,
                               IngestError,
                               InvalidDocument,
                               InvalidResponse,
@@ -49,7 +50,7 @@ from repoaudit.retention.whatif import default_policies_dir
 
 __all__ = sorted([
     "Audit", "AuthenticationError", "CircuitOpen", "ClientOptions", "CollectOptions", "CollectResult",
-    "ConfigError", "DeadlineExceeded", "DigestMismatch", "IngestError", "InvalidDocument", "InvalidResponse",
+    "ConfigError", "DeadlineExceeded", "DigestMismatch", "EventError", "IngestError", "InvalidDocument", "InvalidResponse",
     "LayoutError", "LimitExceeded", "Limits", "NO_BACKOFF", "NotFoundError", "PaginationError",
     "PlanVerificationError", "PolicyError", "QueryError", "RegistryError", "RegistryHTTPError",
     "RegistryUnreachable", "RepoauditError", "RequestBudgetExceeded", "ResponseTooLarge", "RetryPolicy",

@@ -344,3 +344,53 @@ def test_access_log_lines_fill_in_without_duplicates(tmp_path, receiver):
         assert second.new == 0, second.summary()
         assert audit.sql("SELECT count(*) AS n FROM registry_events WHERE kind = 'manifest'")["n"][0] == 3
         assert first.new > 3  # blob events come from notifications only
+
+
+def test_harbor_webhooks_with_basic_credentials(tmp_path):
+    """Harbor's "Auth header" is sent verbatim; basic credentials work as well as a token."""
+    basic = tmp_path / "basic"
+    basic.write_text("harbor:webhook-pass\n")
+    receiver = Receiver(tmp_path / "receiver", extra=("--basic-file", str(basic)))
+    receiver.start()
+    digest = "sha256:" + "cd" * 32
+    webhook = {"type": "PULL_ARTIFACT", "occur_at": 1764496800, "operator": "robot$library+Trivy-8d1c",
+               "event_data": {"resources": [{"digest": digest, "tag": "1.25",
+                                             "resource_url": "harbor.example.com/library/nginx:1.25"}],
+                              "repository": {"name": "nginx", "namespace": "library",
+                                             "repo_full_name": "library/nginx"}}}
+    try:
+        with httpx.Client(timeout=30) as client:
+            assert client.post(f"{receiver.url}/hook", json=webhook,
+                               auth=("harbor", "not-the-password")).status_code == 401
+            for _ in range(2):  # Harbor retried: same fields, same event
+                assert client.post(f"{receiver.url}/hook", json=webhook,
+                                   auth=("harbor", "webhook-pass")).json() == {"accepted": 1}
+            runtime = {**webhook, "operator": "k8s-puller", "occur_at": 1764496900}
+            assert client.post(f"{receiver.url}/hook", json=runtime, auth=("harbor", "webhook-pass")).status_code == 200
+    finally:
+        assert receiver.stop()
+    with repoaudit.open(tmp_path / "h.duckdb") as audit:
+        result = audit.ingest_events([receiver.spool])
+        assert (result.read, result.new) == (2, 2)
+        rows = audit.sql("SELECT registry, repository, digest, tag, actor, client_class, origin "
+                         "FROM registry_events ORDER BY occurred_at").to_dict("records")
+    assert rows[0] == {"registry": "harbor.example.com", "repository": "library/nginx", "digest": digest,
+                       "tag": "1.25", "actor": "robot$library+Trivy-8d1c", "client_class": "scanner",
+                       "origin": "harbor"}
+    assert rows[1]["client_class"] == "human"  # no user agent in a webhook: a rule on the operator decides
+
+
+def test_a_quiet_receiver_closes_its_file_by_age(tmp_path):
+    """Rotation by age runs on the writer's timer too, so a registry that goes quiet still gets ingested."""
+    receiver = Receiver(tmp_path / "receiver", extra=("--rotate-age", "1s"))
+    receiver.start()
+    event = {"events": [{"id": "quiet-1", "timestamp": "2026-01-01T00:00:00Z", "action": "push",
+                         "target": {"repository": "a/b", "digest": "sha256:" + "e" * 64}}]}
+    try:
+        response = httpx.post(f"{receiver.url}/events", json=event, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 200
+        assert list(receiver.spool.glob("*.jsonl.part"))
+        wait_for(lambda: list(receiver.spool.glob("*.jsonl")) and not list(receiver.spool.glob("*.part")),
+                 "the file to be closed by age", timeout=30)
+    finally:
+        assert receiver.stop()
