@@ -210,3 +210,12 @@ def test_cli_ingest_events_fails_in_one_line(tmp_path):
                            env={"REPOAUDIT_EVENTS_TOKEN": "", "REPOAUDIT_EVENTS_BASIC": ""})
     assert result.exit_code == 1 and "give a bearer token or basic credentials" in result.output
     assert not os.path.exists(tmp_path / "s") or not list((tmp_path / "s").iterdir())
+
+
+def test_a_text_format_log_is_refused_with_the_fix(tmp_path):
+    log = tmp_path / "registry.log"
+    log.write_text('time="2026-12-01T00:00:00Z" level=info msg="response completed" http.request.method=GET\n'
+                   '127.0.0.1 - - [01/Dec/2026:00:00:00 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/8"\n')
+    with repoaudit.open(tmp_path / "a.duckdb") as audit:
+        with pytest.raises(IngestError, match="log.formatter: json"):
+            audit.ingest_events([log])

@@ -144,7 +144,8 @@ def _read_file(path: Path, registry: str | None) -> tuple[str, list[Event], int]
             except EventError as exc:
                 raise IngestError(f"{path}:{number}: {exc}") from None
     if kind is None:
-        raise IngestError(f"{path}: no events (empty, or no JSON line)")
+        raise IngestError(f"{path}: no JSON line (empty, or a registry log written with log.formatter text; "
+                          "ingest needs log.formatter: json)")
     return kind, events, skipped
 
 
