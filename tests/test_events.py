@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import repoaudit
 from repoaudit.cli import main
-from repoaudit.errors import ConfigError, EventError, IngestError
+from repoaudit.errors import ConfigError, EventError, IngestError, PolicyError
 from repoaudit.events import (
     Classifier,
     Spool,
@@ -219,3 +219,12 @@ def test_a_text_format_log_is_refused_with_the_fix(tmp_path):
     with repoaudit.open(tmp_path / "a.duckdb") as audit:
         with pytest.raises(IngestError, match="log.formatter: json"):
             audit.ingest_events([log])
+
+
+def test_pull_rules_are_refused_where_a_registry_has_no_events(demo_db):
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        with pytest.raises(PolicyError, match=r"used: keep pulled within 30d: needs pull times, and registry .* "
+                                              r"has no events"):
+            audit.retention({"name": "p", "rules": [{"name": "used", "keep": {"pulled_within": "30d"}}]})
+        plan = audit.retention({"name": "q", "rules": [{"keep": {"most_recent": 3}}]})  # no pull rule: as before
+        assert not any("registry events" in w for w in plan.warnings)

@@ -128,9 +128,9 @@ def _time(value: Any, where: str) -> datetime:
 
 
 def _distribution_event(raw: Any, where: str) -> Event:
-    doc = _obj(raw, where)
     if not isinstance(raw, dict):
         raise EventError(f"{where} is {_type(raw)}, expected an event object")
+    doc = raw
     event_id = _str(doc, "id", where, required=True)
     if len(event_id) > _MAX_ID:
         raise EventError(f"{where}.id is longer than {_MAX_ID} characters")
@@ -199,9 +199,8 @@ def _harbor_events(doc: dict, where: str) -> list[Event]:
     events = []
     for index, resource in enumerate(resources):
         at = f"{where}.event_data.resources[{index}]"
-        resource = _obj(resource, at)
-        if not isinstance(resources[index], dict):
-            raise EventError(f"{at} is {_type(resources[index])}, expected an object")
+        if not isinstance(resource, dict):
+            raise EventError(f"{at} is {_type(resource)}, expected an object")
         digest = _digest(_str(resource, "digest", at), f"{at}.digest")
         tag = _str(resource, "tag", at)
         if digest is None and tag is None:

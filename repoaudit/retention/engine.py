@@ -130,11 +130,11 @@ def _pull_coverage(con: duckdb.DuckDBPyConnection, policies: list[Policy], in_pl
     for registry, as_of, since, oldest in rows:
         for policy, rule, seconds in windows:
             where = f"{policy.source or policy.name}: {rule}"
+            if oldest is None:
+                continue  # nothing of this registry in the plan
             if since is None:
                 raise PolicyError(f"{where}: needs pull times, and registry {registry} has no events "
                                   "(configure its notifications and run 'repoaudit ingest events'; docs/events.md)")
-            if oldest is None:
-                continue
             needed = oldest if seconds is None else max(as_of - pd.Timedelta(seconds=seconds), oldest)
             if since > needed:
                 span = ("over the images' whole life" if seconds is None

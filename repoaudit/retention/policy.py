@@ -216,6 +216,10 @@ class Condition:
 
     def describe(self) -> str:
         by = f" by {self.by}" if self.kind in ("most_recent", "newer_than", "older_than") else ""
+        if self.by == "pulled" and self.kind in ("most_recent", "newer_than"):
+            text = (f"{self.count} most recently pulled" if self.kind == "most_recent"
+                    else f"pulled within {self.seconds / DAY:g}d")
+            return f"not {text}" if self.negate else text
         if self.kind == "most_recent":
             text = f"{self.count} most recent{by}"
         elif self.kind in ("newer_than", "older_than"):
