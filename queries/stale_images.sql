@@ -4,10 +4,13 @@
 -- repository), are not among the newest K of their repository, are not deployed (deployed_images, an index counts
 -- when a child runs) and carry no protected tag. unique_bytes: blobs that nothing but this image and its index
 -- children holds anywhere in the registry (untagged revisions included), i.e. what deleting it alone frees.
+-- last_pulled_at and events_since: the last pull by a runtime, and from when the registry's events are complete
+-- (NULL: no events; docs/events.md). With not_pulled_days, an image is stale only where events cover that window.
 -- param: older_than_days INTEGER = 90 | older than this many days at the snapshot, by created and by push time
 -- param: keep_newest INTEGER = 3 | the newest K images of a repository (by created) are never stale
 -- param: protect_tags VARCHAR = 'latest,stable,prod,production,release,main,master' | comma-separated tags that protect
 -- param: protect_regex VARCHAR = NULL | a tag matching this regular expression protects the image
+-- param: not_pulled_days INTEGER = NULL | also not pulled by a container runtime in this many days (registry events)
 -- param: registry VARCHAR = NULL | only this registry
 -- param: namespace VARCHAR = NULL | only this team namespace (first path component of the repository)
 WITH ls AS (
@@ -22,6 +25,15 @@ WITH ls AS (
     WHERE r.newest_rank > $keep_newest
       AND coalesce(r.age_days, r.pushed_days) > $older_than_days
       AND r.pushed_days > $older_than_days
+      AND ($not_pulled_days IS NULL OR (
+            -- "Not pulled" is known only where events cover the window, or the image's whole life (pushed since).
+            (SELECT min(c.events_since) FROM event_coverage c WHERE c.registry = r.registry)
+                <= greatest(r.snapshot_at - to_days($not_pulled_days),
+                            coalesce((SELECT min(p.pushed_at) FROM event_push_times p WHERE p.registry = r.registry
+                                      AND p.repository = r.repository AND p.digest = r.digest), '-infinity'))
+            AND NOT EXISTS (SELECT 1 FROM last_pull p
+                            WHERE p.registry = r.registry AND p.repository = r.repository AND p.digest = r.digest
+                              AND p.last_pulled_at >= r.snapshot_at - to_days($not_pulled_days))))
       AND NOT ($protect_tags IS NOT NULL AND list_has_any(r.tags, string_split($protect_tags, ',')))
       AND NOT ($protect_regex IS NOT NULL
                AND coalesce(list_bool_or(list_transform(r.tags, lambda t: regexp_matches(t, $protect_regex))), false))
@@ -67,9 +79,12 @@ WITH ls AS (
 SELECT s.registry, split_part(s.repository, '/', 1) AS namespace, s.repository, s.digest, s.tags, s.kind,
        s.artifact_type, s.created, s.age_days, s.pushed_at, s.pushed_source, s.pushed_days, s.newest_rank,
        s.size, coalesce(CASE WHEN x.index_key IS NULL THEN o.unique_bytes ELSE i.unique_bytes END, 0)
-           AS unique_bytes
+           AS unique_bytes,
+       lp.last_pulled_at, ec.events_since
 FROM stale s
 LEFT JOIN index_bytes i ON i.registry = s.registry AND i.repository = s.repository AND i.unit = s.manifest_key
 LEFT JOIN indexes x ON x.index_key = s.manifest_key
 LEFT JOIN sole_bytes o ON o.manifest_key = s.manifest_key
+LEFT JOIN last_pull lp ON lp.registry = s.registry AND lp.repository = s.repository AND lp.digest = s.digest
+LEFT JOIN event_coverage ec ON ec.registry = s.registry
 ORDER BY unique_bytes DESC, s.registry, s.repository, s.pushed_at, s.digest;

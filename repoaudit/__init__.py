@@ -22,6 +22,7 @@ from repoaudit.errors import (
                               DatabaseLocked,
                               DeadlineExceeded,
                               DigestMismatch,
+                              EventError,
                               IngestError,
                               InvalidDocument,
                               InvalidResponse,
@@ -50,7 +51,8 @@ from repoaudit.retention.whatif import default_policies_dir
 
 __all__ = sorted([
     "Audit", "AuthenticationError", "CircuitOpen", "ClientOptions", "CollectOptions", "CollectResult",
-    "ConfigError", "DatabaseLocked", "DeadlineExceeded", "DigestMismatch", "IngestError", "InvalidDocument", "InvalidResponse",
+    "ConfigError", "DatabaseLocked", "DeadlineExceeded", "DigestMismatch", "EventError", "IngestError",
+    "InvalidDocument", "InvalidResponse",
     "LayoutError", "LimitExceeded", "Limits", "NO_BACKOFF", "NotFoundError", "PaginationError",
     "PlanVerificationError", "PolicyError", "QueryError", "RegistryError", "RegistryHTTPError",
     "RegistryUnreachable", "RepoauditError", "RequestBudgetExceeded", "ResponseTooLarge", "RetryPolicy",

@@ -373,6 +373,26 @@ class Audit:
 
         return ingest(self.con, kind, paths, cluster=cluster)
 
+    # -- registry events (issue 18) ---------------------------------------------
+    @_writes
+    def ingest_events(self, paths: str | Path | Iterable[str | Path], *, registry: str | None = None,
+                      rules: str | Path | None = None, reclassify: bool = False):
+        """Load ``repoaudit events serve`` spool files and Distribution JSON log files into ``registry_events``.
+
+        Idempotent by event id; spool files move to ``ingested/`` once the transaction commits.
+        ``rules`` is a client-classification file (:mod:`repoaudit.events.classify`);
+        ``reclassify`` applies it to every stored event too. Returns an
+        :class:`~repoaudit.ingest.events.EventIngestResult`.
+        """
+        from repoaudit.events.classify import Classifier, load_rules
+        from repoaudit.ingest.events import ingest_events
+        from repoaudit.ingest.events import reclassify as reclassify_events
+
+        classifier = load_rules(rules) if rules else Classifier()
+        result = ingest_events(self.con, paths, registry=registry, classifier=classifier)
+        if reclassify:
+            result.reclassified = reclassify_events(self.con, classifier)
+        return result
 
     # -- retention (issue 5) ---------------------------------------------------
     @_reads

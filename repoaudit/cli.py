@@ -829,6 +829,73 @@ def report(db, output, fmt, since, policies):
     click.echo(f"report written to {path}")
 
 
+# --- registry events (issue 18) ---
+
+
+@ingest.command("events")
+@click.argument("paths", nargs=-1, required=True, metavar="SPOOL|LOG...", type=click.Path(path_type=Path))
+@click.option("--registry", default=None, help="Registry these events belong to, as collected "
+              "(default: the host each event's URL names).")
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Client classification rules (YAML); see docs/events.md.")
+@click.option("--reclassify", is_flag=True, help="Apply the rules to every stored event as well.")
+@db_option
+@summary_format_option
+@fail_cleanly
+def ingest_events_command(paths, registry, rules, reclassify, db, fmt):
+    """Ingest 'repoaudit events serve' spool files (or directories of them) and Distribution JSON log files."""
+    with open_audit(db) as audit:
+        result = audit.ingest_events(paths, registry=registry, rules=rules, reclassify=reclassify)
+    print_results([result], fmt, lambda r: r.summary())
+
+
+@main.group()
+def events():
+    """Receive registry notifications and Harbor webhooks into a spool for 'repoaudit ingest events'."""
+
+
+@events.command("serve")
+@click.option("--spool", "spool_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the spool files.")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the bearer token callers must send (or REPOAUDIT_EVENTS_TOKEN).")
+@click.option("--basic-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding user:password for basic auth (or REPOAUDIT_EVENTS_BASIC).")
+@click.option("--max-body", default="1MiB", show_default=True, help="Largest body accepted (413 above).")
+@click.option("--rotate-size", default="64MiB", show_default=True, help="Close a spool file past this size.")
+@click.option("--rotate-age", default="1h", show_default=True, help="Close a spool file this old (s, m, h, d).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@fail_cleanly
+def events_serve(spool_dir, host, port, token_file, basic_file, max_body, rotate_size, rotate_age, log_level):
+    """Serve the receiver: POST envelopes in, fsynced spool lines out, 200 only once they are on disk."""
+    import os
+
+    from repoaudit.events.server import ReceiverConfig, parse_size, serve
+    from repoaudit.retention.policy import parse_duration
+
+    def secret(path, env):
+        if path is not None:
+            value = path.read_text().strip()
+            if not value:
+                raise ConfigError(f"{path}: empty")
+            return value
+        return os.environ.get(env) or None
+
+    try:
+        age = parse_duration(rotate_age, bare_unit="s")
+    except ValueError as exc:
+        raise ConfigError(f"--rotate-age: {exc}") from None
+    config = ReceiverConfig(token=secret(token_file, "REPOAUDIT_EVENTS_TOKEN"),
+                            basic=secret(basic_file, "REPOAUDIT_EVENTS_BASIC"),
+                            max_body=parse_size(max_body, "--max-body"), rotate_bytes=parse_size(rotate_size,
+                                                                                                  "--rotate-size"),
+                            rotate_seconds=age)
+    serve(str(spool_dir), config, host=host, port=port, log_level=log_level)
+
+
 # -q and -v on every verb (the helpers are with the error contract above).
 _with_verbosity(main)
 

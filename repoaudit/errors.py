@@ -26,6 +26,7 @@
     │   └── DatabaseLocked          another process held its lock longer than the caller would wait
     ├── QueryError                  unknown named query or parameter, bad parameter value
     ├── IngestError                 a scan report or workload file that cannot be ingested
+    │   └── EventError              a registry event, webhook, spool or access-log line that is not one
     ├── PolicyError                 a retention policy that cannot be evaluated
     └── PlanVerificationError       a retention plan that does not match its hash, signature or the database
 
@@ -150,6 +151,10 @@ class QueryError(RepoauditError):
 
 class IngestError(RepoauditError):
     """A scan report or workload file cannot be ingested."""
+
+
+class EventError(IngestError):
+    """A registry notification envelope, Harbor webhook, spool line or access-log line is invalid."""
 
 
 class PolicyError(RepoauditError):

@@ -85,7 +85,7 @@ def test_native_model():
 
 @pytest.mark.parametrize("rules, message", [
     ([{"keep": {"most_recent": 3, "newer_than": "3d"}}],
-     "n.yaml: rule 1: keep: needs exactly one of always, deployed, most_recent, newer_than, tags "
+     "n.yaml: rule 1: keep: needs exactly one of always, deployed, most_recent, newer_than, pulled_within, tags "
      "(got most_recent, newer_than); write one rule per condition"),
     ([{"name": "x", "keep": {"most_recent": -1}}], "n.yaml: rule 1 (x): keep.most_recent: must be an integer >= 0"),
     ([{"name": "x", "keep": {"newer_than": "soon"}}], "n.yaml: rule 1 (x): keep.newer_than: not a duration"),
@@ -146,12 +146,15 @@ def test_harbor_model():
 
 
 @pytest.mark.parametrize("rule, message", [
-    (harbor_rule(template="latestPulledN", params={"latestPulledN": 3}),
-     "h.json: rule 1 (latestPulledN): template: needs pull times"),
-    (harbor_rule(template="nDaysSinceLastPull"), "h.json: rule 1 (nDaysSinceLastPull): template: needs pull times"),
+    # Pull-based templates parse; the plan refuses them where registry events do not cover the period
+    # (tests/test_events_registry.py).
+    (harbor_rule(template="latestPulledN", params={"latestPulledN": -1}),
+     "h.json: rule 1 (latestPulledN): params.latestPulledN: must be"),
+    (harbor_rule(template="nDaysSinceLastPull"),
+     "h.json: rule 1 (nDaysSinceLastPull): params.nDaysSinceLastPull: must be an integer"),
     (harbor_rule(template="latestK"), "h.json: rule 1: template: unknown template 'latestK'"),
     (harbor_rule(template="latestActiveK", params={"latestActiveK": 3}),
-     "h.json: rule 1 (latestActiveK): template: needs pull times"),
+     "h.json: rule 1 (latestActiveK): template: ranks by the later of push and pull"),
     (harbor_rule(params={}), "h.json: rule 1 (latestPushedK): params.latestPushedK: must be an integer"),
     (harbor_rule(tag_selectors=[{"kind": "label", "decoration": "withLabels", "pattern": "x"}]),
      "h.json: rule 1 (latestPushedK): tag_selectors[1].kind: only doublestar"),

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from repoaudit._version import __version__
+from repoaudit.analysis.events import events_section
 from repoaudit.errors import ConfigError
 from repoaudit.model.formatting import human_bytes
 
@@ -345,6 +346,7 @@ def build_report(audit, *, since: str | None = None, policies: list[str | Path] 
     sections = [inventory_section(audit), stale_section(audit),
                 retention_section(audit, [Path(p) for p in policies]),
                 risk_section(audit, since), changes_section(audit, since)]
+    sections += [s for s in (events_section(audit),) if s is not None]
     headlines = [(s.title, s.headline) for s in sections if s.headline]
     return Report(datetime.now().astimezone(), audit.path, headlines, sections, since or "previous snapshot",
                   action_items(audit))

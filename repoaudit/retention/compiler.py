@@ -58,6 +58,9 @@ def _tag_selector_sql(sel: TagSelector, params: Params) -> str:
 
 
 def _ts(by: str) -> str:
+    if by == "pulled":
+        # Never pulled by a runtime ranks last and is never "pulled within".
+        return "coalesce(last_pulled_at, '-infinity'::TIMESTAMP)"
     return "created_or_pushed" if by == "created" else "pushed_at"
 
 
@@ -118,11 +121,12 @@ def policy_sql(policy: Policy, params: Params) -> str:
     else:  # pragma: no cover
         raise PolicyError(f"policy {policy.name}: unknown mode {policy.mode!r}")
     rule_flags = ", ".join(f"rp.r{i}" for i in range(len(policy.rules)))
+    pulled = ", i.last_pulled_at" if policy.pull_windows() else ""
     # Only the columns rules read (digest breaks ties in "most recent").
     return f"""
 WITH base AS (
     SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.created_or_pushed,
-           i.as_of, i.deployed, rp.in_scope{', ' + rule_flags if rule_flags else ''}
+           i.as_of, i.deployed{pulled}, rp.in_scope{', ' + rule_flags if rule_flags else ''}
     FROM _ra_images i
     JOIN _ra_repos rp ON rp.rkey = i.rkey
     WHERE i.eligible AND rp.in_plan

@@ -18,7 +18,15 @@ Push time
     expose it, so it is the time of the first snapshot that saw the image in that
     repository, except when that was the first look at the repository (the history
     is shorter than the image): then the image's config ``created`` is used.
-    ``pushed_source`` says which, per image and in the plan's totals.
+    ``pushed_source`` says which, per image and in the plan's totals. Where the registry
+    reported the push (``registry_events``, docs/events.md), that exact time is used instead
+    (``pushed_source`` ``event``).
+
+Pull time
+    The last pull by a container runtime, from ``registry_events`` (scanners, replication,
+    CI tools and people excluded). A rule on pulls is evaluated only where the events cover
+    what it needs (:func:`_pull_coverage`); otherwise the plan is refused, saying since when
+    events exist.
 
 Byte accounting (as CNCF Distribution's ``garbage-collect`` frees them)
     A *link* is a manifest digest held by one repository: a tagged image, a child
@@ -95,6 +103,48 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
     for step in ("links", "children", "repositories", "deployed" if deployed_view else "no_deployed", "images",
                  "manifest_links", "shared_refs"):
         con.execute(SQL[step])
+
+
+def _event_times(con: duckdb.DuckDBPyConnection) -> None:
+    """Exact push times and last runtime pulls from ``registry_events`` onto ``_ra_images``."""
+    for step in ("event_columns", "event_push_times", "event_last_pulls"):
+        con.execute(SQL[step])
+
+
+def _pull_coverage(con: duckdb.DuckDBPyConnection, policies: list[Policy], in_plan: pd.DataFrame) -> list[str]:
+    """Refuse a pull-based rule where events do not cover what it needs; the coverage lines for the warnings.
+
+    A rule on pulls within N days needs events from ``as_of - N days``, or from the oldest push in
+    the plan's repositories if that is later (nothing existed to be pulled before it); a ranking by
+    pull time (``latestPulledN``) needs them from that oldest push.
+    """
+    windows = [(p, rule, seconds) for p in policies for rule, seconds in p.pull_windows()]
+    if not windows:
+        return []
+    con.register("_ra_repos_in_plan", in_plan[in_plan["in_plan"]][["rkey"]])
+    try:
+        rows = con.execute(SQL["pull_coverage"]).fetchall()
+    finally:
+        con.unregister("_ra_repos_in_plan")
+    notes = []
+    for registry, as_of, since, oldest in rows:
+        for policy, rule, seconds in windows:
+            where = f"{policy.source or policy.name}: {rule}"
+            if oldest is None:
+                continue  # nothing of this registry in the plan
+            if since is None:
+                raise PolicyError(f"{where}: needs pull times, and registry {registry} has no events "
+                                  "(configure its notifications and run 'repoaudit ingest events'; docs/events.md)")
+            needed = oldest if seconds is None else max(as_of - pd.Timedelta(seconds=seconds), oldest)
+            if since > needed:
+                span = ("over the images' whole life" if seconds is None
+                        else f"for the {seconds / 86400:g} days before {as_of:%Y-%m-%d %H:%M:%S}")
+                raise PolicyError(f"{where}: needs pull times {span} (from {needed:%Y-%m-%d %H:%M:%S} UTC), but "
+                                  f"events of registry {registry} are complete only since "
+                                  f"{since:%Y-%m-%d %H:%M:%S} UTC")
+        if since is not None:
+            notes.append(f"{registry}: pull times from registry events, complete since {since:%Y-%m-%d %H:%M:%S} UTC")
+    return notes
 
 
 def _repo_table(con: duckdb.DuckDBPyConnection, policy: Policy, include: Sequence[Pattern]) -> pd.DataFrame:
@@ -198,6 +248,8 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
             finally:
                 con.unregister("_ra_frame")
         _build_links(con, deployed_view)
+        _event_times(con)
+        coverage = _pull_coverage(con, loaded, _repo_table(con, loaded[0], include_patterns))
         lap("links")
         _evaluate(con, loaded, include_patterns)
         lap("policies")
@@ -218,7 +270,7 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
         }
         tables = {name: fetch() for name, fetch in frames.items() if detail or name == "by_namespace"}
         lap("results")
-        warnings = _warnings(con, loaded, deployed_view)
+        warnings = _warnings(con, loaded, deployed_view) + coverage
     finally:
         for table in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")

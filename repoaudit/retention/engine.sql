@@ -354,3 +354,46 @@ LEFT JOIN repositories r ON r.snapshot_id = (SELECT snapshot_id FROM _ra_snap s 
                         AND r.registry = u.registry AND r.repository = u.repository
 WHERE r.status IS DISTINCT FROM 'ok'
 GROUP BY ALL ORDER BY ALL;
+
+
+-- name: event_columns
+-- Registry events (issue 18): the last pull by a container runtime, for pull-based rules.
+ALTER TABLE _ra_images ADD COLUMN last_pulled_at TIMESTAMP;
+
+
+-- name: event_push_times
+-- Where the registry reported the push, its time replaces first-seen or created (pushed_source 'event').
+UPDATE _ra_images i
+SET pushed_at = p.pushed_at, pushed_source = 'event', created_or_pushed = coalesce(i.created, p.pushed_at)
+FROM event_push_times p
+WHERE p.registry = i.registry AND p.repository = i.repository AND p.digest = i.digest AND p.pushed_at <= i.as_of;
+
+
+-- name: event_last_pulls
+-- Pulls by a runtime up to the plan's reference time; a pull that named only a tag (an access-log line)
+-- counts for the image carrying that tag.
+UPDATE _ra_images i
+SET last_pulled_at = p.last_pulled_at
+FROM (
+    SELECT i.link_id, max(e.occurred_at) AS last_pulled_at
+    FROM _ra_images i
+    JOIN registry_events e
+        ON e.registry = i.registry AND e.repository = i.repository
+       AND (e.digest = i.digest OR (e.digest IS NULL AND list_contains(i.tags, e.tag)))
+    WHERE e.action = 'pull' AND e.kind = 'manifest' AND e.client_class = 'workload' AND e.occurred_at <= i.as_of
+    GROUP BY i.link_id
+) p
+WHERE p.link_id = i.link_id;
+
+
+-- name: pull_coverage
+-- Per registry of the plan: from when its events are complete, and the oldest push among the images of the
+-- repositories in the plan (before that nothing existed to be pulled).
+SELECT s.registry, any_value(s.as_of) AS as_of, any_value(c.events_since) AS events_since,
+       min(i.pushed_at) AS oldest_push
+FROM _ra_snap s
+LEFT JOIN event_coverage c ON c.registry = s.registry
+LEFT JOIN (SELECT i.* FROM _ra_images i SEMI JOIN _ra_repos_in_plan r ON r.rkey = i.rkey WHERE i.eligible) i
+    ON i.registry = s.registry
+GROUP BY s.registry
+ORDER BY s.registry;

@@ -142,13 +142,17 @@ class Condition:
     kind: str
     count: int | None = None
     seconds: float | None = None
-    by: str = "pushed"  # created | pushed
+    by: str = "pushed"  # created | pushed | pulled (the last pull by a runtime, from registry events)
     patterns: tuple[Pattern, ...] = ()
     negate: bool = False
     inclusive: bool = False  # newer_than: an image exactly ``seconds`` old still counts (Harbor's >=)
 
     def describe(self) -> str:
         by = f" by {self.by}" if self.kind in ("most_recent", "newer_than", "older_than") else ""
+        if self.by == "pulled" and self.kind in ("most_recent", "newer_than"):
+            text = (f"{self.count} most recently pulled" if self.kind == "most_recent"
+                    else f"pulled within {self.seconds / DAY:g}d")
+            return f"not {text}" if self.negate else text
         if self.kind == "most_recent":
             text = f"{self.count} most recent{by}"
         elif self.kind in ("newer_than", "older_than"):
@@ -197,6 +201,11 @@ class Policy:
         if not self.scope:
             return True
         return any(all(s.matches(repository) for s in group) for group in self.scope)
+
+    def pull_windows(self) -> list[tuple[str, float | None]]:
+        """``(rule description, seconds)`` of every condition on pull times (None: no window, a ranking)."""
+        return [(rule.describe(), c.seconds if c.kind != "most_recent" else None)
+                for rule in self.rules for c in rule.conditions if c.by == "pulled"]
 
     @property
     def uses_deployed(self) -> bool:

@@ -402,3 +402,64 @@ SELECT digest, scan_id, matched_by, scanned_at FROM (
                               ORDER BY c.priority >= 2, s.scanned_at DESC NULLS LAST, c.scan_id DESC) AS rn
     FROM scan_coverage c JOIN scans s ON s.scan_id = c.scan_id
 ) WHERE rn = 1;
+
+-- ==== issue 18: push and pull history from registry events ====
+-- registry_events holds what the registry itself reported (repoaudit events serve, Harbor webhooks,
+-- Distribution's JSON log). Manifest events only below: a blob GET is part of a pull, not a pull.
+
+-- From when each registry's events are complete: the first event stored. Before that, "never pulled"
+-- means "not known"; pull-based answers say so with this time.
+CREATE OR REPLACE VIEW event_coverage AS
+SELECT registry, min(occurred_at) AS events_since, max(occurred_at) AS events_until, count(*) AS events,
+       count(*) FILTER (WHERE action = 'pull' AND kind = 'manifest') AS manifest_pulls,
+       list(DISTINCT origin ORDER BY origin) AS origins
+FROM registry_events
+GROUP BY registry;
+
+-- The last pull by a container runtime (client_class workload; scanners, replication, CI tools and people
+-- excluded) of each manifest digest, with how many such pulls there were. A pull by tag that named no digest
+-- (access-log lines) is attributed through the tag's digest at the latest snapshot.
+CREATE OR REPLACE VIEW last_pull AS
+WITH pulls AS (
+    SELECT e.registry, e.repository, coalesce(e.digest, li.digest) AS digest, e.occurred_at, e.user_agent,
+           e.client_rule
+    FROM registry_events e
+    LEFT JOIN latest_images li
+        ON e.digest IS NULL AND li.registry = e.registry AND li.repository = e.repository
+       AND list_contains(li.tags, e.tag)
+    WHERE e.action = 'pull' AND e.kind = 'manifest' AND e.client_class = 'workload'
+)
+SELECT p.registry, p.repository, p.digest, max(p.occurred_at) AS last_pulled_at, count(*) AS pulls,
+       arg_max(p.user_agent, p.occurred_at) AS last_user_agent, arg_max(p.client_rule, p.occurred_at) AS last_client,
+       any_value(c.events_since) AS events_since
+FROM pulls p
+JOIN event_coverage c ON c.registry IS NOT DISTINCT FROM p.registry
+WHERE p.digest IS NOT NULL
+GROUP BY p.registry, p.repository, p.digest;
+
+-- Manifest pulls per day, registry, repository and client class: pulls are GETs, checks are HEADs (a runtime
+-- resolving a tag it may already hold).
+CREATE OR REPLACE VIEW pulls_by_day AS
+SELECT CAST(occurred_at AS DATE) AS day, registry, repository, client_class,
+       count(*) FILTER (WHERE method IS DISTINCT FROM 'HEAD') AS pulls, count(*) FILTER (WHERE method = 'HEAD') AS checks,
+       count(DISTINCT coalesce(digest, tag)) AS images, count(DISTINCT source_addr) AS clients
+FROM registry_events
+WHERE action = 'pull' AND kind = 'manifest'
+GROUP BY ALL;
+
+-- Exact push times: the first push event of each manifest digest in each repository (a later push of the same
+-- digest, a re-tag, does not move it).
+CREATE OR REPLACE VIEW event_push_times AS
+SELECT registry, repository, digest, min(occurred_at) AS pushed_at, max(occurred_at) AS last_pushed_at,
+       count(*) AS pushes
+FROM registry_events
+WHERE action = 'push' AND kind = 'manifest' AND digest IS NOT NULL
+GROUP BY ALL;
+
+-- image_lifecycle with the exact push time where events saw the push (pushed_source 'event'), else the
+-- first snapshot that saw the image ('first_seen').
+CREATE OR REPLACE VIEW image_push_times AS
+SELECT l.*, coalesce(p.pushed_at, l.first_seen) AS pushed_at,
+       CASE WHEN p.pushed_at IS NOT NULL THEN 'event' ELSE 'first_seen' END AS pushed_source
+FROM image_lifecycle l
+LEFT JOIN event_push_times p ON p.registry = l.registry AND p.repository = l.repository AND p.digest = l.digest;

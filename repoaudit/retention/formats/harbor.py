@@ -98,9 +98,10 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
         if action != "retain":
             raise where.error(f"Harbor rules only retain, got {action!r}", rule=label, field="action")
         # latestActiveK ranks by the later of push and pull (rule/latestk/evaluator.go: activeTime).
-        if template in ("latestPulledN", "nDaysSinceLastPull", "latestActiveK"):
-            raise where.error("needs pull times, which registries do not expose to repoaudit; use latestPushedK "
-                              "or nDaysSinceLastPush, or a native policy", rule=label, field="template")
+        if template == "latestActiveK":
+            raise where.error("ranks by the later of push and pull time, which repoaudit does not evaluate; use "
+                              "latestPulledN or nDaysSinceLastPull (from registry events) or latestPushedK",
+                              rule=label, field="template")
         params = rdoc.get("params") or {}
         params = mapping(params, where, label, "params")
         if template == "always":
@@ -110,6 +111,17 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
             k = integer(params.get("latestPushedK"), where, label, "params.latestPushedK", minimum=0,
                         maximum=32766)
             condition = Condition("most_recent", count=k, by="pushed")
+        elif template == "latestPulledN":
+            # rule/latestpl/evaluator.go: the N most recently pulled; pull times come from registry events, and the
+            # plan refuses unless they cover the images' whole life (engine: pull coverage).
+            n = integer(params.get("latestPulledN"), where, label, "params.latestPulledN", minimum=0,
+                        maximum=32766)
+            condition = Condition("most_recent", count=n, by="pulled")
+        elif template == "nDaysSinceLastPull":
+            # rule/dayspl/evaluator.go: retains what was pulled at or after now - N days.
+            n = integer(params.get("nDaysSinceLastPull"), where, label, "params.nDaysSinceLastPull", minimum=0,
+                        maximum=20190904)
+            condition = Condition("newer_than", seconds=n * DAY, by="pulled", inclusive=True)
         elif template == "lastXDays":
             # rule/lastx/evaluator.go: retains what was pushed strictly after now - X days (After, not >=).
             x = integer(params.get("lastXDays"), where, label, "params.lastXDays", minimum=0)

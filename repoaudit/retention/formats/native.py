@@ -62,7 +62,7 @@ def _native_keep(value: Any, where: Where, rule: str) -> Condition:
     if value == "always" or value is True:
         return Condition("always")
     doc = mapping(value, where, rule, "keep")
-    conditions = {"always", "most_recent", "newer_than", "tags", "deployed"}
+    conditions = {"always", "most_recent", "newer_than", "tags", "deployed", "pulled_within"}
     unknown_keys(doc, conditions | {"by"}, where, rule, "keep")
     given = [k for k in doc if k in conditions]
     if len(given) != 1:
@@ -84,6 +84,13 @@ def _native_keep(value: Any, where: Where, rule: str) -> Condition:
         if value is not True:
             raise where.error(f"must be true, got {value!r}", rule=rule, field="keep.deployed")
         return Condition("deployed")
+    if kind == "pulled_within":
+        # Pulled by a container runtime (registry events: docs/events.md) at or after as_of - the duration.
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise where.error(str(exc), rule=rule, field="keep.pulled_within") from None
+        return Condition("newer_than", seconds=seconds, by="pulled", inclusive=True)
     if kind == "most_recent":
         return Condition("most_recent", count=integer(value, where, rule, "keep.most_recent", minimum=0), by=by)
     if kind == "newer_than":
@@ -115,7 +122,7 @@ def parse_native(doc: Any, source: str = "<policy>") -> Policy:
             label = f"{index} ({rdoc['name']})"
         unknown_keys(rdoc, {"name", "repositories", "tags", "keep"}, where, label, None)
         if "keep" not in rdoc:
-            raise where.error("missing (always, most_recent, newer_than, tags or deployed)", rule=label, field="keep")
+            raise where.error("missing (always, most_recent, newer_than, tags, deployed or pulled_within)", rule=label, field="keep")
         repos = (_native_repos(rdoc["repositories"], where, label, "repositories"),) if "repositories" in rdoc else ()
         tags = (_native_tags(rdoc["tags"], where, label),) if "tags" in rdoc else ()
         keep = _native_keep(rdoc["keep"], where, label)
