@@ -91,7 +91,7 @@ def test_native_model():
     ([{"name": "x", "keep": {"newer_than": "soon"}}], "n.yaml: rule 1 (x): keep.newer_than: not a duration"),
     ([{"name": "x", "keep": {"tags": ["a"], "by": "created"}}], "n.yaml: rule 1 (x): keep.by: only applies"),
     ([{"keep": "always"}, {"name": "y", "keep": {"most_recent": 1, "by": "pulled"}}],
-     "n.yaml: rule 2 (y): keep.by: must be created or first_seen"),
+     "n.yaml: rule 2 (y): keep.by: must be created, first_seen or last_push"),
     ([{"name": "x", "tag": "v*", "keep": "always"}], "n.yaml: rule 1 (x): tag: unknown field"),
     ([{"name": "x"}], "n.yaml: rule 1 (x): keep: missing"),
     ([{"name": "x", "tags": {"regex": "(?=v)"}, "keep": "always"}], "n.yaml: rule 1 (x): tags.regex: regular "
@@ -136,7 +136,7 @@ def test_harbor_model():
                                                      "pattern": "tmp-*"}]}),
     ], "scope": {"level": "project", "ref": "team"}})
     first, second = policy.rules
-    assert policy.mode == "retain" and first.conditions == (Condition("most_recent", count=3, by="pushed"),)
+    assert policy.mode == "retain" and first.conditions == (Condition("most_recent", count=3, by="last_push"),)
     assert first.tags[0].untagged  # "matches" takes untagged artifacts unless extras say otherwise
     assert second.tags[0].negate and not second.tags[0].untagged  # "excludes" with untagged:true leaves them out
     # Patterns see the repository without its project, and scope.ref (a name) limits the project.

@@ -383,7 +383,8 @@ def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
             (5, 'E', 'sha256:ee', NULL, TIMESTAMP '2024-01-03')
         ) t(link_id, name, digest, created, pushed_at),
         LATERAL (SELECT 7 AS rkey, link_id AS mkey, ['t'] AS tags, true AS tagged, NULL::TIMESTAMP AS created_or_pushed,
-                        TIMESTAMP '2024-06-01' AS as_of, false AS deployed, true AS eligible)""")
+                        TIMESTAMP '2024-06-01' AS as_of, false AS deployed, true AS eligible,
+                        t.pushed_at AS last_pushed_at)""")
     con.execute("CREATE TEMP TABLE _ra_repos AS SELECT 7 AS rkey, true AS in_plan, true AS in_scope, true AS r0")
     policy = load_policy({"name": "recent", "rules": [{"name": "r", "keep": {"most_recent": count, "by": "created"}}]})
     params = Params()
@@ -411,7 +412,8 @@ def test_harbor_day_templates_at_the_boundary(template, age, kept):
     con.execute("""
         CREATE TEMP TABLE _ra_images AS
         SELECT 1 AS link_id, 'A' AS name, 'sha256:aa' AS digest, NULL::TIMESTAMP AS created,
-               $pushed::TIMESTAMP AS pushed_at, $pushed::TIMESTAMP AS created_or_pushed, 7 AS rkey, 1 AS mkey,
+               $pushed::TIMESTAMP AS pushed_at, $pushed::TIMESTAMP AS last_pushed_at,
+               $pushed::TIMESTAMP AS created_or_pushed, 7 AS rkey, 1 AS mkey,
                ['v1'] AS tags, true AS tagged, $as_of::TIMESTAMP AS as_of, false AS deployed, true AS eligible
     """, {"pushed": as_of - age, "as_of": as_of})
     con.execute("CREATE TEMP TABLE _ra_repos AS SELECT 7 AS rkey, true AS in_plan, true AS in_scope, true AS r0")

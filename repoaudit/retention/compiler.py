@@ -57,8 +57,11 @@ def _tag_selector_sql(sel: TagSelector, params: Params) -> str:
 
 
 
+_TIME_COLUMNS = {"created": "created_or_pushed", "pushed": "pushed_at", "last_push": "last_pushed_at"}
+
+
 def _ts(by: str) -> str:
-    return "created_or_pushed" if by == "created" else "pushed_at"
+    return _TIME_COLUMNS[by]
 
 
 
@@ -121,7 +124,8 @@ def policy_sql(policy: Policy, params: Params) -> str:
     # Only the columns rules read (digest breaks ties in "most recent").
     return f"""
 WITH base AS (
-    SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.created_or_pushed,
+    SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.last_pushed_at,
+           i.created_or_pushed,
            i.as_of, i.deployed, rp.in_scope{', ' + rule_flags if rule_flags else ''}
     FROM _ra_images i
     JOIN _ra_repos rp ON rp.rkey = i.rkey

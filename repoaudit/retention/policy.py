@@ -209,7 +209,7 @@ class Condition:
     kind: str
     count: int | None = None
     seconds: float | None = None
-    by: str = "pushed"  # created | pushed
+    by: str = "pushed"  # created | pushed (the image's own push) | last_push (raised to its tags' pushes: Harbor)
     patterns: tuple[Pattern, ...] = ()
     negate: bool = False
     inclusive: bool = False  # newer_than: an image exactly ``seconds`` old still counts (Harbor's >=)
@@ -264,6 +264,14 @@ class Policy:
         if not self.scope:
             return True
         return any(all(s.matches(repository) for s in group) for group in self.scope)
+
+    @property
+    def push_time(self) -> str:
+        """Which push time the plan reports for this policy's candidates: ``last_push`` when a condition
+        dates images by their tags' pushes too (Harbor), else ``pushed``."""
+        uses = {c.by for r in self.rules for c in r.conditions if c.kind in ("most_recent", "newer_than",
+                                                                                "older_than")}
+        return "last_push" if "last_push" in uses else "pushed"
 
     @property
     def uses_deployed(self) -> bool:

@@ -109,17 +109,17 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
             # Harbor's Valid (rule/latestps/evaluator.go): 0 <= K < math.MaxInt16.
             k = integer(params.get("latestPushedK"), where, label, "params.latestPushedK", minimum=0,
                         maximum=32766)
-            condition = Condition("most_recent", count=k, by="pushed")
+            condition = Condition("most_recent", count=k, by="last_push")
         elif template == "lastXDays":
             # rule/lastx/evaluator.go: retains what was pushed strictly after now - X days (After, not >=).
             x = integer(params.get("lastXDays"), where, label, "params.lastXDays", minimum=0)
-            condition = Condition("newer_than", seconds=x * DAY, by="pushed")
+            condition = Condition("newer_than", seconds=x * DAY, by="last_push")
         else:
             # Harbor's Valid (rule/dayspl, rule/daysps): 0 <= N <= 20190904; its Process retains an artifact
             # pushed at or after now - N days (>=), so one exactly N days old is kept.
             n = integer(params.get("nDaysSinceLastPush"), where, label, "params.nDaysSinceLastPush", minimum=0,
                         maximum=20190904)
-            condition = Condition("newer_than", seconds=n * DAY, by="pushed", inclusive=True)
+            condition = Condition("newer_than", seconds=n * DAY, by="last_push", inclusive=True)
 
         tag_selectors = []
         for j, sel in enumerate(rdoc.get("tag_selectors") or [], 1):
