@@ -124,6 +124,16 @@ def test_effective_tag():
     assert parse_reference(f"nginx@{D1}").effective_tag is None
 
 
+def test_tag_and_digest_resolve_by_digest_and_drop_the_tag():
+    """Docker pulls ``name:tag@digest`` by digest; the tag is parsed (distribution/reference keeps it) but
+    names nothing that runs."""
+    ref = parse_reference(f"ghcr.io/a/b:1.0@{D1}")
+    assert (ref.tag, ref.digest, ref.effective_tag) == ("1.0", D1, None)
+    assert ref.pulled == f"ghcr.io/a/b@{D1}"
+    assert parse_reference("nginx").pulled == "index.docker.io/library/nginx:latest"
+    assert parse_reference("nginx:1").pulled == "index.docker.io/library/nginx:1"
+
+
 def test_reference_is_frozen_and_hashable():
     ref = parse_reference("nginx:1")
     with pytest.raises(dataclasses.FrozenInstanceError):

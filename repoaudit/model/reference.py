@@ -101,10 +101,24 @@ class ImageReference:
 
     @property
     def effective_tag(self) -> str | None:
-        """The tag a runtime pulls: the given tag, ``latest`` if neither tag nor digest, else None."""
-        if self.tag is not None:
-            return self.tag
-        return None if self.digest else "latest"
+        """The tag a runtime pulls: None when there is a digest, else the given tag or ``latest``.
+
+        ``name:tag@digest`` keeps its tag when parsed (distribution/reference's Parse returns
+        both), but Docker and the kubelet pull it by digest alone and drop the tag (Docker's
+        ``TagNameOnly`` only adds ``latest`` to a reference with neither), so the tag names
+        nothing that ran.
+        """
+        if self.digest is not None:
+            return None
+        return self.tag if self.tag is not None else "latest"
+
+    @property
+    def pulled(self) -> str:
+        """The reference as a runtime resolves it: ``name@digest`` when there is a digest (the
+        tag dropped), else ``name:tag`` (``latest`` when none was given)."""
+        if self.digest is not None:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}:{self.effective_tag}"
 
     def __str__(self) -> str:
         text = self.name
