@@ -152,7 +152,10 @@ def test_harbor_model():
     (harbor_rule(template="latestK"), "h.json: rule 1: template: unknown template 'latestK'"),
     (harbor_rule(template="latestActiveK", params={"latestActiveK": 3}),
      "h.json: rule 1 (latestActiveK): template: needs pull times"),
-    (harbor_rule(params={}), "h.json: rule 1 (latestPushedK): params.latestPushedK: must be an integer"),
+    # rule/latestps/evaluator.go Valid: a value that is not a JSON number is a "type error" (a missing one
+    # is allowed and New uses DefaultK: tests/peers/test_peer_harbor.py).
+    (harbor_rule(params={"latestPushedK": "5"}),
+     "h.json: rule 1 (latestPushedK): params.latestPushedK: latestPushedK type error"),
     (harbor_rule(tag_selectors=[{"kind": "label", "decoration": "withLabels", "pattern": "x"}]),
      "h.json: rule 1 (latestPushedK): tag_selectors[1].kind: only doublestar"),
     (harbor_rule(scope_selectors={"repository": [{"kind": "doublestar", "decoration": "matches", "pattern": "x"}]}),
