@@ -15,8 +15,8 @@ becomes a real image pushed to a real CNCF Distribution registry, in a repositor
   sighting is the second snapshot.
 
 Two collections: ``FIRST`` (a minute before ``NOW``) and ``NOW``, the plan's reference time.
-Tests then call ``audit.retention(policy, include=[f"{case}/**"])`` and compare candidates by the
-case's own image names.
+Tests then call ``audit.retention(policy, include=estate.include(case))`` and compare candidates by
+the case's own image names.
 """
 
 from __future__ import annotations
@@ -49,26 +49,29 @@ class Candidate:
 class Estate:
     db: Path
     digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (case, name) -> digest
+    paths: dict[str, set[str]] = field(default_factory=dict)  # case -> its repositories
 
     def names(self, plan, case: str) -> set[str]:
         """The case's images among the plan's candidates."""
         by_digest = {d: n for (c, n), d in self.digests.items() if c == case}
         frame = plan.candidates
         return {by_digest[d] for r, d in zip(frame["repository"], frame["digest"])
-                if (r.startswith(f"{case}/") or r.startswith(f"{case}-")) and d in by_digest}
+                if r in self.paths[case] and d in by_digest}
 
     def everything(self, case: str) -> set[str]:
         return {n for (c, n) in self.digests if c == case}
 
+    def include(self, case: str) -> list[str]:
+        """The --repo globs of one case's repositories."""
+        return sorted(self.paths[case])
 
-def include(case: str) -> list[str]:
-    """The --repo globs of one case's repositories."""
-    return [f"{case}/**", f"{case}-*/**"]
 
-
-def repository_path(case: str, repository: str) -> str:
+def repository_path(case: str, repository: str, plain: bool = False) -> str:
     """``<case>/<repository>``; a repository given with its own project (``library/harbor``) gets
-    the project ``<case>-library``, so peers that match the name without its project see ``harbor``."""
+    the project ``<case>-library``, so peers that match the name without its project see ``harbor``.
+    ``plain``: the repository as written (for peers that match the whole path, such as package names)."""
+    if plain:
+        return repository
     return f"{case}-{repository}" if "/" in repository else f"{case}/{repository}"
 
 
@@ -76,15 +79,17 @@ def _stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build(work: Path, cases: dict[str, list[Candidate]]) -> Estate:
-    """Push every case's candidates to one registry and collect it at ``FIRST`` and ``NOW``."""
+def build(work: Path, cases: dict[str, list[Candidate]], plain: tuple[str, ...] = ()) -> Estate:
+    """Push every case's candidates to one registry and collect it at ``FIRST`` and ``NOW``; the
+    cases named in ``plain`` keep their repository names as written (they must not clash)."""
     estate = Estate(work / "audit.duckdb")
     with RegistryServer(work / "registry") as server, Pusher(server.url) as pusher, \
             repoaudit.open(estate.db) as audit:
         pending_untag = []
         for case, candidates in cases.items():
             for c in candidates:
-                repo = repository_path(case, c.repository)
+                repo = repository_path(case, c.repository, case in plain)
+                estate.paths.setdefault(case, set()).add(repo)
                 tags = c.tags or (f"tmp-{c.name}",)
                 image = pusher.push_image(repo, tags, layers=[layer_bytes(f"{case}/{c.name}", 256)],
                                           created=_stamp(NOW - c.age))
@@ -99,7 +104,7 @@ def build(work: Path, cases: dict[str, list[Candidate]]) -> Estate:
         for case, candidates in cases.items():
             for c in candidates:
                 for tag in c.retag:
-                    repo = repository_path(case, c.repository)
+                    repo = repository_path(case, c.repository, case in plain)
                     pusher.push_manifest(repo, tag, *_manifest_of(pusher, repo, c))
         audit.collect(server.url, progress=False, started_at=NOW)
     return estate

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from peerestate import NOW, Candidate, build, include
+from peerestate import NOW, Candidate, build
 
 import repoaudit
 from repoaudit.errors import PolicyError
@@ -69,7 +69,7 @@ def harbor(template: str, params: dict | None = None, *, tag: dict | None = None
 
 
 def retained(audit, estate, case: str, policy: dict) -> set[str]:
-    plan = audit.retention(policy, include=include(case))
+    plan = audit.retention(policy, include=estate.include(case))
     return estate.everything(case) - estate.names(plan, case)
 
 
@@ -215,7 +215,7 @@ def test_repository_selector(audit, estate, test, decoration, pattern, selected)
     latestPushedK 0 every artifact of a selected repository is deleted, the others are left alone."""
     policy = harbor("latestPushedK", {"latestPushedK": 0},
                     repo={"kind": "doublestar", "decoration": decoration, "pattern": pattern})
-    plan = audit.retention(policy, include=include("sel"))
+    plan = audit.retention(policy, include=estate.include("sel"))
     assert estate.names(plan, "sel") == selected, f"{SEL} {test}"
 
 
@@ -232,12 +232,12 @@ def test_push_time_is_the_later_of_artifact_and_tag_push(audit, estate):
     """pkg/retention/dep/client.go GetCandidates: lastPushedTime = max(art.PushTime, tags' PushTime).
     "old" (pushed 30 days ago, tagged prod now) is recent to Harbor; "older" is not."""
     policy = harbor("nDaysSinceLastPush", {"nDaysSinceLastPush": 7})
-    plan = audit.retention(policy, include=include("retag"))
+    plan = audit.retention(policy, include=estate.include("retag"))
     assert estate.names(plan, "retag") == {"older"}
     assert retained(audit, estate, "retag", harbor("latestPushedK", {"latestPushedK": 1})) == {"old"}
     # The plan says which evidence dated the candidates (here: the config created of an image older than
     # the first look), and the tag that raised "old" shows when "old" is a candidate.
-    plan = audit.retention(harbor("latestPushedK", {"latestPushedK": 0}), include=include("retag"))
+    plan = audit.retention(harbor("latestPushedK", {"latestPushedK": 0}), include=estate.include("retag"))
     rows = plan.candidates.set_index("digest")
     old = rows.loc[estate.digests[("retag", "old")]]
     assert (old["pushed_at"], old["pushed_source"]) == (NOW, "tag_first_seen")
