@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import repoaudit
 from pusher import Pusher, layer_bytes
 from registry import RegistryServer
+
+import repoaudit
 
 NOW = datetime(2025, 6, 1, 12, 0, 0)
 FIRST = NOW - timedelta(minutes=1)
