@@ -47,7 +47,6 @@ def test_parse_valid(text, registry, repository, tag, digest):
     [
         ("", "empty"),
         ("Nginx", "must be lowercase"),
-        ("MyOrg/app", "must be lowercase"),
         ("ghcr.io/Org/app", "must be lowercase"),
         (" nginx", "whitespace"),
         ("ngi nx", "whitespace"),
@@ -116,6 +115,15 @@ def test_str_round_trips_in_canonical_form():
     for text in ("nginx:1.25", f"ghcr.io/a/b:c@{D1}", "localhost:5000/x/y"):
         once = str(parse_reference(text))
         assert str(parse_reference(once)) == once
+
+
+def test_upper_case_first_component_is_a_host_to_docker_not_to_flux():
+    """distribution/reference splitDockerDomain: "MyOrg/app" names the host MyOrg (the kubelet tries to pull
+    from it); go-containerregistry, which Flux uses, has no such host rule and refuses the upper-case name."""
+    ref = parse_reference("MyOrg/app")
+    assert (ref.registry, ref.repository) == ("MyOrg", "app")
+    with pytest.raises(ConfigError, match="must be lowercase"):
+        parse_reference("MyOrg/app", flux=True)
 
 
 def test_effective_tag():
