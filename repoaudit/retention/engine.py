@@ -92,15 +92,16 @@ def _snapshots(con: duckdb.DuckDBPyConnection, registry: str | None, as_of: date
     return snaps
 
 
-def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
+def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool, tag_pushes: bool) -> None:
     """The temporary tables every policy of a plan shares (see the module docstring).
 
     Strings are joined here, once; everything after works on integer keys: ``link_id``
     for a (repository, manifest) link, and the stored keys of manifests (``mkey``), blobs
-    (``bkey``) and repositories (``rkey``).
+    (``bkey``) and repositories (``rkey``). ``tag_pushes``: some policy dates images by
+    their tags' pushes (Harbor), which reads every sighting of the current tags.
     """
-    for step in ("links", "children", "repositories", "deployed" if deployed_view else "no_deployed", "tag_pushes",
-                 "images",
+    for step in ("links", "children", "repositories", "deployed" if deployed_view else "no_deployed",
+                 "tag_pushes" if tag_pushes else "no_tag_pushes", "images",
                  "manifest_links", "shared_refs"):
         con.execute(SQL[step])
 
@@ -206,7 +207,7 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _ra_frame")
             finally:
                 con.unregister("_ra_frame")
-        _build_links(con, deployed_view)
+        _build_links(con, deployed_view, any(p.push_time == "last_push" for p in loaded))
         lap("links")
         _evaluate(con, loaded, include_patterns)
         lap("policies")

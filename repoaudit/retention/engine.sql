@@ -94,6 +94,11 @@ WHERE l.tags IS NOT NULL AND p.tag_pushed > r.first_look
 GROUP BY l.link_id;
 
 
+-- name: no_tag_pushes
+-- No policy of the plan dates images by their tags' pushes: the scan of every tag sighting is skipped.
+CREATE OR REPLACE TEMP TABLE _ra_tag_push (link_id BIGINT, tag_pushed_at TIMESTAMP);
+
+
 -- name: images
 -- The images policies decide about: tagged links of the latest snapshot and untagged
 -- revisions, with push time (and its source), size and whether a workload runs them.
