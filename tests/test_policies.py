@@ -81,13 +81,13 @@ def test_native_model():
     assert untagged.tags[0].untagged and not untagged.tags[0].tagged
     assert untagged.conditions[0].seconds == 14 * 86400 and untagged.conditions[0].by == "created"
     assert policy.push_time == "pushed"
+    assert always.name == "rule 3" and always.conditions == (Condition("always"),)
 
 
 def test_native_last_push_dates_images_as_harbor_does():
     """by: last_push: the image's push raised to its tags' pushes; the plan reports that time for the policy."""
     policy = parse_policy({"rules": [{"keep": {"newer_than": "7d", "by": "last_push"}}]})
     assert policy.rules[0].conditions[0].by == "last_push" and policy.push_time == "last_push"
-    assert always.name == "rule 3" and always.conditions == (Condition("always"),)
 
 
 @pytest.mark.parametrize("rules, message", [
