@@ -42,6 +42,9 @@ CASES = {
             Candidate("redis:4.0", ("4.0",), repository="retention/redis"),
             Candidate("redis:4.1", ("4.1",), repository="retention/redis"),
             Candidate("special", (), repository="library/special")],
+    # alg/or/processor_test.go SetupSuite: library/harbor:latest and library/harbor:dev.
+    "or": [Candidate("latest", ("latest",), repository="library/harbor"),
+           Candidate("dev", ("dev",), repository="library/harbor")],
     # pkg/retention/dep/client.go GetCandidates: PushedTime is the later of the artifact's push and its
     # tags' pushes. "old" was pushed 30 days ago and tagged "prod" now (seen first by the second snapshot).
     "retag": [Candidate("old", ("v1",), age=30 * DAY, retag=("prod",)),
@@ -120,6 +123,19 @@ def test_validation_refuses_pull_templates():
     for template in ("latestActiveK", "latestPulledN", "nDaysSinceLastPull"):
         with pytest.raises(PolicyError, match="needs pull times"):
             load_policy(harbor(template, {template: 3}))
+
+
+def test_or_processor_process2(audit, estate):
+    """alg/or/processor_test.go TestProcess2: always, tag matches "latest" (and a label selector with no
+    labels, which selects everything): one result, the deletion of "dev"."""
+    policy = harbor("always", tag={"kind": "doublestar", "decoration": "matches", "pattern": "latest"})
+    plan = audit.retention(policy, include=estate.include("or"))
+    assert estate.names(plan, "or") == {"dev"}
+
+
+def test_or_processor_process():
+    pytest.skip(f"{H}/alg/or/processor_test.go TestProcess: selects by labels (label.With \"L1,L2\"), which a "
+                "registry does not expose; repoaudit refuses label selectors")
 
 
 # -- New() defaults and Valid() ------------------------------------------------------------------
