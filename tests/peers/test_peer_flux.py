@@ -46,6 +46,8 @@ SCANS = {
                            ["1.0.0-alpha", "1.0.0", "0.1.1", "0.1.0"]),
     "fetch-exclusion-list": (["0.1.0", "0.1.1-alpha", "0.1.1", "0.1.1.sig", "1.0.0-alpha", "1.0.0"],
                              ["^.*\\-alpha$"], ["1.0.0", "0.1.1.sig", "0.1.1", "0.1.0"]),
+    # filterOutTags compiles each pattern with Go's regexp (RE2): \z is end of text there.
+    "re2-end-of-text": (["1.0", "1.0.sig", "1.1"], ["\\.sig\\z"], ["1.1", "1.0"]),
     # TestSortTagsAndGetLatestTags, the cases a registry can hold (see test_sort_cases_a_registry_refuses)
     "sort-few-semver": (["1.0.0", "0.0.8", "1.2.5", "3.0.1", "1.0.1"], None,
                         ["3.0.1", "1.2.5", "1.0.1", "1.0.0", "0.0.8"]),
@@ -155,6 +157,14 @@ def test_bad_exclusion_pattern(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(image_repository("bad", "ghcr.io/org/app", ["[="])))
     with pytest.raises(ConfigError, match=r"\[="):
+        load_jobs([path])
+
+
+def test_exclusion_regex_is_go_re2(tmp_path):
+    """filterOutTags: regexp.Compile fails on a Perl lookahead, so Flux fails the scan; repoaudit refuses it too."""
+    path = tmp_path / "lookahead.yaml"
+    path.write_text(yaml.safe_dump(image_repository("la", "ghcr.io/org/app", ["^(?!v)"])))
+    with pytest.raises(ConfigError, match=r"\(\?!v\)"):
         load_jobs([path])
 
 
