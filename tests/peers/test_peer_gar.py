@@ -3,7 +3,9 @@
 Sources: https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy-overview ("Policy
 application order": images A, B, C; "A keep policy only exempts matching artifacts from deletion";
 "Maximum number of cleanup policies per repository": 10) and
-https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy (the policy file example).
+https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy (the policy file example:
+delete-prerelease, keep-tagged-release, keep-minimum-versions; that page says what each policy does but
+gives no repository, so the one here is made up and its outcome follows those statements).
 For a Docker repository a version is a manifest digest and a package is an image (repository path), so a
 page's "version 2.0.6" becomes a digest prefix here.
 
