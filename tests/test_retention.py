@@ -427,3 +427,36 @@ def test_harbor_day_templates_at_the_boundary(template, age, kept):
     candidates = {r[0] for r in con.execute(f"SELECT i.name FROM ({sql}) c JOIN _ra_images i USING (link_id)",
                                             params.values).fetchall()}
     assert candidates == (set() if kept else {"A"})
+
+
+def test_harbor_push_time_follows_the_current_stretch_of_each_tag(registry, pusher, tmp_path):
+    """A tag that leaves an image and comes back (prod: O at T1, N at T2, O again at T3) was pushed onto O
+    again at T3: Harbor's push time of O is then T3. A tag already there at the first look (v1) says
+    nothing about when it was pushed, so O's own push stays its config created until a tag raises it."""
+    times = [datetime(2025, 1, 1) + timedelta(days=7 * i) for i in range(4)]
+    harbor_all = {"algorithm": "or", "rules": [{
+        "action": "retain", "template": "latestPushedK", "params": {"latestPushedK": 0},
+        "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+        "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}}]}
+    with repoaudit.open(tmp_path / "audit.duckdb") as audit:
+        old = pusher.push_image("team/app", ["v1"], layers=[layer_bytes("old", 500)], created="2024-06-01T00:00:00Z")
+        audit.collect(registry.url, progress=False, started_at=times[0])
+        pusher.tag("team/app", "prod", old)
+        audit.collect(registry.url, progress=False, started_at=times[1])
+        new = pusher.push_image("team/app", ["prod", "v2"], layers=[layer_bytes("new", 500)],
+                                created="2025-01-10T00:00:00Z")
+        audit.collect(registry.url, progress=False, started_at=times[2])
+        pusher.tag("team/app", "prod", old)
+        audit.collect(registry.url, progress=False, started_at=times[3])
+
+        rows = audit.retention(harbor_all).candidates.set_index("digest")
+        assert (rows.loc[old.digest, "pushed_at"], rows.loc[old.digest, "pushed_source"]) == (
+            pd.Timestamp(times[3]), "tag_first_seen")
+        # v2 arrived with new at T2, as new did: nothing to raise.
+        assert (rows.loc[new.digest, "pushed_at"], rows.loc[new.digest, "pushed_source"]) == (
+            pd.Timestamp(times[2]), "first_seen")
+        # ECR dates the same images by their own push.
+        ecr = audit.retention({"rules": [{"rulePriority": 1, "selection": {
+            "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]})
+        assert list(ecr.candidates["digest"]) == [old.digest]
+        assert ecr.candidates.iloc[0]["pushed_source"] == "created"
