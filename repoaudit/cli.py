@@ -717,9 +717,10 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key
                        + (f", ages as of {plan.as_of:%Y-%m-%d %H:%M}" if plan.as_of else ""))
         click.echo("")
         click.echo(whatif_table(plan), nl=False)
-        pushed = plan.summary[["pushed_from_first_seen", "pushed_from_created"]].sum()
+        pushed = plan.summary[["pushed_from_first_seen", "pushed_from_created", "pushed_from_tag"]].sum()
         click.echo(f"\npush time of candidates: first snapshot that saw them for {int(pushed.iloc[0])}, "
-                   f"config created for {int(pushed.iloc[1])} (already there at the first look at their repository)")
+                   f"config created for {int(pushed.iloc[1])} (already there at the first look at their repository)"
+                   + (f", a tag's first sighting for {int(pushed.iloc[2])}" if pushed.iloc[2] else ""))
         for warning in plan.warnings:
             note(f"warning: {warning}")
     if output:

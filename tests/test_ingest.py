@@ -239,7 +239,8 @@ status: {phase: Pending}
         {"container": "init", "init": True, "image_ref": "index.docker.io/library/busybox", "tag": "latest",
          "image_digest": None, "resolved_by": "unresolved", "pinned_by_digest": False},
         {"container": "web", "init": False, "image_ref": f"registry.example.com/shop/web:1.2@sha256:{'a' * 64}",
-         "tag": "1.2", "image_digest": f"sha256:{'a' * 64}", "resolved_by": "spec-digest", "pinned_by_digest": True},
+         # name:tag@digest runs the digest; the tag is dropped, as Docker and the kubelet drop it.
+         "tag": None, "image_digest": f"sha256:{'a' * 64}", "resolved_by": "spec-digest", "pinned_by_digest": True},
     ]
 
 

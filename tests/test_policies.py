@@ -80,7 +80,14 @@ def test_native_model():
     assert rel.tags[0].tagged and not rel.tags[0].untagged
     assert untagged.tags[0].untagged and not untagged.tags[0].tagged
     assert untagged.conditions[0].seconds == 14 * 86400 and untagged.conditions[0].by == "created"
+    assert policy.push_time == "pushed"
     assert always.name == "rule 3" and always.conditions == (Condition("always"),)
+
+
+def test_native_last_push_dates_images_as_harbor_does():
+    """by: last_push: the image's push raised to its tags' pushes; the plan reports that time for the policy."""
+    policy = parse_policy({"rules": [{"keep": {"newer_than": "7d", "by": "last_push"}}]})
+    assert policy.rules[0].conditions[0].by == "last_push" and policy.push_time == "last_push"
 
 
 @pytest.mark.parametrize("rules, message", [
@@ -91,7 +98,7 @@ def test_native_model():
     ([{"name": "x", "keep": {"newer_than": "soon"}}], "n.yaml: rule 1 (x): keep.newer_than: not a duration"),
     ([{"name": "x", "keep": {"tags": ["a"], "by": "created"}}], "n.yaml: rule 1 (x): keep.by: only applies"),
     ([{"keep": "always"}, {"name": "y", "keep": {"most_recent": 1, "by": "pulled"}}],
-     "n.yaml: rule 2 (y): keep.by: must be created or first_seen"),
+     "n.yaml: rule 2 (y): keep.by: must be created, first_seen or last_push"),
     ([{"name": "x", "tag": "v*", "keep": "always"}], "n.yaml: rule 1 (x): tag: unknown field"),
     ([{"name": "x"}], "n.yaml: rule 1 (x): keep: missing"),
     ([{"name": "x", "tags": {"regex": "(?=v)"}, "keep": "always"}], "n.yaml: rule 1 (x): tags.regex: regular "
@@ -136,7 +143,7 @@ def test_harbor_model():
                                                      "pattern": "tmp-*"}]}),
     ], "scope": {"level": "project", "ref": "team"}})
     first, second = policy.rules
-    assert policy.mode == "retain" and first.conditions == (Condition("most_recent", count=3, by="pushed"),)
+    assert policy.mode == "retain" and first.conditions == (Condition("most_recent", count=3, by="last_push"),)
     assert first.tags[0].untagged  # "matches" takes untagged artifacts unless extras say otherwise
     assert second.tags[0].negate and not second.tags[0].untagged  # "excludes" with untagged:true leaves them out
     # Patterns see the repository without its project, and scope.ref (a name) limits the project.
@@ -150,12 +157,15 @@ def test_harbor_model():
     # (tests/test_events_registry.py).
     (harbor_rule(template="latestPulledN", params={"latestPulledN": -1}),
      "h.json: rule 1 (latestPulledN): params.latestPulledN: must be"),
-    (harbor_rule(template="nDaysSinceLastPull"),
-     "h.json: rule 1 (nDaysSinceLastPull): params.nDaysSinceLastPull: must be an integer"),
+    (harbor_rule(template="nDaysSinceLastPull", params={"nDaysSinceLastPull": "7"}),
+     "h.json: rule 1 (nDaysSinceLastPull): params.nDaysSinceLastPull: nDaysSinceLastPull type error"),
     (harbor_rule(template="latestK"), "h.json: rule 1: template: unknown template 'latestK'"),
     (harbor_rule(template="latestActiveK", params={"latestActiveK": 3}),
      "h.json: rule 1 (latestActiveK): template: ranks by the later of push and pull"),
-    (harbor_rule(params={}), "h.json: rule 1 (latestPushedK): params.latestPushedK: must be an integer"),
+    # rule/latestps/evaluator.go Valid: a value that is not a JSON number is a "type error" (a missing one
+    # is allowed and New uses DefaultK: tests/peers/test_peer_harbor.py).
+    (harbor_rule(params={"latestPushedK": "5"}),
+     "h.json: rule 1 (latestPushedK): params.latestPushedK: latestPushedK type error"),
     (harbor_rule(tag_selectors=[{"kind": "label", "decoration": "withLabels", "pattern": "x"}]),
      "h.json: rule 1 (latestPushedK): tag_selectors[1].kind: only doublestar"),
     (harbor_rule(scope_selectors={"repository": [{"kind": "doublestar", "decoration": "matches", "pattern": "x"}]}),

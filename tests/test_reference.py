@@ -47,7 +47,6 @@ def test_parse_valid(text, registry, repository, tag, digest):
     [
         ("", "empty"),
         ("Nginx", "must be lowercase"),
-        ("MyOrg/app", "must be lowercase"),
         ("ghcr.io/Org/app", "must be lowercase"),
         (" nginx", "whitespace"),
         ("ngi nx", "whitespace"),
@@ -118,10 +117,29 @@ def test_str_round_trips_in_canonical_form():
         assert str(parse_reference(once)) == once
 
 
+def test_upper_case_first_component_is_a_host_to_docker_not_to_flux():
+    """distribution/reference splitDockerDomain: "MyOrg/app" names the host MyOrg (the kubelet tries to pull
+    from it); go-containerregistry, which Flux uses, has no such host rule and refuses the upper-case name."""
+    ref = parse_reference("MyOrg/app")
+    assert (ref.registry, ref.repository) == ("MyOrg", "app")
+    with pytest.raises(ConfigError, match="must be lowercase"):
+        parse_reference("MyOrg/app", flux=True)
+
+
 def test_effective_tag():
     assert parse_reference("nginx").effective_tag == "latest"
     assert parse_reference("nginx:1").effective_tag == "1"
     assert parse_reference(f"nginx@{D1}").effective_tag is None
+
+
+def test_tag_and_digest_resolve_by_digest_and_drop_the_tag():
+    """Docker pulls ``name:tag@digest`` by digest; the tag is parsed (distribution/reference keeps it) but
+    names nothing that runs."""
+    ref = parse_reference(f"ghcr.io/a/b:1.0@{D1}")
+    assert (ref.tag, ref.digest, ref.effective_tag) == ("1.0", D1, None)
+    assert ref.pulled == f"ghcr.io/a/b@{D1}"
+    assert parse_reference("nginx").pulled == "index.docker.io/library/nginx:latest"
+    assert parse_reference("nginx:1").pulled == "index.docker.io/library/nginx:1"
 
 
 def test_reference_is_frozen_and_hashable():

@@ -383,7 +383,8 @@ def test_most_recent_breaks_ties_by_created_then_digest(count, kept):
             (5, 'E', 'sha256:ee', NULL, TIMESTAMP '2024-01-03')
         ) t(link_id, name, digest, created, pushed_at),
         LATERAL (SELECT 7 AS rkey, link_id AS mkey, ['t'] AS tags, true AS tagged, NULL::TIMESTAMP AS created_or_pushed,
-                        TIMESTAMP '2024-06-01' AS as_of, false AS deployed, true AS eligible)""")
+                        TIMESTAMP '2024-06-01' AS as_of, false AS deployed, true AS eligible,
+                        t.pushed_at AS last_pushed_at)""")
     con.execute("CREATE TEMP TABLE _ra_repos AS SELECT 7 AS rkey, true AS in_plan, true AS in_scope, true AS r0")
     policy = load_policy({"name": "recent", "rules": [{"name": "r", "keep": {"most_recent": count, "by": "created"}}]})
     params = Params()
@@ -411,7 +412,8 @@ def test_harbor_day_templates_at_the_boundary(template, age, kept):
     con.execute("""
         CREATE TEMP TABLE _ra_images AS
         SELECT 1 AS link_id, 'A' AS name, 'sha256:aa' AS digest, NULL::TIMESTAMP AS created,
-               $pushed::TIMESTAMP AS pushed_at, $pushed::TIMESTAMP AS created_or_pushed, 7 AS rkey, 1 AS mkey,
+               $pushed::TIMESTAMP AS pushed_at, $pushed::TIMESTAMP AS last_pushed_at,
+               $pushed::TIMESTAMP AS created_or_pushed, 7 AS rkey, 1 AS mkey,
                ['v1'] AS tags, true AS tagged, $as_of::TIMESTAMP AS as_of, false AS deployed, true AS eligible
     """, {"pushed": as_of - age, "as_of": as_of})
     con.execute("CREATE TEMP TABLE _ra_repos AS SELECT 7 AS rkey, true AS in_plan, true AS in_scope, true AS r0")
@@ -425,3 +427,36 @@ def test_harbor_day_templates_at_the_boundary(template, age, kept):
     candidates = {r[0] for r in con.execute(f"SELECT i.name FROM ({sql}) c JOIN _ra_images i USING (link_id)",
                                             params.values).fetchall()}
     assert candidates == (set() if kept else {"A"})
+
+
+def test_harbor_push_time_follows_the_current_stretch_of_each_tag(registry, pusher, tmp_path):
+    """A tag that leaves an image and comes back (prod: O at T1, N at T2, O again at T3) was pushed onto O
+    again at T3: Harbor's push time of O is then T3. A tag already there at the first look (v1) says
+    nothing about when it was pushed, so O's own push stays its config created until a tag raises it."""
+    times = [datetime(2025, 1, 1) + timedelta(days=7 * i) for i in range(4)]
+    harbor_all = {"algorithm": "or", "rules": [{
+        "action": "retain", "template": "latestPushedK", "params": {"latestPushedK": 0},
+        "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+        "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}}]}
+    with repoaudit.open(tmp_path / "audit.duckdb") as audit:
+        old = pusher.push_image("team/app", ["v1"], layers=[layer_bytes("old", 500)], created="2024-06-01T00:00:00Z")
+        audit.collect(registry.url, progress=False, started_at=times[0])
+        pusher.tag("team/app", "prod", old)
+        audit.collect(registry.url, progress=False, started_at=times[1])
+        new = pusher.push_image("team/app", ["prod", "v2"], layers=[layer_bytes("new", 500)],
+                                created="2025-01-10T00:00:00Z")
+        audit.collect(registry.url, progress=False, started_at=times[2])
+        pusher.tag("team/app", "prod", old)
+        audit.collect(registry.url, progress=False, started_at=times[3])
+
+        rows = audit.retention(harbor_all).candidates.set_index("digest")
+        assert (rows.loc[old.digest, "pushed_at"], rows.loc[old.digest, "pushed_source"]) == (
+            pd.Timestamp(times[3]), "tag_first_seen")
+        # v2 arrived with new at T2, as new did: nothing to raise.
+        assert (rows.loc[new.digest, "pushed_at"], rows.loc[new.digest, "pushed_source"]) == (
+            pd.Timestamp(times[2]), "first_seen")
+        # ECR dates the same images by their own push.
+        ecr = audit.retention({"rules": [{"rulePriority": 1, "selection": {
+            "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]})
+        assert list(ecr.candidates["digest"]) == [old.digest]
+        assert ecr.candidates.iloc[0]["pushed_source"] == "created"

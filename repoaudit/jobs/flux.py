@@ -177,7 +177,7 @@ def _flux_job(found: _FluxSet, key: tuple[str, str], doc: _Doc, earlier: list[st
         raise ConfigError(f"{where}: spec.image should not start with a URL scheme; "
                           f"remove '{image.split('://', 1)[0]}://'")
     try:
-        ref = parse_reference(image)
+        ref = parse_reference(image, flux=True)
     except ConfigError as exc:
         raise ConfigError(f"{where}: spec.image: {exc}") from None
     if ref.tag is not None or ref.digest is not None:

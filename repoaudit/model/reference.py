@@ -101,10 +101,24 @@ class ImageReference:
 
     @property
     def effective_tag(self) -> str | None:
-        """The tag a runtime pulls: the given tag, ``latest`` if neither tag nor digest, else None."""
-        if self.tag is not None:
-            return self.tag
-        return None if self.digest else "latest"
+        """The tag a runtime pulls: None when there is a digest, else the given tag or ``latest``.
+
+        ``name:tag@digest`` keeps its tag when parsed (distribution/reference's Parse returns
+        both), but Docker and the kubelet pull it by digest alone and drop the tag (Docker's
+        ``TagNameOnly`` only adds ``latest`` to a reference with neither), so the tag names
+        nothing that ran.
+        """
+        if self.digest is not None:
+            return None
+        return self.tag if self.tag is not None else "latest"
+
+    @property
+    def pulled(self) -> str:
+        """The reference as a runtime resolves it: ``name@digest`` when there is a digest (the
+        tag dropped), else ``name:tag`` (``latest`` when none was given)."""
+        if self.digest is not None:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}:{self.effective_tag}"
 
     def __str__(self) -> str:
         text = self.name
@@ -143,29 +157,30 @@ def validate_digest(digest: str, *, text: str | None = None) -> str:
     return digest
 
 
-def _split_domain(text: str, name: str) -> tuple[str, str]:
+def _split_domain(text: str, name: str, docker: bool) -> tuple[str, str]:
     slash = name.find("/")
     if slash == -1:
         return DOCKER_HUB, name
     first = name[:slash]
-    # Docker also treats an upper-case first component as a domain; go-containerregistry
-    # (Flux) does not even treat "localhost" as one. The rule below is where both agree
-    # plus "localhost", and an upper-case org then fails as "must be lowercase", which
-    # is the mistake the user actually made.
-    if "." in first or ":" in first or first == "localhost":
+    # distribution/reference's splitDockerDomain (Docker, the kubelet) also takes an upper-case
+    # first component as a host ("LOCALDOMAIN/debian"); go-containerregistry (Flux) does not, and
+    # its repository must then be lowercase. Both take "localhost".
+    if "." in first or ":" in first or first == "localhost" or (docker and first.lower() != first):
         if not _DOMAIN_RE.fullmatch(first):
             raise _invalid(text, f"registry host {first!r} is not a valid host[:port]")
         return first, name[slash + 1 :]
     return DOCKER_HUB, name
 
 
-def parse_reference(text: str) -> ImageReference:
+def parse_reference(text: str, *, flux: bool = False) -> ImageReference:
     """Parse an image reference such as ``nginx``, ``ghcr.io/org/app:1.2`` or ``repo:tag@sha256:…``.
 
     Docker Hub names are normalised to ``index.docker.io`` with the ``library/`` prefix
     for single-component names. A missing tag stays ``None`` (see
     :attr:`ImageReference.effective_tag`). Raises :class:`ConfigError` saying why the
-    reference is invalid.
+    reference is invalid. ``flux=True`` reads the host as go-containerregistry does (Flux's
+    ImageRepository): an upper-case first component is no host, so ``MyOrg/app`` is refused,
+    where Docker and the kubelet read ``MyOrg`` as a registry host.
     """
     if not isinstance(text, str):
         raise ConfigError(f"invalid reference {text!r}: expected a string, got {type(text).__name__}")
@@ -199,7 +214,7 @@ def parse_reference(text: str) -> ImageReference:
 
     if not name:
         raise _invalid(text, "repository name is empty")
-    registry, repository = _split_domain(text, name)
+    registry, repository = _split_domain(text, name, docker=not flux)
     if not repository:
         raise _invalid(text, "repository name is empty")
     if repository.lower() != repository:

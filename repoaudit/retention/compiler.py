@@ -57,11 +57,14 @@ def _tag_selector_sql(sel: TagSelector, params: Params) -> str:
 
 
 
+_TIME_COLUMNS = {"created": "created_or_pushed", "pushed": "pushed_at", "last_push": "last_pushed_at"}
+
+
 def _ts(by: str) -> str:
     if by == "pulled":
         # Never pulled by a runtime ranks last and is never "pulled within".
         return "coalesce(last_pulled_at, '-infinity'::TIMESTAMP)"
-    return "created_or_pushed" if by == "created" else "pushed_at"
+    return _TIME_COLUMNS[by]
 
 
 
@@ -125,8 +128,8 @@ def policy_sql(policy: Policy, params: Params) -> str:
     # Only the columns rules read (digest breaks ties in "most recent").
     return f"""
 WITH base AS (
-    SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.created_or_pushed,
-           i.as_of, i.deployed{pulled}, rp.in_scope{', ' + rule_flags if rule_flags else ''}
+    SELECT i.link_id, i.rkey, i.mkey, i.digest, i.tags, i.tagged, i.created, i.pushed_at, i.last_pushed_at,
+           i.created_or_pushed, i.as_of, i.deployed{pulled}, rp.in_scope{', ' + rule_flags if rule_flags else ''}
     FROM _ra_images i
     JOIN _ra_repos rp ON rp.rkey = i.rkey
     WHERE i.eligible AND rp.in_plan

@@ -17,10 +17,15 @@ Push time
     ECR, Harbor and Artifact Registry rules use push time. Registries do not
     expose it, so it is the time of the first snapshot that saw the image in that
     repository, except when that was the first look at the repository (the history
-    is shorter than the image): then the image's config ``created`` is used.
-    ``pushed_source`` says which, per image and in the plan's totals. Where the registry
-    reported the push (``registry_events``, docs/events.md), that exact time is used instead
-    (``pushed_source`` ``event``).
+    is shorter than the image): then the image's config ``created`` is used. That is
+    the image's own push (ECR's ``imagePushedAt``, Artifact Registry's upload time:
+    tagging an existing digest changes neither). Harbor dates an artifact by the later
+    of its push and its tags' pushes, so for conditions ``by="last_push"`` the time is
+    raised to the first snapshot that saw each current tag on it (a tag already there
+    at the first look at the repository tells nothing and is ignored). Where the registry
+    reported the push (``registry_events``, docs/events.md), that exact time is used instead.
+    ``pushed_source`` (``first_seen``, ``created``, ``tag_first_seen``, ``event``) says which,
+    per candidate and in the plan's totals.
 
 Pull time
     The last pull by a container runtime, from ``registry_events`` (scanners, replication,
@@ -76,7 +81,8 @@ __all__ = ["plan_retention"]
 SQL = statements(__package__, "engine.sql")
 
 # Every temporary table a plan builds, dropped when it is done.
-_TEMP_TABLES = ("_ra_snap", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_deployed", "_ra_images",
+_TEMP_TABLES = ("_ra_snap", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_deployed", "_ra_tag_push",
+                "_ra_images",
                 "_ra_mlinks", "_ra_shared_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs",
                 "_ra_freed", "_ra_freed_links", "_ra_policy_names", "_ra_rule_labels")
 
@@ -93,14 +99,16 @@ def _snapshots(con: duckdb.DuckDBPyConnection, registry: str | None, as_of: date
     return snaps
 
 
-def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool) -> None:
+def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool, tag_pushes: bool) -> None:
     """The temporary tables every policy of a plan shares (see the module docstring).
 
     Strings are joined here, once; everything after works on integer keys: ``link_id``
     for a (repository, manifest) link, and the stored keys of manifests (``mkey``), blobs
-    (``bkey``) and repositories (``rkey``).
+    (``bkey``) and repositories (``rkey``). ``tag_pushes``: some policy dates images by
+    their tags' pushes (Harbor), which reads every sighting of the current tags.
     """
-    for step in ("links", "children", "repositories", "deployed" if deployed_view else "no_deployed", "images",
+    for step in ("links", "children", "repositories", "deployed" if deployed_view else "no_deployed",
+                 "tag_pushes" if tag_pushes else "no_tag_pushes", "images",
                  "manifest_links", "shared_refs"):
         con.execute(SQL[step])
 
@@ -238,7 +246,8 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
     labels = [(i, -1, "not kept by any rule") for i in range(len(loaded))]
     labels += [(i, j, rule.describe()) for i, p in enumerate(loaded) for j, rule in enumerate(p.rules)]
     small = {"_ra_snap": snaps,
-             "_ra_policy_names": pd.DataFrame({"policy": range(len(loaded)), "name": names}),
+             "_ra_policy_names": pd.DataFrame({"policy": range(len(loaded)), "name": names,
+                                               "tag_push": [p.push_time == "last_push" for p in loaded]}),
              "_ra_rule_labels": pd.DataFrame(labels, columns=["policy", "rule_index", "label"])}
     try:
         for table, frame in small.items():
@@ -247,7 +256,7 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _ra_frame")
             finally:
                 con.unregister("_ra_frame")
-        _build_links(con, deployed_view)
+        _build_links(con, deployed_view, any(p.push_time == "last_push" for p in loaded))
         _event_times(con)
         coverage = _pull_coverage(con, loaded, _repo_table(con, loaded[0], include_patterns))
         lap("links")

@@ -60,9 +60,50 @@ FROM deployed_manifests WHERE registry IN (SELECT registry FROM _ra_snap);
 CREATE OR REPLACE TEMP TABLE _ra_deployed (registry VARCHAR, repository VARCHAR, digest VARCHAR);
 
 
+-- name: tag_pushes
+-- Per tagged link of the latest snapshot: when one of its tags was last pushed onto it, as far as the
+-- snapshots tell. A tag's push is the first snapshot of its current stretch at this digest (after the
+-- last snapshot that saw it at another digest); a stretch that starts at the first look at its
+-- repository tells nothing (the tag may be much older) and is left out. Harbor dates an artifact by
+-- the later of its own push and its tags' pushes (pkg/retention/dep/client.go, GetCandidates).
+CREATE OR REPLACE TEMP TABLE _ra_tag_push AS
+WITH current_tags AS (
+    SELECT t.registry, t.repository, t.tag, t.digest
+    FROM tags t JOIN _ra_snap p ON p.snapshot_id = t.snapshot_id
+), sightings AS MATERIALIZED (
+    SELECT c.registry, c.repository, c.tag, c.digest, s.started_at, t.digest = c.digest AS here
+    FROM current_tags c
+    JOIN tags t ON t.registry = c.registry AND t.repository = c.repository AND t.tag = c.tag
+    JOIN snapshots s ON s.snapshot_id = t.snapshot_id
+    WHERE s.status IN ('complete', 'partial')
+), elsewhere AS (
+    SELECT registry, repository, tag, max(started_at) FILTER (WHERE NOT here) AS left_at
+    FROM sightings GROUP BY registry, repository, tag
+), pushes AS (
+    SELECT s.registry, s.repository, s.digest, min(s.started_at) AS tag_pushed
+    FROM sightings s
+    JOIN elsewhere e ON e.registry = s.registry AND e.repository = s.repository AND e.tag = s.tag
+    WHERE s.here AND (e.left_at IS NULL OR s.started_at > e.left_at)
+    GROUP BY s.registry, s.repository, s.tag, s.digest
+)
+SELECT l.link_id, max(p.tag_pushed) AS tag_pushed_at
+FROM pushes p
+JOIN _ra_links l ON l.registry = p.registry AND l.repository = p.repository AND l.digest = p.digest
+JOIN _ra_repos_all r ON r.rkey = l.rkey
+WHERE l.tags IS NOT NULL AND p.tag_pushed > r.first_look
+GROUP BY l.link_id;
+
+
+-- name: no_tag_pushes
+-- No policy of the plan dates images by their tags' pushes: the scan of every tag sighting is skipped.
+CREATE OR REPLACE TEMP TABLE _ra_tag_push (link_id BIGINT, tag_pushed_at TIMESTAMP);
+
+
 -- name: images
 -- The images policies decide about: tagged links of the latest snapshot and untagged
 -- revisions, with push time (and its source), size and whether a workload runs them.
+-- pushed_at is the image's own push (ECR's imagePushedAt, Artifact Registry's upload time);
+-- last_pushed_at raises it to its tags' pushes (Harbor's push time), with last_pushed_source.
 CREATE OR REPLACE TEMP TABLE _ra_images AS
 WITH live AS (
     SELECT link_id FROM _ra_links WHERE tags IS NOT NULL
@@ -86,22 +127,28 @@ WITH live AS (
            -- The first look at a repository cannot tell when older images were pushed: use created.
            (l.first_seen <= r.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created,
            s.as_of, coalesce(r.status, 'absent') AS repository_status, r.namespace, r.repo_order,
-           dp.digest IS NOT NULL AS deployed
+           dp.digest IS NOT NULL AS deployed, tp.tag_pushed_at
     FROM roots l
     JOIN _ra_snap s ON s.registry = l.registry
     LEFT JOIN facts m ON m.mkey = l.mkey
     LEFT JOIN _ra_repos_all r ON r.rkey = l.rkey
     LEFT JOIN _ra_deployed dp
         ON dp.registry = l.registry AND dp.repository = l.repository AND dp.digest = l.digest
+    LEFT JOIN _ra_tag_push tp ON tp.link_id = l.link_id
+), dated AS (
+    SELECT *, CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
+           CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source
+    FROM joined
 )
 SELECT link_id, registry, repository, coalesce(namespace, split_part(repository, '/', 1)) AS namespace, digest,
        mkey, rkey, tags, len(tags) > 0 AS tagged, kind, artifact_type, created, size, first_seen,
        CASE WHEN len(tags) = 0 THEN last_seen END AS last_tagged,
-       CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
-       CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source,
-       coalesce(created, CASE WHEN from_created THEN created ELSE first_seen END) AS created_or_pushed,
+       pushed_at, pushed_source,
+       CASE WHEN tag_pushed_at > pushed_at THEN tag_pushed_at ELSE pushed_at END AS last_pushed_at,
+       CASE WHEN tag_pushed_at > pushed_at THEN 'tag_first_seen' ELSE pushed_source END AS last_pushed_source,
+       coalesce(created, pushed_at) AS created_or_pushed,
        as_of, repository_status, repository_status = 'ok' AS eligible, deployed, repo_order
-FROM joined;
+FROM dated;
 
 
 -- name: manifest_links
@@ -202,12 +249,15 @@ JOIN _ra_deleted d ON d.policy = gb.policy AND d.mkey = gb.mkey;
 -- One row per policy: the plan's totals (the reclaimable bytes of the freed blobs, each once).
 -- Reads _ra_repos_in_plan, the repositories the plan's --repo globs keep.
 WITH cands AS (
-    SELECT c.policy, count(*) AS candidate_images, count(*) FILTER (WHERE NOT i.tagged) AS untagged_images,
-           sum(len(i.tags))::BIGINT AS candidate_tags, count(*) FILTER (WHERE i.deployed) AS deployed_candidates,
-           sum(i.size)::BIGINT AS logical_bytes,
-           count(*) FILTER (WHERE i.pushed_source = 'first_seen') AS pushed_from_first_seen,
-           count(*) FILTER (WHERE i.pushed_source = 'created') AS pushed_from_created
-    FROM _ra_cand c JOIN _ra_images i ON i.link_id = c.link_id
+    SELECT c.policy, count(*) AS candidate_images, count(*) FILTER (WHERE NOT c.tagged) AS untagged_images,
+           sum(len(c.tags))::BIGINT AS candidate_tags, count(*) FILTER (WHERE c.deployed) AS deployed_candidates,
+           sum(c.size)::BIGINT AS logical_bytes,
+           count(*) FILTER (WHERE source = 'first_seen') AS pushed_from_first_seen,
+           count(*) FILTER (WHERE source = 'created') AS pushed_from_created,
+           count(*) FILTER (WHERE source = 'tag_first_seen') AS pushed_from_tag
+    FROM (SELECT c.policy, i.tagged, i.tags, i.deployed, i.size,
+                 CASE WHEN pn.tag_push THEN i.last_pushed_source ELSE i.pushed_source END AS source
+          FROM _ra_cand c JOIN _ra_images i ON i.link_id = c.link_id JOIN _ra_policy_names pn USING (policy)) c
     GROUP BY c.policy
 ), links AS (SELECT policy, count(*) AS candidate_manifests FROM _ra_deleted GROUP BY policy),
 freed AS (SELECT policy, sum(size)::BIGINT AS reclaimable_bytes FROM _ra_freed GROUP BY policy)
@@ -221,7 +271,8 @@ SELECT pn.name AS policy, coalesce(c.candidate_images, 0) AS candidate_images,
        (SELECT count(*) FROM _ra_images i JOIN _ra_repos_in_plan r ON r.rkey = i.rkey WHERE i.eligible)
            AS images_evaluated,
        coalesce(c.pushed_from_first_seen, 0) AS pushed_from_first_seen,
-       coalesce(c.pushed_from_created, 0) AS pushed_from_created
+       coalesce(c.pushed_from_created, 0) AS pushed_from_created,
+       coalesce(c.pushed_from_tag, 0) AS pushed_from_tag
 FROM _ra_policy_names pn
 LEFT JOIN cands c USING (policy) LEFT JOIN links l USING (policy) LEFT JOIN freed f USING (policy)
 ORDER BY pn.policy;
@@ -256,7 +307,10 @@ WITH units AS (
 )
 SELECT pn.name AS policy, i.registry, i.repository, i.namespace, i.digest, i.tags, NOT i.tagged AS untagged,
        i.kind, i.artifact_type, i.size, coalesce(a.alone_bytes, 0) AS reclaimable_alone_bytes,
-       i.created, i.pushed_at, i.pushed_source, i.last_tagged, i.deployed, rl.label AS rule,
+       -- The push time the policy's format defines (see the images step).
+       i.created, CASE WHEN pn.tag_push THEN i.last_pushed_at ELSE i.pushed_at END AS pushed_at,
+       CASE WHEN pn.tag_push THEN i.last_pushed_source ELSE i.pushed_source END AS pushed_source,
+       i.last_tagged, i.deployed, rl.label AS rule,
        coalesce(k.children, []::VARCHAR[]) AS children
 FROM _ra_cand c
 JOIN _ra_policy_names pn ON pn.policy = c.policy
@@ -264,7 +318,7 @@ JOIN _ra_rule_labels rl ON rl.policy = c.policy AND rl.rule_index = coalesce(c.r
 JOIN _ra_images i ON i.link_id = c.link_id
 LEFT JOIN alone a ON a.policy = c.policy AND a.unit = c.link_id
 LEFT JOIN kids k ON k.policy = c.policy AND k.unit = c.link_id
-ORDER BY c.policy, i.repo_order, i.pushed_at, i.digest;
+ORDER BY c.policy, i.repo_order, CASE WHEN pn.tag_push THEN i.last_pushed_at ELSE i.pushed_at END, i.digest;
 
 
 -- name: deletions
@@ -363,8 +417,13 @@ ALTER TABLE _ra_images ADD COLUMN last_pulled_at TIMESTAMP;
 
 -- name: event_push_times
 -- Where the registry reported the push, its time replaces first-seen or created (pushed_source 'event').
+-- Harbor's later-of-tag-pushes time keeps a tag sighting only when it is later than the reported push.
 UPDATE _ra_images i
-SET pushed_at = p.pushed_at, pushed_source = 'event', created_or_pushed = coalesce(i.created, p.pushed_at)
+SET pushed_at = p.pushed_at, pushed_source = 'event', created_or_pushed = coalesce(i.created, p.pushed_at),
+    last_pushed_at = CASE WHEN i.last_pushed_source = 'tag_first_seen' AND i.last_pushed_at > p.pushed_at
+                          THEN i.last_pushed_at ELSE p.pushed_at END,
+    last_pushed_source = CASE WHEN i.last_pushed_source = 'tag_first_seen' AND i.last_pushed_at > p.pushed_at
+                              THEN 'tag_first_seen' ELSE 'event' END
 FROM event_push_times p
 WHERE p.registry = i.registry AND p.repository = i.repository AND p.digest = i.digest AND p.pushed_at <= i.as_of;
 

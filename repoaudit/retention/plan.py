@@ -26,7 +26,7 @@ PLAN_VERSION = 1
 
 SUMMARY_COLUMNS = ["policy", "format", "candidate_images", "untagged_images", "candidate_tags", "candidate_manifests",
                    "deployed_candidates", "logical_bytes", "reclaimable_bytes", "stored_bytes", "reclaimable_pct",
-                   "images_evaluated", "pushed_from_first_seen", "pushed_from_created"]
+                   "images_evaluated", "pushed_from_first_seen", "pushed_from_created", "pushed_from_tag"]
 
 
 class RetentionPlan:

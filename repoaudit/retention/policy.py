@@ -142,7 +142,9 @@ class Condition:
     kind: str
     count: int | None = None
     seconds: float | None = None
-    by: str = "pushed"  # created | pushed | pulled (the last pull by a runtime, from registry events)
+    # created | pushed (the image's own push) | last_push (raised to its tags' pushes: Harbor) |
+    # pulled (the last pull by a runtime, from registry events)
+    by: str = "pushed"
     patterns: tuple[Pattern, ...] = ()
     negate: bool = False
     inclusive: bool = False  # newer_than: an image exactly ``seconds`` old still counts (Harbor's >=)
@@ -206,6 +208,14 @@ class Policy:
         """``(rule description, seconds)`` of every condition on pull times (None: no window, a ranking)."""
         return [(rule.describe(), c.seconds if c.kind != "most_recent" else None)
                 for rule in self.rules for c in rule.conditions if c.by == "pulled"]
+
+    @property
+    def push_time(self) -> str:
+        """Which push time the plan reports for this policy's candidates: ``last_push`` when a condition
+        dates images by their tags' pushes too (Harbor), else ``pushed``."""
+        uses = {c.by for r in self.rules for c in r.conditions if c.kind in ("most_recent", "newer_than",
+                                                                                "older_than")}
+        return "last_push" if "last_push" in uses else "pushed"
 
     @property
     def uses_deployed(self) -> bool:

@@ -42,6 +42,24 @@ def _harbor_extras_untagged(value: Any, default: bool, where: Where, rule: str, 
     raise where.error(f"must be a JSON object, got {value!r}", rule=rule, field=field)
 
 
+# Each template's DefaultK/DefaultX/DefaultN (rule/*/evaluator.go): New() falls back to it when the
+# parameter is missing, and Valid() lets a missing parameter through.
+_HARBOR_DEFAULTS = {"latestPushedK": 10, "lastXDays": 10, "nDaysSinceLastPush": 30,  # their evaluators' DefaultK/X/N
+                    "latestPulledN": 10, "nDaysSinceLastPull": 30}
+
+
+def _harbor_int(params: dict, name: str, where: Where, rule: str, notes: list[str], *, maximum: int) -> int:
+    """A template parameter as Harbor's Valid and New read it (utils.ParseJSONInt): a JSON number,
+    truncated to an integer as Go's int() does; missing: the template's default."""
+    if name not in params:
+        notes.append(f"rule {rule}: params.{name} is not set: Harbor's default {_HARBOR_DEFAULTS[name]} is used")
+        return _HARBOR_DEFAULTS[name]
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise where.error(f"{name} type error: must be a number, got {value!r}", rule=rule, field=f"params.{name}")
+    return integer(int(value), where, rule, f"params.{name}", minimum=0, maximum=maximum)
+
+
 def _selector(value: Any, decorations: tuple[str, str], where: Where, rule: str, field: str) -> tuple[dict, str]:
     """A tag or repository selector: a doublestar one, and its decoration (the first of ``decorations``
     by default)."""
@@ -108,30 +126,26 @@ def parse_harbor(doc: Any, source: str = "<policy>") -> Policy:
             condition = Condition("always")
         elif template == "latestPushedK":
             # Harbor's Valid (rule/latestps/evaluator.go): 0 <= K < math.MaxInt16.
-            k = integer(params.get("latestPushedK"), where, label, "params.latestPushedK", minimum=0,
-                        maximum=32766)
-            condition = Condition("most_recent", count=k, by="pushed")
+            k = _harbor_int(params, "latestPushedK", where, label, notes, maximum=32766)
+            condition = Condition("most_recent", count=k, by="last_push")
         elif template == "latestPulledN":
             # rule/latestpl/evaluator.go: the N most recently pulled; pull times come from registry events, and the
             # plan refuses unless they cover the images' whole life (engine: pull coverage).
-            n = integer(params.get("latestPulledN"), where, label, "params.latestPulledN", minimum=0,
-                        maximum=32766)
+            n = _harbor_int(params, "latestPulledN", where, label, notes, maximum=32766)
             condition = Condition("most_recent", count=n, by="pulled")
         elif template == "nDaysSinceLastPull":
             # rule/dayspl/evaluator.go: retains what was pulled at or after now - N days.
-            n = integer(params.get("nDaysSinceLastPull"), where, label, "params.nDaysSinceLastPull", minimum=0,
-                        maximum=20190904)
+            n = _harbor_int(params, "nDaysSinceLastPull", where, label, notes, maximum=20190904)
             condition = Condition("newer_than", seconds=n * DAY, by="pulled", inclusive=True)
         elif template == "lastXDays":
             # rule/lastx/evaluator.go: retains what was pushed strictly after now - X days (After, not >=).
-            x = integer(params.get("lastXDays"), where, label, "params.lastXDays", minimum=0)
-            condition = Condition("newer_than", seconds=x * DAY, by="pushed")
+            x = _harbor_int(params, "lastXDays", where, label, notes, maximum=2**31 - 1)
+            condition = Condition("newer_than", seconds=x * DAY, by="last_push")
         else:
             # Harbor's Valid (rule/dayspl, rule/daysps): 0 <= N <= 20190904; its Process retains an artifact
             # pushed at or after now - N days (>=), so one exactly N days old is kept.
-            n = integer(params.get("nDaysSinceLastPush"), where, label, "params.nDaysSinceLastPush", minimum=0,
-                        maximum=20190904)
-            condition = Condition("newer_than", seconds=n * DAY, by="pushed", inclusive=True)
+            n = _harbor_int(params, "nDaysSinceLastPush", where, label, notes, maximum=20190904)
+            condition = Condition("newer_than", seconds=n * DAY, by="last_push", inclusive=True)
 
         tag_selectors = []
         for j, sel in enumerate(rdoc.get("tag_selectors") or [], 1):

@@ -23,7 +23,9 @@ from repoaudit.retention.policy import (
     parse_duration,
 )
 
-_NATIVE_BY = {"created": "created", "pushed": "pushed", "first_seen": "pushed", "first-seen": "pushed"}
+# last_push: the image's push raised to its tags' pushes, as Harbor dates an artifact.
+_NATIVE_BY = {"created": "created", "pushed": "pushed", "first_seen": "pushed", "first-seen": "pushed",
+              "last_push": "last_push", "last-push": "last_push"}
 
 
 def _native_repos(value: Any, where: Where, rule: str | None, field: str) -> RepoSelector:
@@ -73,7 +75,7 @@ def _native_keep(value: Any, where: Where, rule: str) -> Condition:
     if "by" in doc and kind not in ("most_recent", "newer_than"):
         raise where.error(f"only applies to most_recent and newer_than, not {kind}", rule=rule, field="keep.by")
     if by_raw not in _NATIVE_BY:
-        raise where.error(f"must be created or first_seen, got {by_raw!r}", rule=rule, field="keep.by")
+        raise where.error(f"must be created, first_seen or last_push, got {by_raw!r}", rule=rule, field="keep.by")
     by = _NATIVE_BY[by_raw]
     value = doc[kind]
     if kind == "always":
