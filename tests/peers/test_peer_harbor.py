@@ -114,15 +114,20 @@ def test_always_process(audit, estate):
     ("rule/dayspl/evaluator_test.go", "TestProcess"),
 ])
 def test_pull_time_templates(path, test):
-    pytest.skip(f"{H}/{path} {test}: ranks by pull time, which a registry's API does not expose; "
-                "repoaudit refuses these templates (test_validation_refuses_pull_templates)")
+    pytest.skip(f"{H}/{path} {test}: ranks by pull time, which a registry's API does not expose; repoaudit "
+                "evaluates latestPulledN and nDaysSinceLastPull from registry notifications instead, on a real "
+                "registry in tests/test_events_registry.py, and refuses latestActiveK")
 
 
-def test_validation_refuses_pull_templates():
-    """The pull templates are refused with a reason rather than evaluated without pull data."""
-    for template in ("latestActiveK", "latestPulledN", "nDaysSinceLastPull"):
-        with pytest.raises(PolicyError, match="needs pull times"):
-            load_policy(harbor(template, {template: 3}))
+def test_pull_templates_without_pull_data(audit, estate):
+    """latestActiveK is refused; the pull templates parse, and a plan refuses them while no registry events
+    cover the period, rather than evaluating them without pull data."""
+    with pytest.raises(PolicyError, match="ranks by the later of push and pull"):
+        load_policy(harbor("latestActiveK", {"latestActiveK": 3}))
+    for template in ("latestPulledN", "nDaysSinceLastPull"):
+        policy = load_policy(harbor(template, {template: 3}))
+        with pytest.raises(PolicyError, match="event"):
+            audit.retention(policy, include=estate.include("always"))
 
 
 def test_or_processor_process2(audit, estate):
