@@ -29,6 +29,7 @@ import duckdb
 
 from repoaudit.collect.progress import NullProgress, Progress
 from repoaudit.collect.selection import select_repositories, select_shard
+from repoaudit.collect.storage import write_storage_facts
 from repoaudit.errors import (
     AuthenticationError,
     ConfigError,
@@ -263,11 +264,31 @@ class Collector:
         else:
             status = "partial" if first_error else "ok"
         self.writer.add("repositories", (snap, self.registry, repository, ok, status, first_error))
+        await self._storage_only(repository, source)
         message = f"successful scan: found {len(tags)} tags"
         if first_error:
             message += f"; {len(tags) - ok + len(invalid)} could not be read ({first_error})"
         # Flux is Ready once the tags are listed; unreadable manifests are repoaudit's extra depth.
         self.status(repository, ready=True, reason="Succeeded", message=message, tags=tags, scan_time=scan_time)
+
+    async def _storage_only(self, repository: str, source: Source) -> None:
+        """A storage source's untagged revisions stored like tagged manifests, and its findings recorded.
+
+        Only storage shows them (the API lists tags); retention and ``gc preview`` need their blobs.
+        """
+        untagged_revisions = getattr(source, "untagged_revisions", None)
+        if untagged_revisions is None:
+            return
+        untagged, findings = untagged_revisions(repository)
+        for f in findings:
+            self.error_count += 1
+            self.writer.add("collection_errors", (self.writer.snapshot_id, self.registry, f.repository, f.reference,
+                                                  f.error_type, f.message))
+        for digest in untagged:
+            try:
+                await self._ensure(repository, digest)
+            except RepoauditError as exc:
+                self._error(repository, digest, exc)
 
     async def _tags(self, repository: str, tags: list[str], concurrency: int) -> list[str | BaseException]:
         """Each tag's digest, or the error that stopped it, from at most ``concurrency`` tasks.
@@ -460,6 +481,9 @@ async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, pr
         start_errors = [await _plan(part, collector) for part in parts]
         failed_parts = [e for e in start_errors if e is not None]
         await collector.run()
+        storage_facts = getattr(parts[0].source, "storage_facts", None)
+        if storage_facts is not None and not failed_parts:
+            add_storage_facts(collector, storage_facts())
         repositories = len(collector.routes) + sum(len(p.options.repositories) for p, e in zip(parts, start_errors)
                                                    if e is not None)
         halted = next((h for h in (getattr(p.source, "halted", None) for p in parts) if h is not None), None)
@@ -498,6 +522,17 @@ async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options
     """Collect one source with one set of options: the plain ``repoaudit collect URL``."""
     return await collect_parts(con, [Part(source, options or CollectOptions())], progress=progress,
                                started_at=started_at)
+
+
+def add_storage_facts(collector: Collector, facts) -> None:
+    """A storage snapshot's own tables, written in its transaction, and the store-wide findings recorded."""
+    for f in facts.findings:
+        collector.error_count += 1
+        collector.writer.add("collection_errors", (collector.writer.snapshot_id, collector.registry, f.repository,
+                                                   f.reference, f.error_type, f.message))
+    routed = set(collector.routes)
+    collector.writer.before_commit.append(
+        lambda c: write_storage_facts(c, collector.registry, collector.writer.snapshot_id, facts, routed))
 
 
 def finalize_indexes(con: duckdb.DuckDBPyConnection, registry: str, snapshot_id: int) -> None:

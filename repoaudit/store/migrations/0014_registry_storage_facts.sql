@@ -1,0 +1,51 @@
+-- What only a registry's storage shows (collect registry-storage:PATH), a row per fact per snapshot. An API
+-- snapshot writes none of these; a storage snapshot writes the usual tables too.
+
+-- name: schema
+-- Every manifest revision link (_manifests/revisions) of a repository: tagged when some tag's current link
+-- names it; blob_present when its blob's data file exists (Distribution skips a revision without one).
+CREATE TABLE storage_revisions (
+    snapshot_id   BIGINT NOT NULL,
+    registry      VARCHAR NOT NULL,
+    repository    VARCHAR NOT NULL,
+    digest        VARCHAR NOT NULL,
+    tagged        BOOLEAN NOT NULL,
+    blob_present  BOOLEAN NOT NULL
+);
+
+-- Every blob a repository may serve (_layers links): configs and layers pushed or mounted into it.
+CREATE TABLE storage_layer_links (
+    snapshot_id   BIGINT NOT NULL,
+    registry      VARCHAR NOT NULL,
+    repository    VARCHAR NOT NULL,
+    digest        VARCHAR NOT NULL,
+    blob_present  BOOLEAN NOT NULL
+);
+
+-- Every digest a tag has pointed at (_manifests/tags/<tag>/index), current one included.
+CREATE TABLE storage_tag_history (
+    snapshot_id  BIGINT NOT NULL,
+    registry     VARCHAR NOT NULL,
+    repository   VARCHAR NOT NULL,
+    tag          VARCHAR NOT NULL,
+    digest       VARCHAR NOT NULL
+);
+
+-- Every blob in the blob store with the size of its data file, referenced or not.
+CREATE TABLE storage_blobs (
+    snapshot_id  BIGINT NOT NULL,
+    registry     VARCHAR NOT NULL,
+    digest       VARCHAR NOT NULL,
+    size         BIGINT NOT NULL
+);
+
+-- Uploads in progress or abandoned (_uploads/<id>): started_at from its startedat file (NULL: unreadable,
+-- which Distribution's upload purging treats as never old enough), size of its data so far.
+CREATE TABLE storage_uploads (
+    snapshot_id  BIGINT NOT NULL,
+    registry     VARCHAR NOT NULL,
+    repository   VARCHAR NOT NULL,
+    upload_id    VARCHAR NOT NULL,
+    started_at   TIMESTAMP,
+    size         BIGINT
+);
