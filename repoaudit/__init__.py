@@ -13,6 +13,7 @@ This module is the public face: it re-exports; nothing inside the package import
 """
 
 from repoaudit._version import __version__
+from repoaudit.analysis.gc import GCPreview
 from repoaudit.audit import Audit, open
 from repoaudit.collect.collector import CollectResult
 from repoaudit.errors import (
@@ -33,6 +34,7 @@ from repoaudit.errors import (
                               QueryError,
                               RegistryError,
                               RegistryHTTPError,
+                              RegistryStorageError,
                               RegistryUnreachable,
                               RepoauditError,
                               RequestBudgetExceeded,
@@ -49,10 +51,10 @@ from repoaudit.retention.whatif import default_policies_dir
 
 __all__ = sorted([
     "Audit", "AuthenticationError", "CircuitOpen", "ClientOptions", "CollectOptions", "CollectResult",
-    "ConfigError", "DeadlineExceeded", "DigestMismatch", "IngestError", "InvalidDocument", "InvalidResponse",
+    "ConfigError", "DeadlineExceeded", "DigestMismatch", "GCPreview", "IngestError", "InvalidDocument", "InvalidResponse",
     "LayoutError", "LimitExceeded", "Limits", "NO_BACKOFF", "NotFoundError", "PaginationError",
     "PlanVerificationError", "PolicyError", "QueryError", "RegistryError", "RegistryHTTPError",
-    "RegistryUnreachable", "RepoauditError", "RequestBudgetExceeded", "ResponseTooLarge", "RetryPolicy",
+    "RegistryStorageError", "RegistryUnreachable", "RepoauditError", "RequestBudgetExceeded", "ResponseTooLarge", "RetryPolicy",
     "StoreError", "Target", "TooManyRedirects", "UnsupportedMediaType", "__version__", "default_policies_dir",
     "human_bytes", "open", "parse_target",
 ])

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 import duckdb
 import pandas as pd
 
+from repoaudit.analysis.gc import DEFAULT_UPLOAD_AGE_HOURS, GCPreview, gc_preview
 from repoaudit.analysis.queries import NamedQuery, get_query, load_queries
 from repoaudit.collect.collector import CollectResult, Part, collect_parts
 from repoaudit.collect.progress import NullProgress, for_people
@@ -275,6 +276,13 @@ class Audit:
             raise StoreError(f"{self.path} is open read-only; open it writable to ingest")
         return ingest(self.con, kind, paths, cluster=cluster)
 
+
+    # -- garbage-collection preview (issue 19) ---------------------------------
+    def gc_preview(self, registry: str | None = None, *, snapshot: int | None = None,
+                   upload_age_hours: float = DEFAULT_UPLOAD_AGE_HOURS) -> GCPreview:
+        """What Distribution's ``garbage-collect`` would free now, with and without ``--delete-untagged``,
+        from the latest storage snapshot (``collect registry-storage:PATH``) of ``registry``."""
+        return gc_preview(self.con, registry, snapshot=snapshot, upload_age_hours=upload_age_hours)
 
     # -- retention (issue 5) ---------------------------------------------------
     def retention(self, *policies: Any, registry: str | None = None, include: Iterable[str] = (),

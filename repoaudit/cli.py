@@ -21,6 +21,7 @@ never leaves a snapshot or a half-written file behind.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import sys
@@ -34,6 +35,7 @@ import pandas as pd
 from repoaudit._version import __version__
 from repoaudit.audit import Audit
 from repoaudit.errors import ConfigError, RepoauditError, one_line
+from repoaudit.jobs.job import parse_duration
 from repoaudit.jobs.load import load_jobs as jobs_from_files
 from repoaudit.model.formatting import human_bytes
 from repoaudit.model.options import (
@@ -710,6 +712,40 @@ def report(db, output, fmt, since, policies):
             return
         path = audit.write_report(output, fmt=fmt, since=since, policies=list(policies))
     click.echo(f"report written to {path}")
+
+
+# -- gc preview (issue 19) ---------------------------------------------------------
+@main.group()
+def gc():
+    """Garbage collection of a registry's own storage (collect registry-storage:PATH first)."""
+
+
+@gc.command("preview")
+@db_option
+@click.option("--registry", help="The registry (its --name); needed when several have storage snapshots.")
+@click.option("--snapshot", type=int, help="This storage snapshot instead of the registry's latest.")
+@click.option("--upload-age", default="168h", show_default=True, metavar="DURATION",
+              help="The registry's storage.maintenance.uploadpurging.age (a Go duration: 168h, 30m).")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table/csv: per repository and total; json: also every blob either mode frees.")
+@raw_option
+@fail_cleanly
+def gc_preview(db, registry, snapshot, upload_age, fmt, raw):
+    """Bytes `docker-registry garbage-collect` would free, with and without --delete-untagged."""
+    try:
+        age_hours = parse_duration(upload_age) / 3600
+    except ValueError as exc:
+        raise ConfigError(f"--upload-age: {exc}") from None
+    with Audit(db, read_only=True) as audit:
+        preview = audit.gc_preview(registry, snapshot=snapshot, upload_age_hours=age_hours)
+    for warning in preview.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps(preview.to_json(), indent=2))
+        return
+    frame = preview.repositories.drop(columns=["registry"])
+    frame["repository"] = frame["repository"].fillna("(total)")
+    print_frame(frame, fmt, raw=raw)
 
 
 if __name__ == "__main__":

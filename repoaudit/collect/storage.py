@@ -31,8 +31,9 @@ def write_storage_facts(con: duckdb.DuckDBPyConnection, registry: str, snapshot_
             data[name] = (typ, [r[pos] for r in rows])
         return _batch(data)
 
+    insert_arrow(con, "storage_repositories", keyed(facts.repositories, ("repository", s), ("has_tags_dir", b)))
     insert_arrow(con, "storage_revisions", keyed(facts.revisions, ("repository", s), ("digest", s),
-                                                 ("tagged", b), ("blob_present", b)))
+                                                 ("linked", b), ("tagged", b), ("blob_present", b)))
     insert_arrow(con, "storage_layer_links", keyed(facts.layer_links, ("repository", s), ("digest", s),
                                                    ("blob_present", b)))
     insert_arrow(con, "storage_tag_history", keyed(facts.tag_history, ("repository", s), ("tag", s),

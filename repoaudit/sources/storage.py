@@ -71,6 +71,7 @@ class RepositoryWalk:
     revisions: dict[str, bool] = field(default_factory=dict)  # digest -> its blob's data file exists
     tag_history: list[tuple[str, str]] = field(default_factory=list)  # (tag, digest) of tags/<tag>/index
     layers: dict[str, bool] = field(default_factory=dict)  # digest -> blob exists
+    deleted: list[str] = field(default_factory=list)  # revision directories without a link: deleted manifests
     has_tags_dir: bool = False
     findings: list[Finding] = field(default_factory=list)
 
@@ -87,7 +88,8 @@ class Upload:
 class StorageFacts:
     """What only storage shows, for the snapshot's storage tables."""
 
-    revisions: list[tuple[str, str, bool, bool]]  # repository, digest, tagged, blob_present
+    repositories: list[tuple[str, bool]]  # repository, has_tags_dir
+    revisions: list[tuple[str, str, bool, bool, bool]]  # repository, digest, linked, tagged, blob_present
     layer_links: list[tuple[str, str, bool]]  # repository, digest, blob_present
     tag_history: list[tuple[str, str, str]]  # repository, tag, digest
     blobs: list[tuple[str, int]]  # digest, size of data
@@ -173,10 +175,12 @@ class RegistryStorageSource:
         self._repos = {r.name: r for r in repos}
 
     def _repository_dirs(self) -> tuple[list[str], list[tuple[str, Path]]]:
-        """Repository names (directories holding ``_manifests``), and every ``_uploads`` directory.
+        """Repository names, and every ``_uploads`` directory.
 
-        A repository whose only content is an upload has no ``_manifests``: the catalog does not list
-        it and garbage collection never visits it, but its upload still holds disk.
+        A repository is a directory holding ``_layers``, as Distribution's catalog and garbage-collect
+        decide (``registry/storage/catalog.go``). One with ``_manifests`` but no ``_layers`` is neither
+        listed nor visited by GC, so its revisions protect nothing: a finding. An upload into a new
+        repository has neither yet, but still holds disk.
         """
         top = self.v2 / "repositories"
         names: list[str] = []
@@ -185,21 +189,24 @@ class RegistryStorageSource:
         while stack:
             path, name = stack.pop()
             try:
-                entries = list(os.scandir(path))
+                entries = [e for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
             except OSError as exc:
                 if path == top and not path.exists():
                     return [], []
                 self._findings.append(Finding(name or None, str(path), "RegistryStorageError",
                                               f"{path}: cannot list ({exc.strerror or exc})"))
                 continue
+            special = {e.name for e in entries if e.name.startswith("_")}
+            if name and "_layers" in special:
+                names.append(name)
+            elif name and "_manifests" in special:
+                self._findings.append(Finding(name, str(path), "RegistryStorageError",
+                                              f"{path}: _manifests without _layers: not in the catalog, and "
+                                              "garbage-collect never marks its manifests"))
+            if name and "_uploads" in special:
+                uploads.append((name, path / "_uploads"))
             for entry in entries:
-                if not entry.is_dir(follow_symlinks=False):
-                    continue
-                if entry.name == "_manifests" and name:
-                    names.append(name)
-                elif entry.name == "_uploads" and name:
-                    uploads.append((name, Path(entry.path)))
-                elif not entry.name.startswith("_"):
+                if not entry.name.startswith("_"):
                     stack.append((Path(entry.path), f"{name}/{entry.name}" if name else entry.name))
         return sorted(names), sorted(uploads)
 
@@ -224,8 +231,11 @@ class RegistryStorageSource:
             return None
         return text
 
-    def _digest_links(self, folder: Path, repo: str, findings: list[Finding]) -> list[str]:
-        """The digests of ``folder/sha256/<hex>/link``, each link read and checked against its directory."""
+    def _digest_links(self, folder: Path, repo: str, findings: list[Finding],
+                      deleted: list[str] | None = None) -> list[str]:
+        """The digests of ``folder/sha256/<hex>/link``, each link read and checked against its directory.
+
+        ``deleted`` collects the digests of directories whose link is gone (deleted through the API)."""
         try:
             algos = [e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
         except FileNotFoundError:
@@ -246,6 +256,12 @@ class RegistryStorageSource:
                 if not _valid_hex(algo.name, entry.name):
                     continue
                 link = Path(entry.path) / "link"
+                if not os.path.lexists(link):
+                    # Deleting through the API removes the link file and leaves its directory: a deleted
+                    # manifest or blob, which the registry and garbage-collect skip too.
+                    if deleted is not None:
+                        deleted.append(_digest_of_dir(algo.name, entry.name))
+                    continue
                 digest = self._read_link(link, repo, findings)
                 if digest is None:
                     continue
@@ -275,7 +291,7 @@ class RegistryStorageSource:
             repo.tags[tag] = self._read_link(current, name, repo.findings)
             for digest in self._digest_links(tags_dir / tag / "index", name, repo.findings):
                 repo.tag_history.append((tag, digest))
-        for digest in self._digest_links(manifests / "revisions", name, repo.findings):
+        for digest in self._digest_links(manifests / "revisions", name, repo.findings, repo.deleted):
             repo.revisions[digest] = False
         for digest in self._digest_links(base / "_layers", name, repo.findings):
             repo.layers[digest] = False
@@ -455,8 +471,10 @@ class RegistryStorageSource:
         revisions, layer_links, history = [], [], []
         for name, repo in sorted(self._repos.items()):
             current = {d for d in repo.tags.values() if d}
-            revisions += [(name, d, d in current, present) for d, present in sorted(repo.revisions.items())]
+            revisions += [(name, d, True, d in current, present) for d, present in sorted(repo.revisions.items())]
+            revisions += [(name, d, False, False, d in self._blobs) for d in sorted(repo.deleted)]
             layer_links += [(name, d, present) for d, present in sorted(repo.layers.items())]
             history += [(name, t, d) for t, d in repo.tag_history]
-        return StorageFacts(revisions, layer_links, history, sorted(self._blobs.items()), list(self._uploads),
+        repositories = [(name, repo.has_tags_dir) for name, repo in sorted(self._repos.items())]
+        return StorageFacts(repositories, revisions, layer_links, history, sorted(self._blobs.items()), list(self._uploads),
                             list(self._findings))

@@ -2,13 +2,25 @@
 -- snapshot writes none of these; a storage snapshot writes the usual tables too.
 
 -- name: schema
--- Every manifest revision link (_manifests/revisions) of a repository: tagged when some tag's current link
--- names it; blob_present when its blob's data file exists (Distribution skips a revision without one).
+-- Every repository (a directory holding _manifests). has_tags_dir: _manifests/tags exists; a repository
+-- pushed to by digest only has none, and Distribution 2.8's garbage-collect --delete-untagged then stops.
+CREATE TABLE storage_repositories (
+    snapshot_id   BIGINT NOT NULL,
+    registry      VARCHAR NOT NULL,
+    repository    VARCHAR NOT NULL,
+    has_tags_dir  BOOLEAN NOT NULL
+);
+
+-- Every manifest revision (_manifests/revisions) of a repository. linked: its link file exists; a directory
+-- without one is a manifest deleted through the API (kept so its bytes are attributed to the repository).
+-- tagged: some tag's current link names it; blob_present: its blob's data file exists (Distribution skips a
+-- revision without one).
 CREATE TABLE storage_revisions (
     snapshot_id   BIGINT NOT NULL,
     registry      VARCHAR NOT NULL,
     repository    VARCHAR NOT NULL,
     digest        VARCHAR NOT NULL,
+    linked        BOOLEAN NOT NULL,
     tagged        BOOLEAN NOT NULL,
     blob_present  BOOLEAN NOT NULL
 );
