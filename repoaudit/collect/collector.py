@@ -312,7 +312,9 @@ class Collector:
     async def _tag(self, repository: str, tag: str) -> str:
         try:
             source = self.source(repository)
-            if self.incremental:
+            # A storage source resolves a tag from links it has walked already: resolving first lets tags that
+            # share a manifest share its one read, as digest-addressed fetches always do.
+            if self.incremental or source.kind == "registry-storage":
                 digest = await source.head_manifest(repository, tag)
                 if digest:
                     # By digest, so tags racing for the same new manifest share one GET.
