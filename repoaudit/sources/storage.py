@@ -27,6 +27,7 @@ a finding recorded with the snapshot, never an exception that stops the walk.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -101,10 +102,11 @@ def _digest_of_dir(algo: str, hexpart: str) -> str:
     return f"{algo}:{hexpart}"
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
 def _valid_hex(algo: str, hexpart: str) -> bool:
-    if algo != "sha256" or len(hexpart) != 64:
-        return False
-    return all(c in "0123456789abcdef" for c in hexpart)
+    return algo == "sha256" and _SHA256_HEX.fullmatch(hexpart) is not None
 
 
 class RegistryStorageSource:
@@ -123,6 +125,7 @@ class RegistryStorageSource:
         self.name = target.name
         self.root = target.path
         self.v2 = self.root / V2
+        self._blobs_dir = str(self.v2 / "blobs")
         self.requests: Counter[str] = Counter()
         self.rate_limit: dict[str, str] = {}
         self.walked_at: datetime | None = None
@@ -210,28 +213,28 @@ class RegistryStorageSource:
                     stack.append((Path(entry.path), f"{name}/{entry.name}" if name else entry.name))
         return sorted(names), sorted(uploads)
 
-    def _read_link(self, path: Path, repo: str | None, findings: list[Finding]) -> str | None:
+    def _read_link(self, path: str, repo: str | None, findings: list[Finding]) -> str | None:
         """The digest a link file names, or None with a finding when it is missing or not a digest."""
         self.requests["read link"] += 1
         try:
             with open(path, "rb") as f:
                 data = f.read(LINK_CAP + 1)
         except FileNotFoundError:
-            findings.append(Finding(repo, str(path), "RegistryStorageError", f"{path}: link file missing"))
+            findings.append(Finding(repo, path, "RegistryStorageError", f"{path}: link file missing"))
             return None
         except OSError as exc:
-            findings.append(Finding(repo, str(path), "RegistryStorageError",
+            findings.append(Finding(repo, path, "RegistryStorageError",
                                     f"{path}: cannot read ({exc.strerror or exc})"))
             return None
         text = data.decode("ascii", "replace").strip()
         algo, _, hexpart = text.partition(":")
         if len(data) > LINK_CAP or not _valid_hex(algo, hexpart):
-            findings.append(Finding(repo, str(path), "RegistryStorageError",
+            findings.append(Finding(repo, path, "RegistryStorageError",
                                     f"{path}: not a link (holds {text[:80]!r})"))
             return None
         return text
 
-    def _digest_links(self, folder: Path, repo: str, findings: list[Finding],
+    def _digest_links(self, folder: str, repo: str, findings: list[Finding],
                       deleted: list[str] | None = None) -> list[str]:
         """The digests of ``folder/sha256/<hex>/link``, each link read and checked against its directory.
 
@@ -241,7 +244,7 @@ class RegistryStorageSource:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            findings.append(Finding(repo, str(folder), "RegistryStorageError",
+            findings.append(Finding(repo, folder, "RegistryStorageError",
                                     f"{folder}: cannot list ({exc.strerror or exc})"))
             return []
         out: list[str] = []
@@ -255,7 +258,7 @@ class RegistryStorageSource:
             for entry in entries:
                 if not _valid_hex(algo.name, entry.name):
                     continue
-                link = Path(entry.path) / "link"
+                link = os.path.join(entry.path, "link")
                 if not os.path.lexists(link):
                     # Deleting through the API removes the link file and leaves its directory: a deleted
                     # manifest or blob, which the registry and garbage-collect skip too.
@@ -266,7 +269,7 @@ class RegistryStorageSource:
                 if digest is None:
                     continue
                 if digest != _digest_of_dir(algo.name, entry.name):
-                    findings.append(Finding(repo, str(link), "RegistryStorageError",
+                    findings.append(Finding(repo, link, "RegistryStorageError",
                                             f"{link}: names {digest}, not the digest of its directory"))
                     continue
                 out.append(digest)
@@ -274,9 +277,9 @@ class RegistryStorageSource:
 
     def _walk_repository(self, name: str) -> RepositoryWalk:
         repo = RepositoryWalk(name)
-        base = self.v2 / "repositories" / name
-        manifests = base / "_manifests"
-        tags_dir = manifests / "tags"
+        base = os.path.join(self.v2, "repositories", name)
+        manifests = os.path.join(base, "_manifests")
+        tags_dir = os.path.join(manifests, "tags")
         try:
             tag_entries = sorted(e.name for e in os.scandir(tags_dir) if e.is_dir(follow_symlinks=False))
             repo.has_tags_dir = True
@@ -284,16 +287,16 @@ class RegistryStorageSource:
             tag_entries = []
         except OSError as exc:
             tag_entries = []
-            repo.findings.append(Finding(name, str(tags_dir), "RegistryStorageError",
+            repo.findings.append(Finding(name, tags_dir, "RegistryStorageError",
                                          f"{tags_dir}: cannot list ({exc.strerror or exc})"))
         for tag in tag_entries:
-            current = tags_dir / tag / "current" / "link"
-            repo.tags[tag] = self._read_link(current, name, repo.findings)
-            for digest in self._digest_links(tags_dir / tag / "index", name, repo.findings):
+            tag_dir = os.path.join(tags_dir, tag)
+            repo.tags[tag] = self._read_link(os.path.join(tag_dir, "current", "link"), name, repo.findings)
+            for digest in self._digest_links(os.path.join(tag_dir, "index"), name, repo.findings):
                 repo.tag_history.append((tag, digest))
-        for digest in self._digest_links(manifests / "revisions", name, repo.findings, repo.deleted):
+        for digest in self._digest_links(os.path.join(manifests, "revisions"), name, repo.findings, repo.deleted):
             repo.revisions[digest] = False
-        for digest in self._digest_links(base / "_layers", name, repo.findings):
+        for digest in self._digest_links(os.path.join(base, "_layers"), name, repo.findings):
             repo.layers[digest] = False
         return repo
 
@@ -408,17 +411,17 @@ class RegistryStorageSource:
                                 status=404, registry=self.name, repository=repository)
         return digest
 
-    def _blob_path(self, digest: str) -> Path:
+    def _blob_path(self, digest: str) -> str:
         algo, _, hexpart = digest.partition(":")
         if not _valid_hex(algo, hexpart):
             raise RegistryStorageError(f"{digest!r} is not a sha256 digest")
-        return self.v2 / "blobs" / algo / hexpart[:2] / hexpart / "data"
+        return os.path.join(self._blobs_dir, algo, hexpart[:2], hexpart, "data")
 
     def _read_blob(self, repository: str, digest: str, what: str, cap: int) -> bytes:
         path = self._blob_path(digest)
         self.requests[f"read {what}"] += 1
         try:
-            with path.open("rb") as f:
+            with open(path, "rb") as f:
                 data = f.read(cap + 1)
         except FileNotFoundError:
             raise NotFoundError(f"{what} {digest}: blob data missing ({path})", status=404, registry=self.name,
