@@ -198,6 +198,11 @@ WITH tagged AS (
     -- A child also tagged itself keeps its own tags: max() of a list and NULL is the list.
     SELECT DISTINCT s.snapshot_id, s.registry, s.repository, c.child_digest, NULL::VARCHAR[]
     FROM tagged s JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
+    UNION ALL
+    -- A storage snapshot (issue 19) reaches every revision the repository holds, tagged or not.
+    SELECT snapshot_id, registry, repository, digest, NULL::VARCHAR[]
+    FROM storage_revisions
+    WHERE (sid IS NULL OR snapshot_id = sid) AND linked AND blob_present AND NOT tagged
 ), per_snapshot AS (
     SELECT snapshot_id, registry, repository, digest, max(tags) AS tags
     FROM reached GROUP BY snapshot_id, registry, repository, digest
