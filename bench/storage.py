@@ -111,9 +111,12 @@ def main() -> None:
         print(f"wrote {args.repos} repositories, {tags} tags in {time.perf_counter() - t0:.1f}s")
         target = f"registry-storage:{reg.storage_dir}"
 
-        t0 = time.perf_counter()
-        files = read_everything(v2)
-        files_s = time.perf_counter() - t0
+        # Twice, the faster counted: the tree was just written, but the first pass may still meet a cold cache.
+        files_s = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            files = read_everything(v2)
+            files_s = min(files_s, time.perf_counter() - t0)
         walks = {}
         for threads in (1, args.threads):
             source = RegistryStorageSource(parse_target(target), threads=threads)
