@@ -33,6 +33,7 @@ import click
 import pandas as pd
 
 from repoaudit._version import __version__
+from repoaudit.analysis.gc import DEFAULT_UPLOAD_AGE_HOURS, upload_purging_file
 from repoaudit.audit import Audit
 from repoaudit.errors import ConfigError, RepoauditError, one_line
 from repoaudit.jobs.job import parse_duration
@@ -724,20 +725,30 @@ def gc():
 @db_option
 @click.option("--registry", help="The registry (its --name); needed when several have storage snapshots.")
 @click.option("--snapshot", type=int, help="This storage snapshot instead of the registry's latest.")
-@click.option("--upload-age", default="168h", show_default=True, metavar="DURATION",
-              help="The registry's storage.maintenance.uploadpurging.age (a Go duration: 168h, 30m).")
+@click.option("--upload-age", metavar="DURATION",
+              help="The registry's storage.maintenance.uploadpurging.age (a Go duration: 168h, 30m); "
+                   "default: from --registry-config, else 168h.")
+@click.option("--registry-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The registry's config.yml, for its upload purging settings.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
               help="table/csv: per repository and total; json: also every blob either mode frees.")
 @raw_option
 @fail_cleanly
-def gc_preview(db, registry, snapshot, upload_age, fmt, raw):
+def gc_preview(db, registry, snapshot, upload_age, registry_config, fmt, raw):
     """Bytes `docker-registry garbage-collect` would free, with and without --delete-untagged."""
-    try:
-        age_hours = parse_duration(upload_age) / 3600
-    except ValueError as exc:
-        raise ConfigError(f"--upload-age: {exc}") from None
+    purging, age_hours = True, DEFAULT_UPLOAD_AGE_HOURS
+    if registry_config:
+        purging, age_hours = upload_purging_file(registry_config)
+    if upload_age:
+        try:
+            age_hours = parse_duration(upload_age) / 3600
+        except ValueError as exc:
+            raise ConfigError(f"--upload-age: {exc}") from None
     with Audit(db, read_only=True) as audit:
         preview = audit.gc_preview(registry, snapshot=snapshot, upload_age_hours=age_hours)
+    if not purging:
+        preview.warnings.append("upload purging is disabled in the registry config: abandoned uploads stay "
+                                "until removed by hand")
     for warning in preview.warnings:
         click.echo(f"warning: {warning}", err=True)
     if fmt == "json":

@@ -149,4 +149,16 @@ def test_cli_gc_preview(registry, pusher, tmp_path):
     assert doc["totals"]["freed_bytes"] == sum(b["size"] for b in doc["blobs"] if b["freed"])
     assert doc["totals"]["purgeable_uploads"] == 2
     bad = cli("gc", "preview", "--db", db, "--upload-age", "soon")
-    assert bad.exit_code != 0 and "soon" in bad.stderr
+    assert bad.exit_code == 1 and "--upload-age: invalid duration 'soon'" in bad.stderr
+
+    # The registry's own config: its purge age (0s: both uploads are due), or purging switched off.
+    config = tmp_path / "config.yml"
+    config.write_text("version: 0.1\nstorage:\n  maintenance:\n    uploadpurging: {enabled: true, age: 0s}\n")
+    doc = json.loads(cli("gc", "preview", "--db", db, "--format", "json", "--registry-config", config).stdout)
+    assert doc["upload_age_hours"] == 0 and doc["totals"]["purgeable_uploads"] == 2
+    config.write_text(registry.config_path.read_text())  # the test registry's: purging disabled
+    off = cli("gc", "preview", "--db", db, "--registry-config", config)
+    assert off.exit_code == 0 and "upload purging is disabled" in off.stderr
+    config.write_text("storage: {maintenance: {uploadpurging: {age: soon}}}\n")
+    broken = cli("gc", "preview", "--db", db, "--registry-config", config)
+    assert broken.exit_code == 1 and "storage.maintenance.uploadpurging.age: invalid duration" in broken.stderr

@@ -13,12 +13,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 
 from repoaudit.analysis.queries import get_query
-from repoaudit.errors import QueryError
+from repoaudit.errors import ConfigError, QueryError
+from repoaudit.jobs.job import parse_duration
+from repoaudit.loader import load_document
 from repoaudit.store.frames import fetch_frame
 from repoaudit.store.sql import statements
 
@@ -60,6 +64,33 @@ class GCPreview:
                        "from_tagged_index": bool(r["from_tagged_index"]), "repositories": list(r["repositories"])}
                       for r in self.blobs.to_dict("records")],
         }
+
+
+def upload_purging(config: Any, where: str = "registry config") -> tuple[bool, float]:
+    """``(enabled, age in hours)`` of a Distribution config's ``storage.maintenance.uploadpurging``.
+
+    Distribution's defaults when the section is absent: enabled, 168h.
+    """
+    storage = config.get("storage") if isinstance(config, dict) else None
+    section = ((storage or {}).get("maintenance") or {}).get("uploadpurging") if isinstance(storage, dict) else None
+    if section is None:
+        return True, DEFAULT_UPLOAD_AGE_HOURS
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: storage.maintenance.uploadpurging is not a mapping")
+    enabled = section.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: storage.maintenance.uploadpurging.enabled is not true or false")
+    age = section.get("age", "168h")
+    try:
+        hours = parse_duration(str(age)) / 3600
+    except ValueError as exc:
+        raise ConfigError(f"{where}: storage.maintenance.uploadpurging.age: {exc}") from None
+    return enabled, hours
+
+
+def upload_purging_file(path: str | Path) -> tuple[bool, float]:
+    """:func:`upload_purging` of a registry's ``config.yml``."""
+    return upload_purging(load_document(path, kind="config"), str(path))
 
 
 def gc_preview(con: duckdb.DuckDBPyConnection, registry: str | None = None, *, snapshot: int | None = None,
