@@ -11,6 +11,7 @@ manifest, all sharing one base layer), starts Debian's docker-registry on that t
                manifest and config read once + the snapshot written)
   api          ``repoaudit collect http://…`` of the same registry (catalog, tag lists, a GET per
                manifest and config)
+  gc preview   ``audit.gc_preview`` of the storage snapshot
 
 and prints tags/s for each and the ratios storage/api and walk/files. The two snapshots must hold
 the same tags. Run: ``python bench/storage.py [--repos 100 --tags 100] [--threads 8]``.
@@ -130,6 +131,10 @@ def main() -> None:
             storage = audit.collect(target, name="bench", progress=False)
             assert storage.status == "complete" and storage.tags == tags, storage
             storage_tags = audit.sql("SELECT repository, tag, digest FROM tags ORDER BY ALL")
+            t0 = time.perf_counter()
+            preview = audit.gc_preview("bench")
+            preview_s = time.perf_counter() - t0
+            assert preview.totals["freed_bytes"] == 0  # every blob of the tree is referenced
         api = None
         if not args.no_api:
             with reg, repoaudit.open(work / "api.duckdb") as audit:
@@ -150,6 +155,7 @@ def main() -> None:
             print(f"storage collect / api collect: {api.seconds / storage.seconds:.1f}x the tags per second")
         print(f"walk ({args.threads} threads) / plain file reads: {files_s / walks[args.threads]:.2f}x "
               f"(1 thread: {files_s / walks[1]:.2f}x)")
+        print(f"gc preview of the storage snapshot: {preview_s:.2f}s")
         print(f"walk share of the storage collect: {walks[args.threads] / storage.seconds:.0%}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
