@@ -160,9 +160,11 @@ class RegistryStorageSource:
         names, upload_dirs = self._repository_dirs()
         prefixes = self._blob_prefixes()
         with ThreadPoolExecutor(self.threads) as pool:
-            repos = list(pool.map(self._walk_repository, names))
-            blob_parts = list(pool.map(self._walk_blob_prefix, prefixes))
-            uploads = list(pool.map(self._walk_uploads, upload_dirs))
+            # map() submits every task at once: blob prefixes fill the pool while the last repositories finish.
+            repo_parts = pool.map(self._walk_repository, names)
+            blob_parts = pool.map(self._walk_blob_prefix, prefixes)
+            upload_parts = pool.map(self._walk_uploads, upload_dirs)
+            repos, blob_parts, uploads = list(repo_parts), list(blob_parts), list(upload_parts)
         self._blobs = {}
         for found, findings in blob_parts:
             self._blobs.update(found)
