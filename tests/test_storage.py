@@ -130,6 +130,10 @@ def test_broken_storage_is_recorded_and_the_run_goes_on(registry, pusher, tmp_pa
     path = blob_data(registry, trunc.digest)
     path.write_bytes(path.read_bytes()[:40])
     blob_data(registry, old.digest).unlink()
+    # Directories Distribution could not have written: not repository names, skipped with a recorded error.
+    not_utf8 = v2 / "repositories" / "bad name\udcff"
+    (not_utf8 / "_layers").mkdir(parents=True)
+    (v2 / "repositories" / "bad" / "Upper" / "_layers").mkdir(parents=True)
     tags = v2 / "repositories/bad/loop/_manifests/tags"
     shutil.rmtree(tags)
     tags.symlink_to(tags.name)  # listing it fails (ELOOP) whoever runs the test, root included
@@ -143,6 +147,7 @@ def test_broken_storage_is_recorded_and_the_run_goes_on(registry, pusher, tmp_pa
         assert any("dangling link" in e and old.digest in e for e in by_repo["bad/dangling"])
         assert any("cannot list" in e for e in by_repo["bad/loop"])
         assert "good/app" not in by_repo
+        assert any("is not a valid repository name; skipped" in e for e in errors["error"])
         assert rows(audit, "SELECT repository, tag, digest FROM tags WHERE repository = 'good/app'") == [
             ("good/app", "1", good.digest)]
         status = dict(rows(audit, "SELECT repository, status FROM repositories"))
@@ -151,7 +156,13 @@ def test_broken_storage_is_recorded_and_the_run_goes_on(registry, pusher, tmp_pa
         # GC would stop at the truncated manifest: the preview says so, and the real garbage-collect agrees.
         preview = audit.gc_preview(registry.host)
         assert any("could not be read" in w and trunc.digest in w for w in preview.warnings)
-    with pytest.raises(RuntimeError, match="failed to mark"):
+        assert any("2 repository directories have names Distribution cannot parse" in w for w in preview.warnings)
+    shutil.rmtree(not_utf8)  # the test helper reads GC's output as UTF-8
+    with pytest.raises(RuntimeError, match="failed to parse repo name bad/Upper"):
+        registry.garbage_collect()
+    shutil.rmtree(v2 / "repositories" / "bad" / "Upper")
+    with pytest.raises(RuntimeError, match=f"failed to mark: .*failed to retrieve manifest for digest {trunc.digest}: "
+                                           "unexpected end of JSON input"):
         registry.garbage_collect()
 
 

@@ -121,6 +121,11 @@ def gc_preview(con: duckdb.DuckDBPyConnection, registry: str | None = None, *, s
         warnings.append(f"{len(unreadable)} revision(s) could not be read ({repo}@{digest} first): garbage-collect "
                         "stops at the first manifest it cannot parse, without --delete-untagged always"
                         + (f", with it too ({tagged} tagged)" if tagged else "; with it only if tagged (none is)"))
+    bad_names = [r[0] for r in con.execute(SQL["invalid_repository_names"], {"snapshot": sid}).fetchall()]
+    if bad_names:
+        warnings.append(f"{len(bad_names)} repository directories have names Distribution cannot parse "
+                        f"({bad_names[0]!r} first): garbage-collect stops there (failed to parse repo name), "
+                        "with or without --delete-untagged")
     no_tags = [r[0] for r in con.execute(SQL["untagged_without_tags_dir"], {"snapshot": sid}).fetchall()]
     if no_tags:
         warnings.append(f"{len(no_tags)} repositories hold revisions but no _manifests/tags directory "

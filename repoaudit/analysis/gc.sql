@@ -33,3 +33,10 @@ FROM storage_revisions r
 JOIN storage_repositories p ON p.snapshot_id = r.snapshot_id AND p.repository = r.repository
 WHERE r.snapshot_id = $snapshot AND r.linked AND r.blob_present AND NOT p.has_tags_dir
 ORDER BY r.repository;
+
+-- name: invalid_repository_names
+-- Repository directories whose names Distribution's reference grammar refuses: garbage-collect stops at the
+-- first ("failed to parse repo name"), in both modes.
+SELECT repository FROM storage_repositories
+WHERE snapshot_id = $snapshot AND NOT valid_name
+ORDER BY repository;

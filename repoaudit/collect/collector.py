@@ -430,8 +430,9 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
             collector._error(None, None, exc)
         return exc
     names = select_shard(select_repositories(names, options.include, options.exclude), options.shard)
-    if source.kind == "registry":
+    if source.kind in ("registry", "registry-storage"):
         # good/../evil/img would reach evil/img through URL normalisation; a layout's names are local paths.
+        # A storage directory's name is a repository name only if Distribution could have written it.
         invalid = [n for n in names if not is_valid_repository(n)]
         for name in invalid[:MAX_INVALID_NAMES]:
             collector._error(printable(name, 140), None, InvalidDocument(

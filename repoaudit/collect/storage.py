@@ -10,6 +10,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from repoaudit.model.documents import is_valid_repository, printable
 from repoaudit.sources.storage import StorageFacts
 from repoaudit.store.database import insert_arrow
 
@@ -31,7 +32,13 @@ def write_storage_facts(con: duckdb.DuckDBPyConnection, registry: str, snapshot_
             data[name] = (typ, [r[pos] for r in rows])
         return _batch(data)
 
-    insert_arrow(con, "storage_repositories", keyed(facts.repositories, ("repository", s), ("has_tags_dir", b)))
+    # Every repository, collected or not: garbage-collect visits them all, and stops at a name it cannot parse.
+    repos = facts.repositories
+    insert_arrow(con, "storage_repositories", _batch({
+        "snapshot_id": (i64, [snapshot_id] * len(repos)), "registry": (s, [registry] * len(repos)),
+        "repository": (s, [printable(name, 300) for name, _ in repos]),
+        "valid_name": (b, [is_valid_repository(name) for name, _ in repos]),
+        "has_tags_dir": (b, [has_tags for _, has_tags in repos])}))
     insert_arrow(con, "storage_revisions", keyed(facts.revisions, ("repository", s), ("digest", s),
                                                  ("linked", b), ("tagged", b), ("blob_present", b)))
     insert_arrow(con, "storage_layer_links", keyed(facts.layer_links, ("repository", s), ("digest", s),

@@ -2,12 +2,15 @@
 -- snapshot writes none of these; a storage snapshot writes the usual tables too.
 
 -- name: schema
--- Every repository (a directory holding _manifests). has_tags_dir: _manifests/tags exists; a repository
--- pushed to by digest only has none, and Distribution 2.8's garbage-collect --delete-untagged then stops.
+-- Every repository (a directory holding _layers), collected or not. valid_name: a name Distribution's
+-- reference grammar accepts (garbage-collect stops at the first it cannot parse; the collection skips it;
+-- repository is then its printable form). has_tags_dir: _manifests/tags exists; a repository pushed to by
+-- digest only has none, and Distribution 2.8's garbage-collect --delete-untagged then stops.
 CREATE TABLE storage_repositories (
     snapshot_id   BIGINT NOT NULL,
     registry      VARCHAR NOT NULL,
     repository    VARCHAR NOT NULL,
+    valid_name    BOOLEAN NOT NULL,
     has_tags_dir  BOOLEAN NOT NULL
 );
 
