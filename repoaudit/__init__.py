@@ -13,6 +13,7 @@ This module is the public face: it re-exports; nothing inside the package import
 """
 
 from repoaudit._version import __version__
+from repoaudit.analysis.gc import GCPreview
 from repoaudit.audit import Audit, open
 from repoaudit.collect.collector import CollectResult
 from repoaudit.errors import (
@@ -35,6 +36,7 @@ from repoaudit.errors import (
                               QueryError,
                               RegistryError,
                               RegistryHTTPError,
+                              RegistryStorageError,
                               RegistryUnreachable,
                               RepoauditError,
                               RequestBudgetExceeded,
@@ -51,11 +53,11 @@ from repoaudit.retention.whatif import default_policies_dir
 
 __all__ = sorted([
     "Audit", "AuthenticationError", "CircuitOpen", "ClientOptions", "CollectOptions", "CollectResult",
-    "ConfigError", "DatabaseLocked", "DeadlineExceeded", "DigestMismatch", "EventError", "IngestError",
-    "InvalidDocument", "InvalidResponse",
+    "ConfigError", "DatabaseLocked", "DeadlineExceeded", "DigestMismatch", "EventError", "GCPreview",
+    "IngestError", "InvalidDocument", "InvalidResponse",
     "LayoutError", "LimitExceeded", "Limits", "NO_BACKOFF", "NotFoundError", "PaginationError",
     "PlanVerificationError", "PolicyError", "QueryError", "RegistryError", "RegistryHTTPError",
-    "RegistryUnreachable", "RepoauditError", "RequestBudgetExceeded", "ResponseTooLarge", "RetryPolicy",
+    "RegistryStorageError", "RegistryUnreachable", "RepoauditError", "RequestBudgetExceeded", "ResponseTooLarge", "RetryPolicy",
     "StoreError", "Target", "TooManyRedirects", "UnsupportedMediaType", "__version__", "default_policies_dir",
     "human_bytes", "open", "parse_target",
 ])

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import duckdb
 import pandas as pd
 
+from repoaudit.analysis.gc import DEFAULT_UPLOAD_AGE_HOURS, GCPreview, gc_preview
 from repoaudit.analysis.queries import NamedQuery, get_query, load_queries
 from repoaudit.collect.collector import CollectResult, Part, collect_parts
 from repoaudit.collect.progress import NullProgress, for_people
@@ -393,6 +394,14 @@ class Audit:
         if reclassify:
             result.reclassified = reclassify_events(self.con, classifier)
         return result
+
+    # -- garbage-collection preview (issue 19) ---------------------------------
+    @_reads
+    def gc_preview(self, registry: str | None = None, *, snapshot: int | None = None,
+                   upload_age_hours: float = DEFAULT_UPLOAD_AGE_HOURS) -> GCPreview:
+        """What Distribution's ``garbage-collect`` would free now, with and without ``--delete-untagged``,
+        from the latest storage snapshot (``collect registry-storage:PATH``) of ``registry``."""
+        return gc_preview(self.con, registry, snapshot=snapshot, upload_age_hours=upload_age_hours)
 
     # -- retention (issue 5) ---------------------------------------------------
     @_reads

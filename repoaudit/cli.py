@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import os
 import re
@@ -37,8 +38,10 @@ import click
 import pandas as pd
 
 from repoaudit._version import __version__
+from repoaudit.analysis.gc import DEFAULT_UPLOAD_AGE_HOURS, upload_purging_file
 from repoaudit.audit import DEFAULT_LOCK_TIMEOUT, Audit
 from repoaudit.errors import ConfigError, DatabaseLocked, RepoauditError, one_line
+from repoaudit.jobs.job import parse_duration
 from repoaudit.jobs.load import load_jobs as jobs_from_files
 from repoaudit.model.formatting import human_bytes
 from repoaudit.model.options import (
@@ -895,6 +898,50 @@ def events_serve(spool_dir, host, port, token_file, basic_file, max_body, rotate
                                                                                                   "--rotate-size"),
                             rotate_seconds=age)
     serve(str(spool_dir), config, host=host, port=port, log_level=log_level)
+
+
+# -- gc preview (issue 19) ---------------------------------------------------------
+@main.group()
+def gc():
+    """Garbage collection of a registry's own storage (collect registry-storage:PATH first)."""
+
+
+@gc.command("preview")
+@db_option
+@click.option("--registry", help="The registry (its --name); needed when several have storage snapshots.")
+@click.option("--snapshot", type=int, help="This storage snapshot instead of the registry's latest.")
+@click.option("--upload-age", metavar="DURATION",
+              help="The registry's storage.maintenance.uploadpurging.age (a Go duration: 168h, 30m); "
+                   "default: from --registry-config, else 168h.")
+@click.option("--registry-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The registry's config.yml, for its upload purging settings.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True,
+              help="table/csv: per repository and total; json: also every blob either mode frees.")
+@raw_option
+@fail_cleanly
+def gc_preview(db, registry, snapshot, upload_age, registry_config, fmt, raw):
+    """Bytes `docker-registry garbage-collect` would free, with and without --delete-untagged."""
+    purging, age_hours = True, DEFAULT_UPLOAD_AGE_HOURS
+    if registry_config:
+        purging, age_hours = upload_purging_file(registry_config)
+    if upload_age:
+        try:
+            age_hours = parse_duration(upload_age) / 3600
+        except ValueError as exc:
+            raise ConfigError(f"--upload-age: {exc}") from None
+    with open_audit(db, read_only=True) as audit:
+        preview = audit.gc_preview(registry, snapshot=snapshot, upload_age_hours=age_hours)
+    if not purging:
+        preview.warnings.append("upload purging is disabled in the registry config: abandoned uploads stay "
+                                "until removed by hand")
+    for warning in preview.warnings:
+        note(f"warning: {warning}")
+    if fmt == "json":
+        click.echo(json.dumps(preview.to_json(), indent=2))
+        return
+    frame = preview.repositories.drop(columns=["registry"])
+    frame["repository"] = frame["repository"].fillna("(total)")
+    print_frame(frame, fmt, raw=raw)
 
 
 # -q and -v on every verb (the helpers are with the error contract above).

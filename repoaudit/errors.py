@@ -21,6 +21,7 @@
     │   │   └── RequestBudgetExceeded  a repository needed more requests than its work can explain
     │   └── CircuitOpen             the run stopped: too many requests in a row exhausted their retries
     ├── LayoutError                 an OCI image layout directory that cannot be read
+    ├── RegistryStorageError        a registry's storage directory (registry-storage:PATH) that cannot be read
     ├── UnsupportedMediaType        a manifest media type that cannot be parsed
     ├── StoreError                  the DuckDB file cannot be opened or migrated
     │   └── DatabaseLocked          another process held its lock longer than the caller would wait
@@ -131,6 +132,10 @@ class CircuitOpen(RegistryError):
 
 class LayoutError(RepoauditError):
     """An OCI image layout directory is missing files or holds invalid JSON."""
+
+
+class RegistryStorageError(RepoauditError):
+    """A Distribution storage root is missing, unreadable, or holds a file not in the storage layout."""
 
 
 class StoreError(RepoauditError):

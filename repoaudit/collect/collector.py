@@ -29,6 +29,7 @@ import duckdb
 
 from repoaudit.collect.progress import NullProgress, Progress
 from repoaudit.collect.selection import select_repositories, select_shard
+from repoaudit.collect.storage import write_storage_facts
 from repoaudit.errors import (
     AuthenticationError,
     ConfigError,
@@ -266,11 +267,31 @@ class Collector:
         self.writer.add("repositories", (snap, self.registry, repository, ok, status, first_error))
         log.info("%s/%s: %s, %d of %d tags read%s", self.registry, repository, status, ok, len(tags),
                  f" ({first_error})" if first_error else "")
+        await self._storage_only(repository, source)
         message = f"successful scan: found {len(tags)} tags"
         if first_error:
             message += f"; {len(tags) - ok + len(invalid)} could not be read ({first_error})"
         # Flux is Ready once the tags are listed; unreadable manifests are repoaudit's extra depth.
         self.status(repository, ready=True, reason="Succeeded", message=message, tags=tags, scan_time=scan_time)
+
+    async def _storage_only(self, repository: str, source: Source) -> None:
+        """A storage source's untagged revisions stored like tagged manifests, and its findings recorded.
+
+        Only storage shows them (the API lists tags); retention and ``gc preview`` need their blobs.
+        """
+        untagged_revisions = getattr(source, "untagged_revisions", None)
+        if untagged_revisions is None:
+            return
+        untagged, findings = untagged_revisions(repository)
+        for f in findings:
+            self.error_count += 1
+            self.writer.add("collection_errors", (self.writer.snapshot_id, self.registry, f.repository, f.reference,
+                                                  f.error_type, f.message))
+        for digest in untagged:
+            try:
+                await self._ensure(repository, digest)
+            except RepoauditError as exc:
+                self._error(repository, digest, exc)
 
     async def _tags(self, repository: str, tags: list[str], concurrency: int) -> list[str | BaseException]:
         """Each tag's digest, or the error that stopped it, from at most ``concurrency`` tasks.
@@ -294,7 +315,9 @@ class Collector:
     async def _tag(self, repository: str, tag: str) -> str:
         try:
             source = self.source(repository)
-            if self.incremental:
+            # A storage source resolves a tag from links it has walked already: resolving first lets tags that
+            # share a manifest share its one read, as digest-addressed fetches always do.
+            if self.incremental or source.kind == "registry-storage":
                 digest = await source.head_manifest(repository, tag)
                 if digest:
                     # By digest, so tags racing for the same new manifest share one GET.
@@ -410,8 +433,9 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
             collector._error(None, None, exc)
         return exc
     names = select_shard(select_repositories(names, options.include, options.exclude), options.shard)
-    if source.kind == "registry":
+    if source.kind in ("registry", "registry-storage"):
         # good/../evil/img would reach evil/img through URL normalisation; a layout's names are local paths.
+        # A storage directory's name is a repository name only if Distribution could have written it.
         invalid = [n for n in names if not is_valid_repository(n)]
         for name in invalid[:MAX_INVALID_NAMES]:
             collector._error(printable(name, 140), None, InvalidDocument(
@@ -464,6 +488,9 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
         start_errors = [await _plan(part, collector) for part in parts]
         failed_parts = [e for e in start_errors if e is not None]
         await collector.run()
+        storage_facts = getattr(parts[0].source, "storage_facts", None)
+        if storage_facts is not None and not failed_parts:
+            add_storage_facts(collector, storage_facts())
         repositories = len(collector.routes) + sum(len(p.options.repositories) for p, e in zip(parts, start_errors)
                                                    if e is not None)
         halted = next((h for h in (getattr(p.source, "halted", None) for p in parts) if h is not None), None)
@@ -508,6 +535,17 @@ async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options
     """Collect one source with one set of options: the plain ``repoaudit collect URL``."""
     return await collect_parts(con, [Part(source, options or CollectOptions())], progress=progress,
                                started_at=started_at)
+
+
+def add_storage_facts(collector: Collector, facts) -> None:
+    """A storage snapshot's own tables, written in its transaction, and the store-wide findings recorded."""
+    for f in facts.findings:
+        collector.error_count += 1
+        collector.writer.add("collection_errors", (collector.writer.snapshot_id, collector.registry, f.repository,
+                                                   f.reference, f.error_type, f.message))
+    routed = set(collector.routes)
+    collector.writer.before_commit.append(
+        lambda c: write_storage_facts(c, collector.registry, collector.writer.snapshot_id, facts, routed))
 
 
 def finalize_indexes(con: duckdb.DuckDBPyConnection, registry: str, snapshot_id: int) -> None:

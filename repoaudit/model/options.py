@@ -32,13 +32,13 @@ def default_db_path() -> str:
 class Target:
     """Where images live: a registry base URL or an OCI layout directory."""
 
-    kind: str  # "registry" or "oci-layout"
-    url: str  # normalised: "https://host:port" or "oci:/abs/path"
+    kind: str  # "registry", "oci-layout" or "registry-storage"
+    url: str  # normalised: "https://host:port", "oci:/abs/path" or "registry-storage:/abs/path"
     name: str  # the registry column in every table
 
     @property
     def path(self) -> Path:
-        return Path(self.url[len("oci:"):])
+        return Path(self.url.split(":", 1)[1])
 
     @property
     def host(self) -> str:
@@ -47,10 +47,17 @@ class Target:
 
 
 def parse_target(text: str, name: str | None = None) -> Target:
-    """``https://host[:port]``, ``http://host:port`` (only when written), ``oci:PATH``, or a bare host (HTTPS)."""
+    """``https://host[:port]``, ``http://host:port`` (only when written), ``oci:PATH``,
+    ``registry-storage:PATH`` (a Distribution filesystem driver's ``rootdirectory``), or a bare host (HTTPS)."""
     text = text.strip()
     if not text:
         raise ConfigError("empty registry URL")
+    if text.startswith("registry-storage:"):
+        raw = text[len("registry-storage:"):]
+        if not raw:
+            raise ConfigError(f"invalid target {text!r}: registry-storage: needs the storage root directory")
+        path = Path(raw).expanduser().resolve()
+        return Target("registry-storage", f"registry-storage:{path}", name or f"registry-storage:{path}")
     if text.startswith("oci:"):
         raw = text[4:]
         if raw.startswith("//"):

@@ -265,7 +265,10 @@ SELECT pn.name AS policy, coalesce(c.candidate_images, 0) AS candidate_images,
        coalesce(c.untagged_images, 0) AS untagged_images, coalesce(c.candidate_tags, 0) AS candidate_tags,
        coalesce(l.candidate_manifests, 0) AS candidate_manifests,
        coalesce(c.deployed_candidates, 0) AS deployed_candidates, coalesce(c.logical_bytes, 0) AS logical_bytes,
-       coalesce(f.reclaimable_bytes, 0) AS reclaimable_bytes,
+       coalesce(f.reclaimable_bytes, 0) + (
+           -- From a storage snapshot: the blobs nothing references already, which the same GC frees too.
+           SELECT coalesce(sum(g.size), 0)::BIGINT FROM _ra_snap p, gc_blobs(p.snapshot_id) g
+           WHERE p.source_kind = 'registry-storage' AND g.freed) AS reclaimable_bytes,
        (SELECT coalesce(sum(size), 0)::BIGINT FROM blob_refs WHERE registry IN (SELECT registry FROM _ra_snap))
            AS stored_bytes,
        (SELECT count(*) FROM _ra_images i JOIN _ra_repos_in_plan r ON r.rkey = i.rkey WHERE i.eligible)

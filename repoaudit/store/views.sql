@@ -198,6 +198,11 @@ WITH tagged AS (
     -- A child also tagged itself keeps its own tags: max() of a list and NULL is the list.
     SELECT DISTINCT s.snapshot_id, s.registry, s.repository, c.child_digest, NULL::VARCHAR[]
     FROM tagged s JOIN manifest_children c ON c.registry = s.registry AND c.index_digest = s.digest
+    UNION ALL
+    -- A storage snapshot (issue 19) reaches every revision the repository holds, tagged or not.
+    SELECT snapshot_id, registry, repository, digest, NULL::VARCHAR[]
+    FROM storage_revisions
+    WHERE (sid IS NULL OR snapshot_id = sid) AND linked AND blob_present AND NOT tagged
 ), per_snapshot AS (
     SELECT snapshot_id, registry, repository, digest, max(tags) AS tags
     FROM reached GROUP BY snapshot_id, registry, repository, digest
@@ -463,3 +468,55 @@ SELECT l.*, coalesce(p.pushed_at, l.first_seen) AS pushed_at,
        CASE WHEN p.pushed_at IS NOT NULL THEN 'event' ELSE 'first_seen' END AS pushed_source
 FROM image_lifecycle l
 LEFT JOIN event_push_times p ON p.registry = l.registry AND p.repository = l.repository AND p.digest = l.digest;
+
+-- ==== issue 19: registry storage and garbage-collection preview ====
+
+-- Each blob of a storage snapshot (sid) and whether Distribution 2.8's offline garbage-collect would remove
+-- it: freed without --delete-untagged, freed_untagged with it. GC marks, per repository, every revision whose
+-- blob exists and what its manifest references (an image: config and layers; an index: its child manifests,
+-- not their blobs), then removes every blob nobody marked. With --delete-untagged a revision no tag of its
+-- own repository points at is neither marked nor followed, even when a tagged index lists it: the child's
+-- manifest blob stays (the index marks it) but its config and layers go unless something else holds them
+-- (distribution/distribution#3178); from_tagged_index says which blobs those are. repositories: the
+-- repositories that link the blob (revisions, deleted ones too, and _layers links), where its bytes count.
+CREATE OR REPLACE MACRO gc_blobs(sid) AS TABLE
+WITH rev AS (
+    SELECT registry, repository, digest, tagged FROM storage_revisions
+    WHERE snapshot_id = sid AND linked AND blob_present
+), refs AS (
+    SELECT registry, digest AS manifest_digest, config_digest AS ref FROM manifests WHERE config_digest IS NOT NULL
+    UNION ALL
+    SELECT registry, manifest_digest, digest FROM layers
+    UNION ALL
+    SELECT registry, index_digest, child_digest FROM manifest_children
+), marked AS (
+    SELECT digest, tagged FROM rev
+    UNION ALL
+    SELECT f.ref, r.tagged FROM rev r JOIN refs f ON f.registry = r.registry AND f.manifest_digest = r.digest
+), marks AS (
+    SELECT digest, true AS any_mark, bool_or(tagged) AS tagged_mark FROM marked GROUP BY digest
+), orphaned_children AS (
+    -- Untagged children of tagged indexes of the same repository: what --delete-untagged stops following.
+    SELECT DISTINCT f.ref AS blob
+    FROM rev i
+    JOIN manifest_children c ON c.registry = i.registry AND c.index_digest = i.digest
+    JOIN rev ch ON ch.registry = i.registry AND ch.repository = i.repository AND ch.digest = c.child_digest
+    JOIN refs f ON f.registry = ch.registry AND f.manifest_digest = ch.digest
+    WHERE i.tagged AND NOT ch.tagged
+), linked AS (
+    SELECT digest, list(DISTINCT repository ORDER BY repository) AS repositories FROM (
+        SELECT digest, repository FROM storage_revisions WHERE snapshot_id = sid
+        UNION ALL
+        SELECT digest, repository FROM storage_layer_links WHERE snapshot_id = sid
+    ) GROUP BY digest
+)
+SELECT b.registry, b.digest, b.size,
+       m.digest IS NULL AS freed,
+       coalesce(NOT m.tagged_mark, true) AS freed_untagged,
+       coalesce(NOT m.tagged_mark, true) AND o.blob IS NOT NULL AS from_tagged_index,
+       coalesce(l.repositories, []::VARCHAR[]) AS repositories
+FROM storage_blobs b
+LEFT JOIN marks m ON m.digest = b.digest
+LEFT JOIN orphaned_children o ON o.blob = b.digest
+LEFT JOIN linked l ON l.digest = b.digest
+WHERE b.snapshot_id = sid;
