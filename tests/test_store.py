@@ -123,8 +123,9 @@ def test_killed_run_leaves_no_trace(tmp_path):
         assert list(snaps["status"]) == ["complete"]
         assert counts(audit)["tags"] == 3
         assert audit.sql("SELECT count(*) FROM manifests WHERE first_seen_snapshot <> 1").iloc[0, 0] == 0
-    # The killed run's staging file is all that is left, and the next run clears it away.
-    assert "db.duckdb.stage-2" in {p.name for p in tmp_path.glob("db.duckdb.stage-*")}
+    # The killed run's staging file (named by snapshot and process) is all that is left, and the next run
+    # clears it away: its process is gone.
+    assert f"db.duckdb.stage-2-{proc.pid}" in {p.name for p in tmp_path.glob("db.duckdb.stage-*")}
     with repoaudit.open(db) as audit:
         again = audit.collect(URL, transport=estate().transport(), retry=NO_BACKOFF, progress=False)
         assert again.status == "complete" and again.tags == 3
