@@ -27,6 +27,9 @@ from typing import TypeVar
 
 import duckdb
 
+from repoaudit.collect.posture import PROBE_TIMEOUT
+from repoaudit.collect.posture import probe as probe_posture
+from repoaudit.collect.posture import record as record_posture
 from repoaudit.collect.progress import NullProgress, Progress
 from repoaudit.collect.selection import select_repositories, select_shard
 from repoaudit.errors import (
@@ -168,6 +171,7 @@ class Collector:
         self.error_count = 0
         self.failed_repositories = 0
         self.not_attempted = 0
+        self.samples: dict[str, str | None] = {}  # repository -> one tag it served: posture's read probes
 
     def source(self, repository: str) -> Source:
         return self.routes[repository].source
@@ -257,6 +261,8 @@ class Collector:
             ok += 1
             self.writer.add("tags", (snap, self.registry, repository, tag, result))
         self.tag_count += ok
+        self.samples[repository] = min((t for t, r in zip(tags, results) if not isinstance(r, BaseException)),
+                                       default=None)
         if first_error and ok == 0 and (tags or invalid):
             self.failed_repositories += 1
             status = "failed"
@@ -422,6 +428,22 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
     return None
 
 
+async def _posture(part: Part, collector: Collector):
+    """The registry's access posture (``collect.posture``), or None where there is nothing honest to probe:
+    an OCI layout, or a client given its own transport (tests' fakes, which have no sockets to probe)."""
+    source = part.source
+    if not part.options.posture or source.kind != "registry" or getattr(source, "custom_transport", True):
+        return None
+    samples = collector.samples
+    name = min((n for n, t in samples.items() if t is not None), default=None)
+    if name is None:
+        name = min(collector.routes, default=None)
+    options = source.options
+    return await probe_posture(source.target.url, source.name, verify=options.verify, proxy=options.proxy,
+                               sample=(name, samples.get(name)) if name else None, push=part.options.probe_push,
+                               timeout=min(options.timeout, PROBE_TIMEOUT))
+
+
 async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, progress: Progress | None = None,
                         started_at: datetime | None = None) -> CollectResult:
     """Collect every part (all of one registry) into one snapshot of ``con``.
@@ -473,6 +495,9 @@ async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, pr
         else:
             status = "partial" if collector.error_count else "complete"
             error = None
+        posture = await _posture(parts[0], collector)
+        if posture is not None:
+            writer.before_commit.append(lambda c: record_posture(c, posture, writer.snapshot_id))
         rate_limit: dict[str, str] = {}
         for p in parts:
             rate_limit.update(p.source.rate_limit)
