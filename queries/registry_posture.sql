@@ -17,7 +17,7 @@ SELECT registry, snapshot_id, probed_at, auth_scheme, anonymous_read, catalog_an
                 WHEN cert_days_left <= $cert_warn_days THEN 'certificate expires in ' || cert_days_left || ' days' END,
            CASE WHEN cert_trust = 'untrusted' THEN 'certificate not trusted' END,
            CASE WHEN weak_tls THEN 'accepts ' || array_to_string(weak_tls_versions, ', ') END
-       ], x -> x IS NOT NULL) AS findings,
+       ], lambda x: x IS NOT NULL) AS findings,
        CASE WHEN previous_snapshot IS NULL THEN 'first probe' ELSE coalesce(array_to_string(list_filter([
            CASE WHEN anonymous_read IS DISTINCT FROM previous_anonymous_read
                 THEN 'anonymous read ' || coalesce(previous_anonymous_read::VARCHAR, '?') || ' → ' || anonymous_read END,
@@ -34,7 +34,7 @@ SELECT registry, snapshot_id, probed_at, auth_scheme, anonymous_read, catalog_an
            CASE WHEN cert_days_left > previous_cert_days_left THEN 'certificate renewed' END,
            CASE WHEN weak_tls IS DISTINCT FROM previous_weak_tls
                 THEN 'weak TLS ' || coalesce(previous_weak_tls::VARCHAR, '?') || ' → ' || coalesce(weak_tls::VARCHAR, '?') END
-       ], x -> x IS NOT NULL), '; '), '') END AS changes,
+       ], lambda x: x IS NOT NULL), '; '), '') END AS changes,
        previous_snapshot, sample_repository, errors
 FROM posture_history
 WHERE ($registry IS NULL OR registry = $registry)

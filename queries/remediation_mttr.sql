@@ -19,6 +19,6 @@ SELECT severity, namespace,
        CASE WHEN NOT $by_month THEN count(*) FILTER (WHERE status = 'open') END AS open
 FROM l
 WHERE NOT $by_month OR status = 'fixed'
-GROUP BY ALL
+GROUP BY severity, namespace, 3
 ORDER BY CASE severity WHEN 'CRITICAL' THEN 4 WHEN 'HIGH' THEN 3 WHEN 'MEDIUM' THEN 2 WHEN 'LOW' THEN 1 ELSE 0 END DESC,
          namespace, month;

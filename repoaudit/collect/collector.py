@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import duckdb
 
-from repoaudit.collect.posture import PROBE_TIMEOUT
+from repoaudit.collect.posture import PROBE_TIMEOUT, probe_layout
 from repoaudit.collect.posture import probe as probe_posture
 from repoaudit.collect.posture import record as record_posture
 from repoaudit.collect.progress import NullProgress, Progress
@@ -428,20 +428,25 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
     return None
 
 
-async def _posture(part: Part, collector: Collector):
+async def _posture(part: Part, collector: Collector, now: datetime | None):
     """The registry's access posture (``collect.posture``), or None where there is nothing honest to probe:
-    an OCI layout, or a client given its own transport (tests' fakes, which have no sockets to probe)."""
+    a client given its own transport (tests' fakes, which have no sockets behind them)."""
     source = part.source
-    if not part.options.posture or source.kind != "registry" or getattr(source, "custom_transport", True):
+    if not part.options.posture:
         return None
     samples = collector.samples
     name = min((n for n, t in samples.items() if t is not None), default=None)
     if name is None:
         name = min(collector.routes, default=None)
+    sample = (name, samples.get(name)) if name else None
+    if source.kind == "oci-layout":
+        return probe_layout(source.target.path, source.name, sample=sample, now=now)
+    if source.kind != "registry" or getattr(source, "custom_transport", True):
+        return None
     options = source.options
     return await probe_posture(source.target.url, source.name, verify=options.verify, proxy=options.proxy,
-                               sample=(name, samples.get(name)) if name else None, push=part.options.probe_push,
-                               timeout=min(options.timeout, PROBE_TIMEOUT))
+                               sample=sample, push=part.options.probe_push,
+                               timeout=min(options.timeout, PROBE_TIMEOUT), now=now)
 
 
 async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, progress: Progress | None = None,
@@ -495,7 +500,8 @@ async def collect_parts(con: duckdb.DuckDBPyConnection, parts: list[Part], *, pr
         else:
             status = "partial" if collector.error_count else "complete"
             error = None
-        posture = await _posture(parts[0], collector)
+        # A snapshot dated by its caller (a replay, the demo) is probed "as of" that date too.
+        posture = await _posture(parts[0], collector, started_at)
         if posture is not None:
             writer.before_commit.append(lambda c: record_posture(c, posture, writer.snapshot_id))
         rate_limit: dict[str, str] = {}

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import ssl
+import stat
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -49,6 +52,8 @@ USER_AGENT = f"repoaudit-posture/{__version__}"
 PROBE_TIMEOUT = 10.0
 # Bodies are not needed, only statuses; what is read of a token answer is bounded.
 MAX_TOKEN_BODY = 64 * 1024
+REF_NAME = "org.opencontainers.image.ref.name"
+MAX_INDEX_BYTES = 64 * 2**20  # a layout's index.json is read whole by the collection too
 WEAK_VERSIONS = (("TLSv1", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1))
 
 
@@ -268,6 +273,62 @@ async def _push_probe(client: _Anonymous, posture: Posture, repository: str) -> 
     path = target.raw_path.decode()
     cancelled = await _step(posture, "push_cancel", lambda: client.request("DELETE", path, scope=scope))
     posture.push_cancelled = cancelled is not None and cancelled.status_code in (200, 202, 204)
+
+
+# -- OCI layouts ----------------------------------------------------------------------------------
+
+def probe_layout(root: Path, registry: str, *, sample: tuple[str, str | None] | None = None,
+                 now: datetime | None = None) -> Posture:
+    """The posture of a directory of OCI layouts, where "anonymous" is any other local user.
+
+    Read from the permission bits (nothing is written): anonymous read is a tag list (``index.json``) and the
+    sample tag's manifest blob readable by others along a searchable path; the catalog is the root directory
+    listable by others; anonymous push is ``index.json``, its layout directory or its blob directory writable by
+    others, which lets anyone re-point or replace a tag. There is no HTTP and no TLS to probe.
+    """
+    posture = Posture(registry, f"oci:{root}", now or utcnow(), False, auth_scheme="filesystem", push_probed=True)
+    if sample:
+        posture.sample_repository, posture.sample_tag = sample
+    try:
+        posture.v2_anonymous = _others(root, stat.S_IXOTH)
+        posture.catalog_anonymous = posture.v2_anonymous and _others(root, stat.S_IROTH)
+        if posture.sample_repository is None:
+            posture.errors["read"] = "not probed: no repository was collected"
+            return posture
+        layout = root / posture.sample_repository
+        searchable = posture.v2_anonymous and all(
+            _others(root.joinpath(*layout.relative_to(root).parts[:i + 1]), stat.S_IXOTH)
+            for i in range(len(layout.relative_to(root).parts)))
+        index = layout / "index.json"
+        posture.tags_anonymous = searchable and _others(index, stat.S_IROTH)
+        blobs = layout / "blobs" / "sha256"
+        digest = _layout_digest(index, posture.sample_tag)
+        if digest is not None:
+            blob = blobs / digest.split(":", 1)[1]
+            posture.manifest_anonymous = (searchable and _others(layout / "blobs", stat.S_IXOTH)
+                                          and _others(blobs, stat.S_IXOTH) and _others(blob, stat.S_IROTH))
+        posture.push_anonymous = any(_others(p, stat.S_IWOTH) for p in (index, layout, blobs))
+    except (OSError, ValueError) as exc:
+        posture.errors["layout"] = one_line(f"{exc.__class__.__name__}: {exc}")
+    return posture
+
+
+def _others(path: Path, bit: int) -> bool:
+    return bool(path.stat().st_mode & bit)
+
+
+def _layout_digest(index: Path, tag: str | None) -> str | None:
+    """The digest ``index.json`` gives ``tag`` (as the layout source reads ref.name), if any."""
+    if tag is None:
+        return None
+    doc = json.loads(index.read_bytes()[:MAX_INDEX_BYTES])
+    for descriptor in doc.get("manifests") or [] if isinstance(doc, dict) else []:
+        ref = ((descriptor or {}).get("annotations") or {}).get(REF_NAME, "") if isinstance(descriptor, dict) else ""
+        if isinstance(ref, str) and (ref == tag or ref.endswith(":" + tag)):
+            digest = descriptor.get("digest")
+            if isinstance(digest, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+                return digest
+    return None
 
 
 # -- TLS ------------------------------------------------------------------------------------------
