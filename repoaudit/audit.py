@@ -335,6 +335,10 @@ class Audit:
             raise ConfigError(f"invalid reference {reference!r}: want REPOSITORY or REPOSITORY:TAG")
         return self.query("tag_timeline", registry=registry, repository=repository, tag=tag, limit=limit)
 
+    def posture(self, registry: str | None = None) -> pd.DataFrame:
+        """Each registry's newest access posture, with its findings and what changed since the probe before."""
+        return self.query("registry_posture", registry=registry)
+
     def report(self, *, fmt: str = "html", since: str | None = None, policies: Iterable[str | Path] = ()) -> str:
         """The audit report as text: a self-contained HTML page (``fmt="html"``) or Markdown (``"md"``)."""
         from repoaudit.analysis.report import build_report, render_html, render_markdown

@@ -716,5 +716,20 @@ def report(db, output, fmt, since, policies):
     click.echo(f"report written to {path}")
 
 
+# --- registry posture (issue 20) ---
+
+
+@main.command()
+@db_option
+@click.option("--registry", help="Only this registry.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@raw_option
+@fail_cleanly
+def posture(db, registry, fmt, raw):
+    """Each registry's access posture: anonymous read/catalog/push, plain HTTP, certificate, weak TLS, changes."""
+    with Audit(db, read_only=True) as audit:
+        print_frame(audit.posture(registry), fmt, raw=raw)
+
+
 if __name__ == "__main__":
     main()
