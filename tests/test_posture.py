@@ -227,4 +227,24 @@ def test_unreachable_registry_is_a_recorded_value(tmp_path):
     from registry import free_port
 
     row = asyncio.run(probe(f"https://127.0.0.1:{free_port()}", "gone", timeout=2))
-    assert row.v2_status is None and "v2" in row.errors and "tls" in row.errors
+    assert row.v2_status is None and "ConnectError" in row.errors["v2"]
+    assert row.errors["tls"] == "not probed: the registry could not be reached"
+    assert row.row(7)[0] == 7 and '"v2"' in row.row(7)[-1]  # the errors go to the table as JSON
+
+
+def test_failed_collection_still_records_posture(tmp_path):
+    """Credentials refused: the snapshot fails, and its posture says what anyone could do anyway."""
+    server = RegistryServer(tmp_path / "registry", htpasswd={USER: PASSWORD})
+    server.start()
+    try:
+        db = tmp_path / "a.duckdb"
+        with repoaudit.open(db) as audit:
+            with pytest.raises(repoaudit.RepoauditError):
+                audit.collect(server.url, username=USER, password="wrong-" + PASSWORD, progress=False,
+                              use_credential_store=False)
+            status = audit.sql("SELECT status FROM snapshots")["status"].tolist()
+        row = posture_row(db)
+        assert status == ["failed"] and row["v2_status"] == 401 and row["sample_repository"] is None
+        assert "no repository" in row["errors"]
+    finally:
+        server.stop()

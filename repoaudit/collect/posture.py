@@ -92,6 +92,7 @@ class Posture:
     weak_tls: bool | None = None
     weak_tls_versions: list[str] | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    unreachable: bool = field(default=False, repr=False)  # no connection at all: the TLS probes would say the same
 
     def row(self, snapshot_id: int) -> list[Any]:
         return [snapshot_id, self.registry, self.url, self.probed_at, self.plain_http, self.auth_scheme,
@@ -206,6 +207,8 @@ async def probe(url: str, registry: str, *, verify: bool | str | ssl.SSLContext 
     if not posture.plain_http:
         if proxy:
             posture.errors["tls"] = "not probed: the registry is reached through a proxy"
+        elif posture.unreachable and posture.v2_status is None:
+            posture.errors["tls"] = "not probed: the registry could not be reached"
         else:
             await asyncio.to_thread(_tls_probes, url, verify, posture)
     return posture
@@ -216,6 +219,7 @@ async def _step(posture: Posture, name: str, call) -> httpx.Response | None:
         return await call()
     except (httpx.HTTPError, OSError, ssl.SSLError) as exc:
         posture.errors[name] = one_line(f"{exc.__class__.__name__}: {exc}") if str(exc) else exc.__class__.__name__
+        posture.unreachable = posture.unreachable or isinstance(exc, (httpx.ConnectError, httpx.TimeoutException))
         return None
 
 
