@@ -14,12 +14,12 @@ import ssl
 from datetime import timedelta
 
 import pytest
-
-import repoaudit
 from pusher import Pusher, layer_bytes
 from registry import RegistryServer
-from repoaudit.collect.posture import USER_AGENT, _accepts, probe
 from tokenserver import StaticBearer, TokenServer, make_pki
+
+import repoaudit
+from repoaudit.collect.posture import USER_AGENT, _accepts, probe
 
 USER, PASSWORD = "alice", "correct-horse-battery"
 
