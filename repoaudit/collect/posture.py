@@ -52,6 +52,7 @@ USER_AGENT = f"repoaudit-posture/{__version__}"
 PROBE_TIMEOUT = 10.0
 # Bodies are not needed, only statuses; what is read of a token answer is bounded.
 MAX_TOKEN_BODY = 64 * 1024
+MAX_PROBE_BODY = 1024 * 1024
 REF_NAME = "org.opencontainers.image.ref.name"
 MAX_INDEX_BYTES = 64 * 2**20  # a layout's index.json is read whole by the collection too
 WEAK_VERSIONS = (("TLSv1", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1))
@@ -143,7 +144,16 @@ class _Anonymous:
             sent["Authorization"] = f"Bearer {token}"  # an anonymous token: no one's credential
         request = self.client.build_request(method, path, headers=sent)
         response = await self.client.send(request, stream=True)
-        await response.aclose()  # statuses are the answer; bodies are not read
+        try:
+            # Statuses are the answer, but a client that hangs up mid-body makes the server's write fail (and
+            # some servers log that loudly): the small bodies these requests get are read, up to a cap.
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > MAX_PROBE_BODY:
+                    break
+        finally:
+            await response.aclose()
         return response
 
     async def _token(self, challenge: dict[str, str], scope: str) -> str | None:
