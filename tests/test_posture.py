@@ -248,3 +248,33 @@ def test_failed_collection_still_records_posture(tmp_path):
         assert "no repository" in row["errors"]
     finally:
         server.stop()
+
+
+def test_cli_collect_probe_push_and_posture_command(registry, pusher, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from repoaudit.cli import main
+
+    pusher.push_image("team/app", ["1.0"])
+    db = str(tmp_path / "cli.duckdb")
+    runner = CliRunner()
+    done = runner.invoke(main, ["collect", registry.url, "--db", db, "--no-progress", "--probe-push"])
+    assert done.exit_code == 0, done.output
+    shown = runner.invoke(main, ["posture", "--db", db, "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    (row,) = json.loads(shown.stdout)
+    assert row["registry"] == registry.host and row["anonymous_push"] is True and row["plain_http"] is True
+    assert row["findings"] == ["anonymous read", "anonymous catalog", "anonymous push", "plain HTTP"]
+    assert row["changes"] == "first probe"
+    # A second collection without the push probe: what changed is said, against the previous probe.
+    again = runner.invoke(main, ["collect", registry.url, "--db", db, "--no-progress"])
+    assert again.exit_code == 0, again.output
+    (row,) = json.loads(runner.invoke(main, ["posture", "--db", db, "--format", "json"]).stdout)
+    assert row["anonymous_push"] is None and row["previous_snapshot"] == 1
+    assert row["changes"] == ""  # not probing push is not a change of posture
+    skipped = runner.invoke(main, ["collect", registry.url, "--db", db, "--no-progress", "--no-posture"])
+    assert skipped.exit_code == 0, skipped.output
+    with repoaudit.open(db, read_only=True) as audit:
+        assert audit.sql("SELECT count(*) AS n FROM registry_posture").n[0] == 2

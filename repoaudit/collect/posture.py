@@ -417,7 +417,8 @@ def _certificate(der: bytes, posture: Posture) -> None:
                              + [f"IP:{a}" for a in sans.get_values_for_type(x509.IPAddress)])
     except x509.ExtensionNotFound:
         posture.cert_sans = []
-    not_after = cert.not_valid_after_utc.replace(tzinfo=None)
+    aware = getattr(cert, "not_valid_after_utc", None)  # cryptography 42+; before, a naive UTC not_valid_after
+    not_after = aware.replace(tzinfo=None) if aware is not None else cert.not_valid_after
     posture.cert_not_after = not_after
     posture.cert_days_left = int((not_after - posture.probed_at).total_seconds() // 86400)
 
