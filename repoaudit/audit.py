@@ -259,7 +259,8 @@ class Audit:
                 ca_file: str | None = None, cert: tuple[str, str] | None = None, insecure: bool = False,
                 timeout: float | None = None, proxy: str | None = None,
                 client_options: ClientOptions | None = None, transport=None,
-                shard: str | tuple[int, int] | None = None, use_credential_store: bool = True) -> CollectResult:
+                shard: str | tuple[int, int] | None = None, use_credential_store: bool = True,
+                posture: bool = True, probe_push: bool = False) -> CollectResult:
         """Snapshot one registry (``https://…``/``http://…``) or OCI layout tree (``oci:PATH``).
 
         Credentials: ``username``/``password`` when given, else ``REPOAUDIT_USERNAME``/
@@ -267,6 +268,8 @@ class Audit:
         ``credHelpers``/``credsStore``), else anonymous. ``repositories`` names what to collect
         on registries without a catalog; ``exclude_tags`` are regexes, as Flux's exclusionList.
         ``shard="i/n"`` collects only the repositories whose name hashes to ``i`` mod ``n``.
+        ``posture`` probes the registry's anonymous access and TLS without credentials (``registry_posture``);
+        ``probe_push`` adds an anonymous blob upload, cancelled at once.
         """
         target = url if isinstance(url, Target) else parse_target(url, name)
         if client_options is None:
@@ -275,14 +278,15 @@ class Audit:
                 concurrency=concurrency, verify=False if insecure else (ca_file or True), cert=cert, proxy=proxy,
                 **({"timeout": timeout} if timeout else {}), **({"retry": retry} if retry else {}))
         options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full, shard=shard,
-                                 repositories=tuple(repositories), exclude_tags=tuple(exclude_tags))
+                                 repositories=tuple(repositories), exclude_tags=tuple(exclude_tags),
+                                 posture=posture, probe_push=probe_push)
         kw = {"transport": transport} if transport is not None and target.kind == "registry" else {}
         return self._collect_parts(target.name, [(target, client_options, options, None, kw)],
                                    progress=progress, started_at=started_at)
 
     def collect_jobs(self, jobs: Iterable[CollectJob], *, concurrency: int = 16, full: bool = False,
-                     progress: bool = True, retry: RetryPolicy | None = None
-                     ) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
+                     progress: bool = True, retry: RetryPolicy | None = None, posture: bool = True,
+                     probe_push: bool = False) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
         """Collect Flux ImageRepository / config-file jobs: one snapshot per registry.
 
         Jobs on the same registry (several ImageRepository objects, each with its own
@@ -300,7 +304,8 @@ class Audit:
                 continue
             base = ClientOptions(concurrency=concurrency, **({"retry": retry} if retry else {}))
             options = CollectOptions(include=job.include, exclude=job.exclude, full=full,
-                                     repositories=job.repositories, exclude_tags=job.exclusion_list)
+                                     repositories=job.repositories, exclude_tags=job.exclusion_list,
+                                     posture=posture, probe_push=probe_push)
             groups.setdefault(job.registry, []).append((job.target, job.client_options(base), options, job.name, {}))
         results = [self._collect_parts(registry, parts, progress=progress, started_at=None)
                    for registry, parts in groups.items()]
@@ -457,6 +462,11 @@ class Audit:
         if not repository or (sep and not tail):
             raise ConfigError(f"invalid reference {reference!r}: want REPOSITORY or REPOSITORY:TAG")
         return self.query("tag_timeline", registry=registry, repository=repository, tag=tag, limit=limit)
+
+    @_reads
+    def posture(self, registry: str | None = None) -> pd.DataFrame:
+        """Each registry's newest access posture, with its findings and what changed since the probe before."""
+        return self.query("registry_posture", registry=registry)
 
     @_reads
     def report(self, *, fmt: str = "html", since: str | None = None, policies: Iterable[str | Path] = ()) -> str:

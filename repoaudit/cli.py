@@ -365,10 +365,12 @@ def main():
                    f"a partial one {EXIT_PARTIAL} with --fail-on partial (else 0).")
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Write Prometheus text-format metrics (node-exporter textfile collector) to PATH, atomically.")
+@click.option("--no-posture", is_flag=True, help="Skip the anonymous access and TLS probes (docs/posture.md).")
+@click.option("--probe-push", is_flag=True, help="Also try an anonymous blob upload (cancelled at once).")
 @fail_cleanly
 def collect(url, db, files, include, exclude, repositories, exclude_tags, concurrency, username, password_stdin,
             ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard, fmt, fail_on,
-            metrics_file):
+            metrics_file, no_posture, probe_push):
     """Snapshot a registry (https://host, http://host:port), OCI layouts (oci:PATH) or -f FILE into the database."""
     if bool(url) == bool(files):
         raise ConfigError("give a registry URL or -f FILE, not both and not neither")
@@ -390,14 +392,17 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         before = {r: getattr(audit.latest_result(r), "snapshot_id", -1) for r in registries}
         try:
             if files:
-                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not (no_progress or quiet()))
+                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full,
+                                       progress=not (no_progress or quiet()), posture=not no_posture,
+                                       probe_push=probe_push)
             else:
                 results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
                                          include=include, exclude=exclude, repositories=repositories,
                                          exclude_tags=exclude_tags, full=full, name=name, progress=not (no_progress or quiet()),
                                          shard=shard, ca_file=ca_file,
                                          cert=(cert_file, key_file) if cert_file else None,
-                                         insecure=insecure, timeout=timeout, proxy=proxy)]
+                                         insecure=insecure, timeout=timeout, proxy=proxy,
+                                         posture=not no_posture, probe_push=probe_push)]
         except DatabaseLocked:
             raise  # nothing was recorded, and reading what was would wait for the lock again
         except RepoauditError as exc:
@@ -942,6 +947,21 @@ def gc_preview(db, registry, snapshot, upload_age, registry_config, fmt, raw):
     frame = preview.repositories.drop(columns=["registry"])
     frame["repository"] = frame["repository"].fillna("(total)")
     print_frame(frame, fmt, raw=raw)
+
+
+# --- registry posture (issue 20) ---
+
+
+@main.command()
+@db_option
+@click.option("--registry", help="Only this registry.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@raw_option
+@fail_cleanly
+def posture(db, registry, fmt, raw):
+    """Each registry's access posture: anonymous read/catalog/push, plain HTTP, certificate, weak TLS, changes."""
+    with open_audit(db, read_only=True) as audit:
+        print_frame(audit.posture(registry), fmt, raw=raw)
 
 
 # -q and -v on every verb (the helpers are with the error contract above).

@@ -27,6 +27,8 @@ def our_requests(lines: list[str]) -> list[tuple[str, str]]:
         assert m, line
         if m.group(4).startswith("repoaudit/"):
             out.append((m.group(1), m.group(2)))
+        elif m.group(4).startswith("repoaudit-posture/"):
+            continue  # the access posture probes (docs/posture.md), a client of their own with a fixed count
         else:
             assert m.group(4) == PUSHER_USER_AGENT, line
     return out

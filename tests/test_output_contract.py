@@ -86,6 +86,7 @@ def verbs():
     yield "queries", ["queries"], ("table", "csv", "json")
     yield "status", ["status"], ("table", "csv", "json", "yaml")
     yield "history", ["history", "payments/ledger:stable"], ("table", "csv", "json")
+    yield "posture", ["posture"], ("table", "csv", "json")
     yield "retention-plan", ["retention", "plan", "--policy", POLICY], ("table", "csv", "json")
     for name in load_queries():
         yield f"query-{name}", ["query", name], ("table", "csv", "json")

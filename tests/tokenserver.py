@@ -411,20 +411,23 @@ def _pem_key(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def make_pki(directory: Path) -> PKI:
-    """Write a CA and two leaf certificates it signed (EC P-256: quick to generate)."""
+def make_pki(directory: Path, server_valid_for: timedelta = timedelta(days=30)) -> PKI:
+    """Write a CA and two leaf certificates it signed (EC P-256: quick to generate).
+
+    ``server_valid_for``: how long from now the server certificate stays valid (a certificate about to expire).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
 
-    def build(subject: str, key, issuer_name, issuer_key, *, ca: bool, extensions=()):
+    def build(subject: str, key, issuer_name, issuer_key, *, ca: bool, extensions=(), valid_for=timedelta(days=30)):
         builder = (x509.CertificateBuilder()
                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
                    .issuer_name(issuer_name)
                    .public_key(key.public_key())
                    .serial_number(x509.random_serial_number())
                    .not_valid_before(now - timedelta(days=1))
-                   .not_valid_after(now + timedelta(days=30))
+                   .not_valid_after(now + valid_for)
                    .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         for extension in extensions:
             builder = builder.add_extension(extension, critical=False)
@@ -434,7 +437,7 @@ def make_pki(directory: Path) -> PKI:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "repoaudit test CA")])
     ca_cert = build("repoaudit test CA", ca_key, ca_name, ca_key, ca=True)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = build("127.0.0.1", server_key, ca_name, ca_key, ca=False, extensions=[
+    server_cert = build("127.0.0.1", server_key, ca_name, ca_key, ca=False, valid_for=server_valid_for, extensions=[
         x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
         x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
     ])

@@ -278,6 +278,54 @@ print(f"{len(orphans)} orphaned manifests holding {human_bytes(orphans['unique_b
 orphans.head(top_n)[["repository", "digest", "kind", "created", "last_tags", "untagged_since", "unique_bytes"]]"""),
 ]
 
+NOTEBOOKS["05_posture_and_remediation.ipynb"] = [
+    new_markdown_cell("""\
+# Registry posture, tag tampering and remediation
+
+Three questions beyond what is stored and what is vulnerable (docs/posture.md):
+
+* **Who can reach the registry without credentials?** Probed at every collection, without the
+  collection's credentials: anonymous read, catalog and push, plain HTTP, the certificate.
+* **Have release tags been re-pointed?** A release tag should name one build.
+* **How fast do fixes ship?** When each finding was first seen, when a fix was available, when a newer
+  image no longer carried it, and which running images are past their remediation target."""),
+    params('registry = None  # None: every registry\nas_of = None     # None: the newest snapshot\ntop_n = 15'),
+    new_code_cell(SETUP + """
+if as_of is None:
+    as_of = audit.sql("SELECT max(started_at) AS at FROM latest_snapshot")["at"].iloc[0]"""),
+    new_markdown_cell("## Access posture\n\n`findings` lists what an anonymous client can do or would see; "
+                      "`changes` what differs from the registry's previous probe."),
+    new_code_cell('audit.posture(registry)'),
+    new_markdown_cell("## Release tags that moved\n\nOne row per move of a release-looking tag; floating tags "
+                      "(`latest`, `stable`, bare major/minor versions) are counted apart."),
+    new_code_cell("""\
+moves = audit.query("mutable_release_tags", registry=registry)
+print(moves["kind"].value_counts().to_dict())
+moves[moves["kind"] == "tampering"].head(top_n)"""),
+    new_markdown_cell("## Mean time to remediate\n\nMean days from a finding's first sighting to the push of "
+                      "the first newer image without it, per month of fix."),
+    new_code_cell("""\
+trend = audit.query("remediation_mttr", as_of=as_of, registry=registry)
+monthly = (trend.assign(days=trend["mttr_days"] * trend["fixed"]).groupby(["month", "severity"])
+           .agg(days=("days", "sum"), fixed=("fixed", "sum")))
+mttr = (monthly["days"] / monthly["fixed"]).unstack("severity")
+ax = mttr.plot(marker="o", figsize=(7, 3))
+ax.set_ylabel("mean days open")
+ax.set_title("MTTR by month of fix")
+plt.show()
+audit.query("remediation_mttr", as_of=as_of, registry=registry, by_month=False)"""),
+    new_markdown_cell("## SLA breaches\n\nFindings in running images whose fix has been available longer than "
+                      "the target (critical 15 days, high 30, medium 90; `critical_days=` … to change)."),
+    new_code_cell("""\
+breaches = audit.query("sla_breaches", as_of=as_of)
+print(f"{len(breaches)} breaches in {breaches['digest'].nunique()} running images")
+breaches.head(top_n)"""),
+    new_markdown_cell("## One repository's lifecycle\n\nThe repository with the most breaches, finding by finding."),
+    new_code_cell("""\
+repo = breaches["repository"].value_counts().index[0] if len(breaches) else None
+audit.query("vulnerability_lifecycle", as_of=as_of, repository=repo).head(top_n) if repo else "no breaches" """),
+]
+
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)

@@ -342,10 +342,17 @@ def check_since(audit, since: str | None) -> None:
 
 
 def build_report(audit, *, since: str | None = None, policies: list[str | Path] = ()) -> Report:
+    from repoaudit.analysis.posture import (
+        moved_tags_section,
+        posture_section,
+        remediation_section,
+    )
+
     check_since(audit, since)
     sections = [inventory_section(audit), stale_section(audit),
                 retention_section(audit, [Path(p) for p in policies]),
-                risk_section(audit, since), changes_section(audit, since)]
+                risk_section(audit, since), changes_section(audit, since),
+                posture_section(audit), moved_tags_section(audit), remediation_section(audit)]
     sections += [s for s in (events_section(audit),) if s is not None]
     headlines = [(s.title, s.headline) for s in sections if s.headline]
     return Report(datetime.now().astimezone(), audit.path, headlines, sections, since or "previous snapshot",
@@ -372,7 +379,7 @@ td{overflow-wrap:anywhere}
 
 
 def _text(value: Any) -> str:
-    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+    if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and value != value):
         return ""
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M")

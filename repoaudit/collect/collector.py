@@ -27,6 +27,9 @@ from typing import TypeVar
 
 import duckdb
 
+from repoaudit.collect.posture import PROBE_TIMEOUT, probe_layout
+from repoaudit.collect.posture import probe as probe_posture
+from repoaudit.collect.posture import record as record_posture
 from repoaudit.collect.progress import NullProgress, Progress
 from repoaudit.collect.selection import select_repositories, select_shard
 from repoaudit.collect.storage import write_storage_facts
@@ -170,6 +173,7 @@ class Collector:
         self.error_count = 0
         self.failed_repositories = 0
         self.not_attempted = 0
+        self.samples: dict[str, str | None] = {}  # repository -> one tag it served: posture's read probes
 
     def source(self, repository: str) -> Source:
         return self.routes[repository].source
@@ -259,6 +263,8 @@ class Collector:
             ok += 1
             self.writer.add("tags", (snap, self.registry, repository, tag, result))
         self.tag_count += ok
+        self.samples[repository] = min((t for t, r in zip(tags, results) if not isinstance(r, BaseException)),
+                                       default=None)
         if first_error and ok == 0 and (tags or invalid):
             self.failed_repositories += 1
             status = "failed"
@@ -449,6 +455,27 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
     return None
 
 
+async def _posture(part: Part, collector: Collector, now: datetime | None):
+    """The registry's access posture (``collect.posture``), or None where there is nothing honest to probe:
+    a client given its own transport (tests' fakes, which have no sockets behind them)."""
+    source = part.source
+    if not part.options.posture:
+        return None
+    samples = collector.samples
+    name = min((n for n, t in samples.items() if t is not None), default=None)
+    if name is None:
+        name = min(collector.routes, default=None)
+    sample = (name, samples.get(name)) if name else None
+    if source.kind == "oci-layout":
+        return probe_layout(source.target.path, source.name, sample=sample, now=now)
+    if source.kind != "registry" or getattr(source, "custom_transport", True):
+        return None
+    options = source.options
+    return await probe_posture(source.target.url, source.name, verify=options.verify, proxy=options.proxy,
+                               sample=sample, push=part.options.probe_push,
+                               timeout=min(options.timeout, PROBE_TIMEOUT), now=now)
+
+
 async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part], *,
                         progress: Progress | None = None, started_at: datetime | None = None) -> CollectResult:
     """Collect every part (all of one registry) into one snapshot of ``con``.
@@ -504,6 +531,10 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
         else:
             status = "partial" if collector.error_count else "complete"
             error = None
+        # A snapshot dated by its caller (a replay, the demo) is probed "as of" that date too.
+        posture = await _posture(parts[0], collector, started_at)
+        if posture is not None:
+            writer.before_commit.append(lambda c: record_posture(c, posture, writer.snapshot_id))
         rate_limit: dict[str, str] = {}
         for p in parts:
             rate_limit.update(p.source.rate_limit)

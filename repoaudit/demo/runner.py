@@ -14,6 +14,7 @@ from typing import Callable
 from repoaudit.audit import Audit
 from repoaudit.demo.estate import EPOCHS, generate_estate
 from repoaudit.demo.estate import REGISTRY as DEMO_REGISTRY
+from repoaudit.demo.posture import posture_lines, repush_release_tag
 from repoaudit.demo.scans import write_demo_scans
 from repoaudit.model.formatting import human_bytes
 from repoaudit.retention.whatif import default_policies_dir, demo_whatif, whatif_table
@@ -33,6 +34,8 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
     with Audit(db) as audit:
         for epoch in range(EPOCHS):
             summary = generate_estate(estate, epoch=epoch, as_of=as_of)
+            if epoch == EPOCHS - 2:  # a release tag re-pushed for one epoch (demo/posture.py)
+                repush_release_tag(estate)
             result = audit.collect(f"oci:{estate}", name=DEMO_REGISTRY, started_at=summary.snapshot_time,
                                    progress=progress)
             echo(f"epoch {epoch} ({summary.snapshot_time:%Y-%m-%d}): snapshot {result.snapshot_id} {result.status}, "
@@ -57,6 +60,9 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
         echo("")
         echo("retention what-if of the example policies in data/policies (reclaimable = what GC really frees):")
         echo(whatif_table(demo_whatif(audit)))
+        echo("")
+        for line in posture_lines(audit):
+            echo(line)
         written = write_outputs(audit, directory)
     echo("")
     echo(f"demo estate: {estate}")

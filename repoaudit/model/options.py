@@ -119,6 +119,8 @@ class CollectOptions:
     repositories: tuple[str, ...] = ()  # collect exactly these, without /v2/_catalog
     exclude_tags: tuple[str, ...] = ()  # regexes, as Flux's exclusionList
     shard: tuple[int, int] | None = None  # (i, n): only repositories whose name hashes to i mod n
+    posture: bool = True  # probe the registry's anonymous access and TLS (collect.posture)
+    probe_push: bool = False  # and try an anonymous blob upload, cancelled at once
 
     def __post_init__(self):
         # Checked here, when the options are built: the collector compiles the regexes only

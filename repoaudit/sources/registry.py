@@ -274,6 +274,8 @@ class RegistryClient:
                               max_keepalive_connections=self.options.concurrency)
         verify = ssl_context(self.options.verify, self.options.cert)
         http2 = self.options.http2 and transport is None
+        # A transport handed in (a test's fake) has no sockets behind it that a posture probe could reach.
+        self.custom_transport = transport is not None
         if transport is None and self.options.proxy is None and not _environment_proxy(target.url):
             transport = _ShardedTransport(self.options.concurrency, verify=verify, http2=http2)
         self._http = httpx.AsyncClient(

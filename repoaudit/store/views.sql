@@ -520,3 +520,88 @@ LEFT JOIN marks m ON m.digest = b.digest
 LEFT JOIN orphaned_children o ON o.blob = b.digest
 LEFT JOIN linked l ON l.digest = b.digest
 WHERE b.snapshot_id = sid;
+
+-- ==== issue 20: registry posture, tag tampering, remediation ====
+-- Each probe of a registry's access posture beside the one before it (collect.posture), so that a report says
+-- what changed: anonymous_read is either read probe succeeding (a tag list or a manifest).
+CREATE OR REPLACE VIEW posture_history AS
+SELECT p.*,
+       coalesce(p.tags_anonymous, false) OR coalesce(p.manifest_anonymous, false) AS anonymous_read,
+       lag(p.snapshot_id) OVER w AS previous_snapshot,
+       lag(p.probed_at) OVER w AS previous_probed_at,
+       lag(coalesce(p.tags_anonymous, false) OR coalesce(p.manifest_anonymous, false)) OVER w AS previous_anonymous_read,
+       lag(p.catalog_anonymous) OVER w AS previous_catalog_anonymous,
+       lag(p.push_anonymous) OVER w AS previous_push_anonymous,
+       lag(p.plain_http) OVER w AS previous_plain_http,
+       lag(p.cert_days_left) OVER w AS previous_cert_days_left,
+       lag(p.cert_trust) OVER w AS previous_cert_trust,
+       lag(p.weak_tls) OVER w AS previous_weak_tls
+FROM registry_posture p
+WINDOW w AS (PARTITION BY p.registry ORDER BY p.probed_at, p.snapshot_id);
+
+-- Every scan of an image of a repository, with the image's push time. Collected images are matched to scans
+-- by content (scan_coverage: the digest, or the image ID of the config); their push time is the first snapshot
+-- that reached them in the repository, or their config's created when that snapshot was the repository's first
+-- look (as retention reads push times). A scan of an image never collected counts for the repository its report
+-- names, pushed (as far as anyone knows) when it was first scanned.
+CREATE OR REPLACE VIEW scanned_repository_images AS
+WITH first_look AS (
+    SELECT registry, repository, min(first_snapshot) AS snapshot_id FROM repository_links GROUP BY ALL
+), collected AS (
+    SELECT l.registry, l.repository, l.digest, c.scan_id,
+           CASE WHEN l.first_snapshot = fl.snapshot_id AND m.created < l.first_seen THEN m.created
+                ELSE l.first_seen END AS pushed_at
+    FROM repository_links l
+    JOIN first_look fl ON fl.registry = l.registry AND fl.repository = l.repository
+    LEFT JOIN manifests m ON m.registry = l.registry AND m.digest = l.digest
+    JOIN scan_coverage c ON c.digest = l.digest AND c.priority < 2
+), uncollected AS (
+    SELECT s.registry, s.repository, coalesce(s.image_digest, s.config_digest) AS digest, s.scan_id,
+           NULL::TIMESTAMP AS pushed_at
+    FROM scans s
+    WHERE s.repository IS NOT NULL AND s.scan_id NOT IN (SELECT scan_id FROM collected)
+)
+SELECT x.registry, x.repository, x.digest, x.scan_id, s.scanned_at,
+       coalesce(x.pushed_at, min(s.scanned_at) OVER (PARTITION BY x.registry, x.repository, x.digest)) AS pushed_at
+FROM (SELECT * FROM collected UNION ALL SELECT * FROM uncollected) x
+JOIN scans s ON s.scan_id = x.scan_id
+WHERE s.scanned_at IS NOT NULL;
+
+-- One vulnerability of one package in one repository, across every scan of its images: first_seen (the first
+-- scan that reported it), fix_available_at (the first that reported a fixed version), last_seen, and fixed_at:
+-- the push time of the first scanned image of the repository pushed after the last image that carried it (so
+-- a newer image no longer carries it). days_open counts to fixed_at, or to as_of while it is open.
+CREATE OR REPLACE MACRO vulnerability_lifecycle_at(as_of) AS TABLE
+WITH sightings AS (
+    SELECT i.registry, i.repository, i.digest, i.pushed_at, i.scanned_at, v.vulnerability_id, v.pkg_name,
+           v.severity, v.fixed_version, v.installed_version
+    FROM scanned_repository_images i
+    JOIN vulnerabilities v ON v.scan_id = i.scan_id
+    WHERE i.scanned_at <= as_of
+), found AS (
+    SELECT registry, repository, vulnerability_id, pkg_name,
+           arg_max(severity, scanned_at) AS severity,
+           min(scanned_at) AS first_seen,
+           min(scanned_at) FILTER (WHERE fixed_version IS NOT NULL) AS fix_available_at,
+           arg_max(fixed_version, scanned_at) FILTER (WHERE fixed_version IS NOT NULL) AS fixed_version,
+           max(scanned_at) AS last_seen,
+           max(pushed_at) AS last_carrier_pushed_at,
+           count(DISTINCT digest) AS images
+    FROM sightings
+    GROUP BY ALL
+), fixers AS (
+    SELECT f.registry, f.repository, f.vulnerability_id, f.pkg_name,
+           arg_min(i.digest, (i.pushed_at, i.digest)) AS fixed_by_digest, min(i.pushed_at) AS fixed_at
+    FROM found f
+    JOIN scanned_repository_images i ON i.registry IS NOT DISTINCT FROM f.registry AND i.repository = f.repository
+                                    AND i.pushed_at > f.last_carrier_pushed_at AND i.scanned_at <= as_of
+    GROUP BY ALL
+)
+SELECT f.registry, f.repository, split_part(f.repository, '/', 1) AS namespace, f.vulnerability_id, f.pkg_name,
+       f.severity, f.fixed_version, f.images, f.first_seen, f.fix_available_at, f.last_seen, x.fixed_at,
+       x.fixed_by_digest, CASE WHEN x.fixed_at IS NULL THEN 'open' ELSE 'fixed' END AS status,
+       date_diff('day', f.first_seen, coalesce(x.fixed_at, as_of)) AS days_open,
+       date_diff('day', f.fix_available_at, coalesce(x.fixed_at, as_of)) AS days_since_fix_available
+FROM found f
+LEFT JOIN fixers x ON x.registry IS NOT DISTINCT FROM f.registry AND x.repository = f.repository
+                  AND x.vulnerability_id = f.vulnerability_id AND x.pkg_name IS NOT DISTINCT FROM f.pkg_name;
