@@ -35,7 +35,7 @@ from repoaudit.model.options import (
 from repoaudit.model.retry import RetryPolicy
 from repoaudit.sources.credentials import credential_options
 from repoaudit.sources.factory import open_source
-from repoaudit.store.database import Lease, connect
+from repoaudit.store.database import Lease, collect_lock, connect
 from repoaudit.store.frames import fetch_frame
 
 
@@ -323,7 +323,8 @@ class Audit:
                 for src in sources:
                     await src.aclose()
 
-        with self.session(write=True, doing="collect"):
+        with collect_lock(self.path, registry, timeout=self.lock_timeout, on_wait=self.on_wait), \
+                self.session(write=True, doing="collect"):
             lease = self._lease()
             return run_sync(go)
 
@@ -492,6 +493,7 @@ class Audit:
         return merge_into(self.con, list(inputs), output=self.path, max_spread=max_spread or DEFAULT_MAX_SPREAD)
 
 
-def open(path: str | Path | None = None, *, read_only: bool = False) -> Audit:  # noqa: A001 - mirrors builtins.open on purpose
+def open(path: str | Path | None = None, *, read_only: bool = False,  # noqa: A001 - mirrors builtins.open
+         lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Audit:
     """Open (or create) a repoaudit database; ``REPOAUDIT_DB`` or ./repoaudit.duckdb by default."""
-    return Audit(path, read_only=read_only)
+    return Audit(path, read_only=read_only, lock_timeout=lock_timeout)

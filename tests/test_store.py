@@ -132,18 +132,24 @@ def test_killed_run_leaves_no_trace(tmp_path):
     assert not list(tmp_path.glob("db.duckdb.stage-*"))
 
 
-@pytest.mark.parametrize(("first", "second"), [("x1.duckdb", "x[1].duckdb"), ("x[1].duckdb", "x1.duckdb")])
+@pytest.mark.parametrize(("first", "second"), [("x1.duckdb", "x[1].duckdb"), ("x[1].duckdb", "x1.duckdb"),
+                                               ("same.duckdb", "same.duckdb")])
 def test_stage_cleanup_spares_a_neighbours_live_stage_file(tmp_path, first, second):
     # "x[1].duckdb.stage-*" as a glob matches x1.duckdb's stage files: the clean-up of a second
-    # run in the same folder must find leftovers by exact name, or it deletes a live stage.
+    # run in the same folder must find leftovers by exact name, or it deletes a live stage. And as a
+    # collect holds the database only to begin and to commit, a second run into the same database can
+    # start and finish meanwhile: it must spare the first run's live stage too.
     seen: dict = {}
 
     def neighbour_runs(request):
         if request.url.path.startswith("/v2/team/b/manifests") and "other" not in seen:
             seen["before"] = {p.name for p in tmp_path.iterdir() if ".stage-" in p.name}
-            with repoaudit.open(tmp_path / second) as other:
-                seen["other"] = other.collect(URL, transport=estate().transport(), retry=NO_BACKOFF,
-                                              progress=False)
+            with repoaudit.open(tmp_path / second, lock_timeout=0.5) as other:
+                try:
+                    seen["other"] = other.collect(URL, transport=estate().transport(), retry=NO_BACKOFF,
+                                                  progress=False)
+                except repoaudit.DatabaseLocked as exc:
+                    seen["other"] = exc
             seen["after"] = {p.name for p in tmp_path.iterdir() if ".stage-" in p.name}
         return None
 
@@ -152,9 +158,18 @@ def test_stage_cleanup_spares_a_neighbours_live_stage_file(tmp_path, first, seco
     with repoaudit.open(tmp_path / first) as audit:
         result = audit.collect(URL, transport=fake.transport(), retry=NO_BACKOFF, progress=False)
     assert (result.status, result.tags) == ("complete", 3)
-    assert (seen["other"].status, seen["other"].tags) == ("complete", 3)
-    assert f"{first}.stage-1" in seen["before"] and f"{first}.stage-1" in seen["after"]
+    live = f"{first}.stage-1-{os.getpid()}"
+    assert live in seen["before"] and live in seen["after"]
     assert not [p for p in tmp_path.iterdir() if ".stage-" in p.name]
+    if first != second:
+        assert (seen["other"].status, seen["other"].tags) == ("complete", 3)
+    else:
+        # The database is free meanwhile, but not for a second collect of the same registry: both would
+        # store the manifests neither had seen. It waits for --lock-timeout, then stops having recorded nothing.
+        assert isinstance(seen["other"], repoaudit.DatabaseLocked), seen["other"]
+        assert "another collect of registry.test into" in str(seen["other"])
+        with repoaudit.open(tmp_path / first, read_only=True) as audit:
+            assert list(audit.query("snapshots")["status"]) == ["complete"]
 
 
 def test_insert_rows_keeps_types_for_empty_and_null_batches(tmp_path):

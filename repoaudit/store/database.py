@@ -16,14 +16,16 @@ database that needs either upgrades it once through a writable open, then reads.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -193,6 +195,44 @@ def connect(path: str | Path, *, read_only: bool = False, lock_timeout: float = 
         return connect(path, read_only=True, lock_timeout=lock_timeout, on_wait=on_wait)
     return con
 
+
+
+@contextmanager
+def collect_lock(path: str, registry: str, *, timeout: float = 0.0,
+                 on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """One collect of a registry into a database at a time.
+
+    A collect holds the database only to begin and to commit, so two could overlap; of one registry
+    they would both store the manifests neither had seen, and the second commit would collide with the
+    first. Runs of different registries share nothing and overlap freely. The lock is a file beside
+    the database (``flock``: released by the kernel when its process dies), waited for like the
+    database's own lock.
+    """
+    if path == ":memory:":
+        yield
+        return
+    name = hashlib.sha256(registry.encode()).hexdigest()[:16]
+    lock_path = f"{path}.collect-{name}.lock"
+    deadline = time.monotonic() + max(timeout, 0.0)
+    with open(lock_path, "a+") as handle:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    after = f" after waiting {timeout:g} s" if timeout > 0 else ""
+                    raise DatabaseLocked(f"another collect of {registry} into {path} is running{after} "
+                                         "(--lock-timeout to wait longer)") from None
+                if not waited and on_wait is not None:
+                    on_wait(f"another collect of {registry} into {path} is running; waiting up to {timeout:g} s")
+                waited = True
+                time.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Lease:
