@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -320,7 +321,8 @@ def _derived(result: Any) -> dict[str, Any]:
 
 def print_frame(frame: pd.DataFrame, fmt: str, output: Path | None = None, *, raw: bool = False) -> None:
     """Rows as a table, CSV or JSON under the output contract (:mod:`repoaudit.model.output`)."""
-    text = encode(frame, fmt, raw=raw)
+    to_terminal = not (output and not is_stdout(output)) and sys.stdout.isatty()
+    text = encode(frame, fmt, raw=raw, width=shutil.get_terminal_size().columns if to_terminal else None)
     if output and not is_stdout(output):
         output.write_text(text)
     else:

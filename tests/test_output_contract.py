@@ -177,3 +177,20 @@ def test_what_writers_did_as_json(demo_db, tmp_path):
         assert not text.startswith("[")
     merged = check_json(run("merge", db, "-o", tmp_path / "merged.duckdb", "--format", "json"))
     assert [m["registry"] for m in merged] == ["registry.example.com"] and isinstance(merged[0]["tags"], int)
+
+
+def test_tables_fit_the_terminal_and_pipes_get_whole_lines(demo_db):
+    """A terminal's width bounds every line (long cells cut, columns wrapped into blocks); a pipe gets
+    each row whole on one line."""
+    import repoaudit
+    from repoaudit.model.output import to_table
+
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        frame = audit.query("stale_repositories")
+        wide = audit.query("fixable_critical_deployed")
+    for f in (frame, wide):
+        fitted = to_table(f, width=80)
+        assert max(len(line) for line in fitted.splitlines()) <= 80
+        whole = to_table(f)
+        assert len(whole.splitlines()) == len(f) + 1
+    assert "…" in to_table(wide, width=60)

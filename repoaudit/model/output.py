@@ -171,20 +171,28 @@ def table_cell(value: Any, *, column: str = "", raw: bool = False) -> str:
     return str(value)
 
 
-def to_table(frame: pd.DataFrame, *, raw: bool = False) -> str:
-    """Aligned columns for people; ``(no rows)`` when empty."""
+def to_table(frame: pd.DataFrame, *, raw: bool = False, width: int | None = None) -> str:
+    """Aligned columns for people; ``(no rows)`` when empty.
+
+    With ``width`` (a terminal's), no line is longer: cells longer than a third of it are cut with ``…``
+    and the columns wrap into blocks, as pandas prints wide frames. Without (a pipe, a file), lines are
+    whole: ``cut`` and ``awk`` see every column.
+    """
     if not len(frame):
         return "(no rows)\n"
     rows = records(frame)
-    text = pd.DataFrame([[table_cell(v, column=c, raw=raw) for c, v in r.items()] for r in rows],
-                        columns=[str(c) for c in frame.columns])
-    return text.to_string(index=False) + "\n"
+    cells = [[table_cell(v, column=c, raw=raw) for c, v in r.items()] for r in rows]
+    if width:
+        longest = max(20, width // 3)
+        cells = [[c if len(c) <= longest else c[:longest - 1] + "…" for c in row] for row in cells]
+    text = pd.DataFrame(cells, columns=[str(c) for c in frame.columns])
+    return text.to_string(index=False, line_width=width) + "\n"
 
 
-def encode(frame: pd.DataFrame, fmt: str, *, raw: bool = False) -> str:
-    """``frame`` as ``table``, ``csv`` or ``json`` text under the contract."""
+def encode(frame: pd.DataFrame, fmt: str, *, raw: bool = False, width: int | None = None) -> str:
+    """``frame`` as ``table``, ``csv`` or ``json`` text under the contract (``width``: tables only)."""
     if fmt == "csv":
         return to_csv(frame)
     if fmt == "json":
         return to_json(frame)
-    return to_table(frame, raw=raw)
+    return to_table(frame, raw=raw, width=width)
