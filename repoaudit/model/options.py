@@ -11,6 +11,7 @@ import httpx
 from repoaudit.errors import ConfigError
 from repoaudit.model.regex import compile_go
 from repoaudit.model.retry import RetryPolicy
+from repoaudit.model.signatures import TrustedKey
 
 DEFAULT_DB = "repoaudit.duckdb"
 
@@ -110,6 +111,7 @@ class CollectOptions:
     repositories: tuple[str, ...] = ()  # collect exactly these, without /v2/_catalog
     exclude_tags: tuple[str, ...] = ()  # regexes, as Flux's exclusionList
     shard: tuple[int, int] | None = None  # (i, n): only repositories whose name hashes to i mod n
+    verify_keys: tuple[TrustedKey, ...] = ()  # cosign public keys signatures are verified against, offline
 
     def __post_init__(self):
         # Checked here, when the options are built: the collector compiles the regexes only
