@@ -29,6 +29,7 @@ from repoaudit.model.options import (
     parse_target,
 )
 from repoaudit.model.retry import RetryPolicy
+from repoaudit.model.signatures import TrustedKey, load_key_file
 from repoaudit.sources.credentials import credential_options
 from repoaudit.sources.factory import open_source
 from repoaudit.store.database import connect
@@ -160,7 +161,8 @@ class Audit:
                 ca_file: str | None = None, cert: tuple[str, str] | None = None, insecure: bool = False,
                 timeout: float | None = None, proxy: str | None = None,
                 client_options: ClientOptions | None = None, transport=None,
-                shard: str | tuple[int, int] | None = None, use_credential_store: bool = True) -> CollectResult:
+                shard: str | tuple[int, int] | None = None, use_credential_store: bool = True,
+                verify_keys: Iterable[str | Path | TrustedKey] = ()) -> CollectResult:
         """Snapshot one registry (``https://…``/``http://…``) or OCI layout tree (``oci:PATH``).
 
         Credentials: ``username``/``password`` when given, else ``REPOAUDIT_USERNAME``/
@@ -168,6 +170,7 @@ class Audit:
         ``credHelpers``/``credsStore``), else anonymous. ``repositories`` names what to collect
         on registries without a catalog; ``exclude_tags`` are regexes, as Flux's exclusionList.
         ``shard="i/n"`` collects only the repositories whose name hashes to ``i`` mod ``n``.
+        ``verify_keys``: cosign public keys (PEM files or loaded keys) to verify signatures against, offline.
         """
         target = url if isinstance(url, Target) else parse_target(url, name)
         if client_options is None:
@@ -176,14 +179,16 @@ class Audit:
                 concurrency=concurrency, verify=False if insecure else (ca_file or True), cert=cert, proxy=proxy,
                 **({"timeout": timeout} if timeout else {}), **({"retry": retry} if retry else {}))
         options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full, shard=shard,
-                                 repositories=tuple(repositories), exclude_tags=tuple(exclude_tags))
+                                 repositories=tuple(repositories), exclude_tags=tuple(exclude_tags),
+                                 verify_keys=tuple(k if isinstance(k, TrustedKey) else load_key_file(k)
+                                                   for k in verify_keys))
         kw = {"transport": transport} if transport is not None and target.kind == "registry" else {}
         return self._collect_parts(target.name, [(target, client_options, options, None, kw)],
                                    progress=progress, started_at=started_at)
 
     def collect_jobs(self, jobs: Iterable[CollectJob], *, concurrency: int = 16, full: bool = False,
-                     progress: bool = True, retry: RetryPolicy | None = None
-                     ) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
+                     progress: bool = True, retry: RetryPolicy | None = None,
+                     verify_keys: Iterable[TrustedKey] = ()) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
         """Collect Flux ImageRepository / config-file jobs: one snapshot per registry.
 
         Jobs on the same registry (several ImageRepository objects, each with its own
@@ -201,7 +206,8 @@ class Audit:
                 continue
             base = ClientOptions(concurrency=concurrency, **({"retry": retry} if retry else {}))
             options = CollectOptions(include=job.include, exclude=job.exclude, full=full,
-                                     repositories=job.repositories, exclude_tags=job.exclusion_list)
+                                     repositories=job.repositories, exclude_tags=job.exclusion_list,
+                                     verify_keys=tuple(verify_keys))
             groups.setdefault(job.registry, []).append((job.target, job.client_options(base), options, job.name, {}))
         results = [self._collect_parts(registry, parts, progress=progress, started_at=None)
                    for registry, parts in groups.items()]

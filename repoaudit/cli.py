@@ -43,6 +43,7 @@ from repoaudit.model.options import (
     parse_target,
 )
 from repoaudit.model.output import encode, to_csv, to_json
+from repoaudit.model.signatures import load_key_file
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
@@ -253,10 +254,12 @@ def main():
                    f"a partial one {EXIT_PARTIAL} with --fail-on partial (else 0).")
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Write Prometheus text-format metrics (node-exporter textfile collector) to PATH, atomically.")
+@click.option("--verify-key", "verify_keys", multiple=True, type=click.Path(dir_okay=False), metavar="PEM",
+              help="cosign public key to verify image signatures against, offline (repeatable).")
 @fail_cleanly
 def collect(url, db, files, include, exclude, repositories, exclude_tags, concurrency, username, password_stdin,
             ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard, fmt, fail_on,
-            metrics_file):
+            metrics_file, verify_keys):
     """Snapshot a registry (https://host, http://host:port), OCI layouts (oci:PATH) or -f FILE into the database."""
     if bool(url) == bool(files):
         raise ConfigError("give a registry URL or -f FILE, not both and not neither")
@@ -264,6 +267,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         raise ConfigError("--cert and --key go together")
     check_output(metrics_file, "--metrics-file", stdout="the textfile collector reads a file; give a path")
     password = read_password(username, password_stdin)
+    trusted = tuple(load_key_file(k) for k in verify_keys)  # a bad key file fails before the database opens
     # Everything that can be wrong with the arguments is found before the database is
     # opened: a bad regex or shard must not leave a 'failed' snapshot behind.
     if files:
@@ -278,14 +282,15 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         before = {r: getattr(audit.latest_result(r), "snapshot_id", -1) for r in registries}
         try:
             if files:
-                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not no_progress)
+                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full, progress=not no_progress,
+                                       verify_keys=trusted)
             else:
                 results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
                                          include=include, exclude=exclude, repositories=repositories,
                                          exclude_tags=exclude_tags, full=full, name=name, progress=not no_progress,
                                          shard=shard, ca_file=ca_file,
                                          cert=(cert_file, key_file) if cert_file else None,
-                                         insecure=insecure, timeout=timeout, proxy=proxy)]
+                                         insecure=insecure, timeout=timeout, proxy=proxy, verify_keys=trusted)]
         except RepoauditError as exc:
             # A run that fails outright still leaves its snapshots (failed, and any registry done before it).
             error = exc
