@@ -168,3 +168,28 @@ def test_deleted_subject_leaves_dangling_signatures(registry, pusher, tmp_path, 
         manifest_size, config_size, layers = audit.con.execute(
             "SELECT manifest_size, config_size, layers_size FROM manifests WHERE digest = ?", [sig]).fetchone()
         assert dangling["bytes"].tolist() == [manifest_size + config_size + layers]
+
+
+def test_bad_verify_key_is_one_line_before_the_database_opens(tmp_path):
+    from click.testing import CliRunner
+
+    from repoaudit.cli import main
+
+    bad = tmp_path / "bad.pub"
+    bad.write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
+    db = tmp_path / "never.duckdb"
+    result = CliRunner().invoke(main, ["collect", "http://127.0.0.1:1", "--db", str(db), "--verify-key", str(bad)])
+    assert result.exit_code != 0
+    assert "not a PEM public key" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not db.exists()
+
+
+def test_unsupported_key_types_are_refused():
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec
+
+    from repoaudit.errors import ConfigError
+
+    for private in (dsa.generate_private_key(2048), ec.generate_private_key(ec.SECP256K1())):
+        with pytest.raises(ConfigError):
+            load_public_key(public_pem(private))
