@@ -13,7 +13,6 @@ import json
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-
 from pusher import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Pusher, sha256_digest
 
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"

@@ -5,8 +5,6 @@ import base64
 import json
 
 import pytest
-
-import repoaudit
 from supplychain import (
     DSSE,
     new_key,
@@ -16,6 +14,8 @@ from supplychain import (
     push_fallback_index,
     push_signature,
 )
+
+import repoaudit
 from repoaudit.model.signatures import load_public_key
 
 

@@ -7,14 +7,14 @@ import json
 from urllib.parse import quote
 
 import httpx
+from fakeregistry import FakeRegistry, digest_of
+from supplychain import SIMPLESIGNING, new_key, payload_for, public_pem, sign_bytes
 
 import repoaudit
-from fakeregistry import FakeRegistry, digest_of
 from repoaudit.model.options import ClientOptions, parse_target
 from repoaudit.model.retry import NO_BACKOFF
 from repoaudit.model.signatures import load_public_key
 from repoaudit.sources.registry import RegistryClient
-from supplychain import SIMPLESIGNING, new_key, payload_for, public_pem, sign_bytes
 
 URL = "https://registry.test"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
