@@ -161,6 +161,9 @@ def test_deleted_subject_leaves_dangling_signatures(registry, pusher, tmp_path, 
         audit.collect(registry.url, progress=False)
         assert audit.query("dangling_referrers").empty
         pusher.delete_manifest("team/app", gone.digest)
+        registry.stop()
+        registry.garbage_collect()  # the deleted image's own blobs, so that only the signature's are left to free
+        registry.start()
         audit.collect(registry.url, progress=False)
         dangling = audit.query("dangling_referrers")
         assert dangling["referrer_digest"].tolist() == [sig]
@@ -168,6 +171,14 @@ def test_deleted_subject_leaves_dangling_signatures(registry, pusher, tmp_path, 
         manifest_size, config_size, layers = audit.con.execute(
             "SELECT manifest_size, config_size, layers_size FROM manifests WHERE digest = ?", [sig]).fetchone()
         assert dangling["bytes"].tolist() == [manifest_size + config_size + layers]
+        # Nothing else holds the signature's blobs: deleting it and garbage-collecting frees exactly sole_bytes.
+        assert dangling["sole_bytes"].tolist() == dangling["bytes"].tolist()
+        pusher.delete_manifest("team/app", sig)
+    registry.stop()
+    before = registry.blob_store_bytes()
+    registry.garbage_collect()
+    assert before - registry.blob_store_bytes() == dangling["sole_bytes"].sum()
+    registry.start()
 
 
 def test_bad_verify_key_is_one_line_before_the_database_opens(tmp_path):
