@@ -207,7 +207,7 @@ class Audit:
             base = ClientOptions(concurrency=concurrency, **({"retry": retry} if retry else {}))
             options = CollectOptions(include=job.include, exclude=job.exclude, full=full,
                                      repositories=job.repositories, exclude_tags=job.exclusion_list,
-                                     verify_keys=tuple(verify_keys))
+                                     verify_keys=tuple(verify_keys), trust=job.trust)
             groups.setdefault(job.registry, []).append((job.target, job.client_options(base), options, job.name, {}))
         results = [self._collect_parts(registry, parts, progress=progress, started_at=None)
                    for registry, parts in groups.items()]

@@ -204,3 +204,49 @@ def test_unsupported_key_types_are_refused():
     for private in (dsa.generate_private_key(2048), ec.generate_private_key(ec.SECP256K1())):
         with pytest.raises(ConfigError):
             load_public_key(public_pem(private))
+
+
+def test_config_file_trust_block_maps_repository_globs_to_keys(registry, pusher, tmp_path, keys):
+    from repoaudit.jobs.configfile import load_config
+
+    team_key, other_key = keys["trusted"], keys["other"]
+    mine = pusher.push_image("team/app", ["v1"])
+    theirs = pusher.push_image("vendor/tool", ["v1"])
+    push_signature(pusher, "team/app", mine.digest, team_key)
+    push_signature(pusher, "vendor/tool", theirs.digest, team_key)  # signed by the team key, trusted only for team/*
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "team.pub").write_bytes(public_pem(team_key))
+    (tmp_path / "keys" / "vendor.pub").write_bytes(public_pem(other_key))
+    config = tmp_path / "repoaudit.yaml"
+    config.write_text(f"""
+registries:
+  - url: {registry.url}
+    exclusion_list: []   # collect the .sig tags (Flux's default list excludes them)
+trust:
+  - key: keys/team.pub
+    repositories: ["team/*"]
+  - key: keys/vendor.pub
+    repositories: ["vendor/*"]
+""")
+    jobs = load_config(config)
+    with repoaudit.open(tmp_path / "t.duckdb") as audit:
+        audit.collect_jobs(jobs, progress=False)
+        status = {name: row["signature_status"] for name, row in supply(audit).items()}
+        assert status == {"team/app": "valid", "vendor/tool": "invalid"}
+        checked = audit.con.execute("SELECT repository, key_fingerprint FROM signature_verifications").fetchall()
+        assert sorted(checked) == [("team/app", load_public_key(public_pem(team_key)).fingerprint),
+                                   ("vendor/tool", load_public_key(public_pem(other_key)).fingerprint)]
+
+
+def test_config_file_trust_block_errors_are_one_line(tmp_path):
+    from repoaudit.errors import ConfigError
+    from repoaudit.jobs.configfile import load_config
+
+    config = tmp_path / "c.yaml"
+    for trust, message in (("[{key: missing.pub}]", "missing.pub"), ("{key: x}", "'trust' must be a list"),
+                           ("[{key: k.pub, repos: [a]}]", "unknown key 'repos'")):
+        (tmp_path / "k.pub").write_bytes(public_pem(new_key()))
+        config.write_text(f"registries:\n  - url: https://registry.example.com\ntrust: {trust}\n")
+        with pytest.raises(ConfigError, match=message) as info:
+            load_config(config)
+        assert "\n" not in str(info.value)

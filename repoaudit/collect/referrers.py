@@ -23,7 +23,7 @@ import duckdb
 
 from repoaudit.errors import InvalidDocument, LimitExceeded, RepoauditError
 from repoaudit.model.manifest import Manifest, parse_manifest
-from repoaudit.model.signatures import MAX_PAYLOAD, TrustedKey, verify_layer
+from repoaudit.model.signatures import MAX_PAYLOAD, TrustedKey, TrustRule, verify_layer
 from repoaudit.model.supply import (
     COSIGN_SIMPLESIGNING,
     Classified,
@@ -43,10 +43,11 @@ REFERRERS_INDEX = "(referrers index)"
 
 class SupplyChain:
     def __init__(self, con: duckdb.DuckDBPyConnection, registry: str, snapshot_id: int,
-                 keys: tuple[TrustedKey, ...] = ()):
+                 keys: tuple[TrustedKey, ...] = (), trust: tuple[TrustRule, ...] = ()):
         self.registry = registry
         self.snapshot_id = snapshot_id
         self.keys = keys
+        self.trust = trust
         self.facts: list[tuple] = []
         self.api_links: list[tuple] = []
         self.verdicts: list[tuple] = []
@@ -124,7 +125,8 @@ class SupplyChain:
 
     async def _verify(self, source: Source, repository: str, subject: str, signature: str,
                       error: Callable[[str | None, str | None, BaseException], None]) -> None:
-        wanted = [k for k in self.keys if (signature, subject, k.fingerprint) not in self._verified]
+        keys = dict.fromkeys([*self.keys, *(r.key for r in self.trust if r.covers(repository))])
+        wanted = [k for k in keys if (signature, subject, k.fingerprint) not in self._verified]
         keyless_done = (signature, subject, "") in self._verified
         # Keyless signatures are read when their manifest is first stored; keys, whenever one lacks a verdict.
         if not wanted and (keyless_done or signature not in self._signatures):

@@ -11,7 +11,7 @@ import httpx
 from repoaudit.errors import ConfigError
 from repoaudit.model.regex import compile_go
 from repoaudit.model.retry import RetryPolicy
-from repoaudit.model.signatures import TrustedKey
+from repoaudit.model.signatures import TrustedKey, TrustRule
 
 DEFAULT_DB = "repoaudit.duckdb"
 
@@ -112,6 +112,7 @@ class CollectOptions:
     exclude_tags: tuple[str, ...] = ()  # regexes, as Flux's exclusionList
     shard: tuple[int, int] | None = None  # (i, n): only repositories whose name hashes to i mod n
     verify_keys: tuple[TrustedKey, ...] = ()  # cosign public keys signatures are verified against, offline
+    trust: tuple[TrustRule, ...] = ()  # keys for the repositories matching globs (the config file's trust:)
 
     def __post_init__(self):
         # Checked here, when the options are built: the collector compiles the regexes only

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -52,6 +53,17 @@ class TrustedKey:
     algorithm: str
     key: object = field(repr=False, compare=False)
     source: str = ""
+
+
+@dataclass(frozen=True)
+class TrustRule:
+    """A key trusted for the repositories matching any of ``repositories`` (shell globs, as ``--repo``)."""
+
+    repositories: tuple[str, ...]
+    key: TrustedKey
+
+    def covers(self, repository: str) -> bool:
+        return any(fnmatch.fnmatchcase(repository, g) for g in self.repositories)
 
 
 def load_public_key(data: bytes, source: str = "key") -> TrustedKey:
