@@ -250,3 +250,27 @@ def test_config_file_trust_block_errors_are_one_line(tmp_path):
         with pytest.raises(ConfigError, match=message) as info:
             load_config(config)
         assert "\n" not in str(info.value)
+
+
+def test_merged_shards_keep_referrers_and_verdicts(registry, pusher, tmp_path, keys):
+    from repoaudit.store.merge import merge
+
+    trusted = keys["trusted"]
+    for name in ("a", "b", "c", "d"):
+        image = pusher.push_image(f"team/{name}", ["v1"])
+        if name != "d":
+            push_signature(pusher, f"team/{name}", image.digest, trusted if name != "c" else keys["other"])
+    key = load_public_key(public_pem(trusted))
+    shards = []
+    for i in range(2):
+        path = tmp_path / f"shard{i}.duckdb"
+        with repoaudit.open(path) as audit:
+            audit.collect(registry.url, progress=False, shard=f"{i}/2", verify_keys=[key])
+        shards.append(path)
+    with repoaudit.open(tmp_path / "whole.duckdb") as audit:
+        audit.collect(registry.url, progress=False, verify_keys=[key])
+        whole = {n: r["signature_status"] for n, r in supply(audit).items()}
+    merge(shards, tmp_path / "merged.duckdb")
+    with repoaudit.open(tmp_path / "merged.duckdb") as audit:
+        merged = {n: r["signature_status"] for n, r in supply(audit).items()}
+    assert merged == whole == {"team/a": "valid", "team/b": "valid", "team/c": "invalid", "team/d": "missing"}
