@@ -34,8 +34,11 @@ Byte accounting (as CNCF Distribution's ``garbage-collect`` frees them)
     per manifest: a manifest is gone when all its links are deleted, and a blob is
     freed when every row of ``manifest_blobs`` naming it belongs to a gone manifest.
 
-``apply`` (:mod:`repoaudit.retention.apply`) deletes the candidates *and* the index children
-that die with them, so a plain ``garbage-collect`` (without ``--delete-untagged``)
+Referrers (signatures, attestations, SBOMs and the fallback tag's index: docs/supply-chain.md) of a
+candidate are deleted with it, whatever the policy says about their own tags.
+
+``apply`` (:mod:`repoaudit.retention.apply`) deletes the candidates, the index children
+that die with them and their referrers, so a plain ``garbage-collect`` (without ``--delete-untagged``)
 frees exactly ``reclaimable_bytes``.
 
 Where things are
@@ -70,7 +73,7 @@ SQL = statements(__package__, "engine.sql")
 # Every temporary table a plan builds, dropped when it is done.
 _TEMP_TABLES = ("_ra_snap", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_deployed", "_ra_images",
                 "_ra_mlinks", "_ra_shared_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs",
-                "_ra_freed", "_ra_freed_links", "_ra_policy_names", "_ra_rule_labels")
+                "_ra_freed", "_ra_freed_links", "_ra_policy_names", "_ra_rule_labels", "_ra_referrers")
 
 
 def _snapshots(con: duckdb.DuckDBPyConnection, registry: str | None, as_of: datetime | None) -> pd.DataFrame:
@@ -127,7 +130,7 @@ def _evaluate(con: duckdb.DuckDBPyConnection, policies: list[Policy], include: S
 
 def _account(con: duckdb.DuckDBPyConnection) -> None:
     """Deleted links, gone manifests and freed blobs for every policy at once (see the module docstring)."""
-    for step in ("deleted", "gone", "gone_blobs", "freed", "freed_links"):
+    for step in ("referrers", "deleted", "gone", "gone_blobs", "freed", "freed_links"):
         con.execute(SQL[step])
 
 

@@ -127,8 +127,32 @@ FROM blob_refs WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry 
 CREATE OR REPLACE TEMP TABLE _ra_cand (policy INTEGER, link_id BIGINT, rule_index INTEGER);
 
 
+-- name: referrers
+-- The signatures, attestations and SBOMs of each policy's candidates in the latest snapshot (found through
+-- their cosign or fallback tags or their subject field: docs/supply-chain.md), and the fallback tag's index
+-- listing them: they are deleted with their image. subject_id is the candidate they go with.
+CREATE OR REPLACE TEMP TABLE _ra_referrers AS
+WITH c AS (
+    SELECT DISTINCT policy, link_id FROM _ra_cand
+), subjects AS (
+    SELECT c.policy, l.link_id AS subject_id, l.registry, l.repository, l.digest, l.rkey
+    FROM c JOIN _ra_links l ON l.link_id = c.link_id
+), found AS (
+    SELECT s.policy, s.subject_id, r.link_id
+    FROM subjects s
+    JOIN _ra_snap p ON p.registry = s.registry
+    JOIN referrer_links rl ON rl.snapshot_id = p.snapshot_id AND rl.registry = s.registry
+                          AND rl.repository = s.repository AND rl.subject_digest = s.digest AND rl.via <> 'api'
+    JOIN _ra_links r ON r.rkey = s.rkey AND r.digest = rl.referrer_digest
+    UNION
+    SELECT s.policy, s.subject_id, r.link_id
+    FROM subjects s JOIN _ra_links r ON r.rkey = s.rkey AND list_contains(r.tags, 'sha256-' || substr(s.digest, 8))
+)
+SELECT DISTINCT f.policy, f.subject_id, f.link_id FROM found f ANTI JOIN c ON c.policy = f.policy AND c.link_id = f.link_id;
+
+
 -- name: deleted
--- The links each policy deletes: its candidates and the index children that die with them.
+-- The links each policy deletes: its candidates, the index children that die with them, and their referrers.
 CREATE OR REPLACE TEMP TABLE _ra_deleted AS
 WITH c AS (
     SELECT DISTINCT policy, link_id FROM _ra_cand
@@ -147,6 +171,9 @@ WITH c AS (
     UNION ALL
     -- A child that is an image of its own (tagged, or an untagged revision) is decided by the policy, not here.
     SELECT f.policy, f.link_id, 'index child' AS role FROM free_kids f ANTI JOIN _ra_images i ON i.link_id = f.link_id
+    UNION ALL
+    SELECT DISTINCT r.policy, r.link_id, 'referrer' FROM _ra_referrers r
+    ANTI JOIN free_kids f ON f.policy = r.policy AND f.link_id = r.link_id
 )
 SELECT d.policy, d.link_id, d.role, l.mkey, l.rkey
 FROM deleted d JOIN _ra_links l ON l.link_id = d.link_id;
@@ -239,6 +266,8 @@ WITH units AS (
     JOIN _ra_children p ON p.child_id = d.link_id
     SEMI JOIN _ra_cand c ON c.policy = d.policy AND c.link_id = p.parent_id
     WHERE d.role = 'index child'
+    UNION ALL
+    SELECT policy, subject_id, link_id FROM _ra_referrers
 ), unit_freed AS (
     SELECT DISTINCT u.policy, u.unit, fl.bkey, fl.size
     FROM units u JOIN _ra_freed_links fl ON fl.policy = u.policy AND fl.link_id = u.link_id
@@ -252,18 +281,24 @@ WITH units AS (
 ), kids AS (
     SELECT u.policy, u.unit, list(l.digest ORDER BY l.digest) AS children
     FROM units u JOIN _ra_links l ON l.link_id = u.link_id
-    WHERE u.link_id <> u.unit GROUP BY ALL
+    WHERE u.link_id <> u.unit
+      AND NOT EXISTS (SELECT 1 FROM _ra_referrers r WHERE r.policy = u.policy AND r.link_id = u.link_id)
+    GROUP BY ALL
+), refs AS (
+    SELECT r.policy, r.subject_id AS unit, list(DISTINCT l.digest ORDER BY l.digest) AS referrers
+    FROM _ra_referrers r JOIN _ra_links l ON l.link_id = r.link_id GROUP BY ALL
 )
 SELECT pn.name AS policy, i.registry, i.repository, i.namespace, i.digest, i.tags, NOT i.tagged AS untagged,
        i.kind, i.artifact_type, i.size, coalesce(a.alone_bytes, 0) AS reclaimable_alone_bytes,
        i.created, i.pushed_at, i.pushed_source, i.last_tagged, i.deployed, rl.label AS rule,
-       coalesce(k.children, []::VARCHAR[]) AS children
+       coalesce(k.children, []::VARCHAR[]) AS children, coalesce(rf.referrers, []::VARCHAR[]) AS referrers
 FROM _ra_cand c
 JOIN _ra_policy_names pn ON pn.policy = c.policy
 JOIN _ra_rule_labels rl ON rl.policy = c.policy AND rl.rule_index = coalesce(c.rule_index, -1)
 JOIN _ra_images i ON i.link_id = c.link_id
 LEFT JOIN alone a ON a.policy = c.policy AND a.unit = c.link_id
 LEFT JOIN kids k ON k.policy = c.policy AND k.unit = c.link_id
+LEFT JOIN refs rf ON rf.policy = c.policy AND rf.unit = c.link_id
 ORDER BY c.policy, i.repo_order, i.pushed_at, i.digest;
 
 
