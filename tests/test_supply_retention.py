@@ -12,8 +12,6 @@ POLICY = {
     "name": "current-only",
     "rules": [
         {"name": "current", "keep": {"tags": ["v2"]}},
-        # Until a built-in rule does it: the referrer tags are not images of their own.
-        {"name": "referrers", "keep": {"tags": ["sha256-*"]}},
     ],
 }
 
@@ -52,3 +50,30 @@ def test_plan_deletes_referrers_with_their_image_and_gc_frees_the_planned_bytes(
     assert before - registry.blob_store_bytes() == planned
     registry.start()
     assert sorted(pusher.tags("team/app")) == sorted(["v2", f"sha256-{new.digest[7:]}.sig"])
+
+
+def test_dangling_referrers_are_candidates_of_the_built_in_rule(registry, pusher, tmp_path):
+    key = new_key()
+    kept = pusher.push_image("team/app", ["v1"], created="2024-06-01T00:00:00Z")
+    gone = pusher.push_image("team/app", ["v0"], created="2024-01-01T00:00:00Z")
+    push_signature(pusher, "team/app", kept.digest, key)
+    dangling = push_signature(pusher, "team/app", gone.digest, key)
+    pusher.delete_manifest("team/app", gone.digest)
+    registry.stop()
+    registry.garbage_collect()  # the deleted image's own blobs: only the signature's are left to free
+    registry.start()
+    policy = {"name": "newest", "rules": [{"name": "newest", "keep": {"most_recent": 1, "by": "created"}}]}
+    with repoaudit.open(tmp_path / "d.duckdb") as audit:
+        audit.collect(registry.url, progress=False)
+        plan = audit.retention(policy)
+        # The kept image's signature is neither ranked among the images nor a candidate; the dangling one is.
+        assert plan.candidates[["digest", "rule"]].values.tolist() == [
+            [dangling, "referrer of an image no longer held (built-in)"]]
+        assert int(plan.summary.iloc[0]["reclaimable_bytes"]) == int(audit.query("dangling_referrers")["sole_bytes"].sum())
+        planned = int(plan.summary.iloc[0]["reclaimable_bytes"])
+        result = audit.retention_apply(plan.write_json(tmp_path / "plan.json"), yes=True)
+        assert result.counts() == {"deleted": 1}
+        before = registry.blob_store_bytes()
+    registry.stop()
+    registry.garbage_collect()
+    assert before - registry.blob_store_bytes() == planned

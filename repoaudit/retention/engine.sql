@@ -60,6 +60,31 @@ FROM deployed_manifests WHERE registry IN (SELECT registry FROM _ra_snap);
 CREATE OR REPLACE TEMP TABLE _ra_deployed (registry VARCHAR, repository VARCHAR, digest VARCHAR);
 
 
+-- name: referrer_links
+-- The built-in rule "referrers of live images are kept" (docs/supply-chain.md): every link the latest
+-- snapshot reaches as a referrer (through its cosign or fallback tag or a subject field) or that is a fallback
+-- tag's index, and whether its image (subject) is still held in that repository. Such a link is no image the
+-- policies rank or decide about; one whose image is gone is a candidate of the built-in rule.
+CREATE OR REPLACE TEMP TABLE _ra_referrer_links AS
+WITH linked AS (
+    SELECT l.link_id, l.registry, l.repository, rl.subject_digest
+    FROM _ra_links l
+    JOIN _ra_snap p ON p.registry = l.registry
+    JOIN referrer_links rl ON rl.snapshot_id = p.snapshot_id AND rl.registry = l.registry
+                          AND rl.repository = l.repository AND rl.referrer_digest = l.digest AND rl.via <> 'api'
+    UNION
+    SELECT link_id, registry, repository, 'sha256:' || substr(tag, 8)
+    FROM (SELECT link_id, registry, repository, unnest(tags) AS tag FROM _ra_links WHERE tags IS NOT NULL)
+    WHERE regexp_full_match(tag, 'sha256-[0-9a-f]{64}')
+)
+SELECT k.link_id, bool_or(s.digest IS NOT NULL) AS live
+FROM linked k
+JOIN _ra_snap p ON p.registry = k.registry
+LEFT JOIN snapshot_manifests s ON s.snapshot_id = p.snapshot_id AND s.registry = k.registry
+                               AND s.repository = k.repository AND s.digest = k.subject_digest
+GROUP BY k.link_id;
+
+
 -- name: images
 -- The images policies decide about: tagged links of the latest snapshot and untagged
 -- revisions, with push time (and its source), size and whether a workload runs them.
@@ -86,13 +111,14 @@ WITH live AS (
            -- The first look at a repository cannot tell when older images were pushed: use created.
            (l.first_seen <= r.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created,
            s.as_of, coalesce(r.status, 'absent') AS repository_status, r.namespace, r.repo_order,
-           dp.digest IS NOT NULL AS deployed
+           dp.digest IS NOT NULL AS deployed, rr.link_id IS NOT NULL AS referrer
     FROM roots l
     JOIN _ra_snap s ON s.registry = l.registry
     LEFT JOIN facts m ON m.mkey = l.mkey
     LEFT JOIN _ra_repos_all r ON r.rkey = l.rkey
     LEFT JOIN _ra_deployed dp
         ON dp.registry = l.registry AND dp.repository = l.repository AND dp.digest = l.digest
+    LEFT JOIN _ra_referrer_links rr ON rr.link_id = l.link_id
 )
 SELECT link_id, registry, repository, coalesce(namespace, split_part(repository, '/', 1)) AS namespace, digest,
        mkey, rkey, tags, len(tags) > 0 AS tagged, kind, artifact_type, created, size, first_seen,
@@ -100,7 +126,7 @@ SELECT link_id, registry, repository, coalesce(namespace, split_part(repository,
        CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
        CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source,
        coalesce(created, CASE WHEN from_created THEN created ELSE first_seen END) AS created_or_pushed,
-       as_of, repository_status, repository_status = 'ok' AS eligible, deployed, repo_order
+       as_of, repository_status, repository_status = 'ok' AND NOT referrer AS eligible, deployed, repo_order, referrer
 FROM joined;
 
 
@@ -120,6 +146,17 @@ SELECT mkey, count(*) AS links FROM _ra_links GROUP BY mkey;
 CREATE OR REPLACE TEMP TABLE _ra_shared_refs AS
 SELECT blob_key AS bkey, refs, size
 FROM blob_refs WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry FROM _ra_snap);
+
+
+-- name: dangling_referrers
+-- The built-in rule's candidates for policy $policy (rule -2): referrers whose image is gone, in the
+-- repositories of the plan and the policy's scope (_ra_repos) that the latest snapshot read completely.
+INSERT INTO _ra_cand
+SELECT $policy, i.link_id, -2
+FROM _ra_images i
+JOIN _ra_referrer_links r ON r.link_id = i.link_id AND NOT r.live
+JOIN _ra_repos rp ON rp.rkey = i.rkey AND rp.in_plan AND rp.in_scope
+WHERE i.repository_status = 'ok' AND NOT i.deployed;
 
 
 -- name: candidates_table
