@@ -63,26 +63,24 @@ CREATE OR REPLACE TEMP TABLE _ra_deployed (registry VARCHAR, repository VARCHAR,
 -- name: referrer_links
 -- The built-in rule "referrers of live images are kept" (docs/supply-chain.md): every link the latest
 -- snapshot reaches as a referrer (through its cosign or fallback tag or a subject field) or that is a fallback
--- tag's index, and whether its image (subject) is still held in that repository. Such a link is no image the
--- policies rank or decide about; one whose image is gone is a candidate of the built-in rule.
+-- tag's index, per subject, and whether that subject is still held in the repository. Such a link is no image
+-- the policies rank or decide about; one whose every subject is gone is a candidate of the built-in rule.
 CREATE OR REPLACE TEMP TABLE _ra_referrer_links AS
 WITH linked AS (
-    SELECT l.link_id, l.registry, l.repository, rl.subject_digest
+    SELECT l.link_id, l.rkey, l.registry, l.repository, rl.subject_digest
     FROM _ra_links l
     JOIN _ra_snap p ON p.registry = l.registry
     JOIN referrer_links rl ON rl.snapshot_id = p.snapshot_id AND rl.registry = l.registry
                           AND rl.repository = l.repository AND rl.referrer_digest = l.digest AND rl.via <> 'api'
     UNION
-    SELECT link_id, registry, repository, 'sha256:' || substr(tag, 8)
-    FROM (SELECT link_id, registry, repository, unnest(tags) AS tag FROM _ra_links WHERE tags IS NOT NULL)
+    SELECT link_id, rkey, registry, repository, 'sha256:' || substr(tag, 8)
+    FROM (SELECT link_id, rkey, registry, repository, unnest(tags) AS tag FROM _ra_links WHERE tags IS NOT NULL)
     WHERE regexp_full_match(tag, 'sha256-[0-9a-f]{64}')
 )
-SELECT k.link_id, bool_or(s.digest IS NOT NULL) AS live
-FROM linked k
-JOIN _ra_snap p ON p.registry = k.registry
-LEFT JOIN snapshot_manifests s ON s.snapshot_id = p.snapshot_id AND s.registry = k.registry
-                               AND s.repository = k.repository AND s.digest = k.subject_digest
-GROUP BY k.link_id;
+SELECT k.link_id, k.rkey, k.subject_digest,
+       EXISTS (SELECT 1 FROM snapshot_manifests s JOIN _ra_snap p ON p.snapshot_id = s.snapshot_id
+               WHERE s.registry = k.registry AND s.repository = k.repository AND s.digest = k.subject_digest) AS live
+FROM linked k;
 
 
 -- name: images
@@ -118,7 +116,7 @@ WITH live AS (
     LEFT JOIN _ra_repos_all r ON r.rkey = l.rkey
     LEFT JOIN _ra_deployed dp
         ON dp.registry = l.registry AND dp.repository = l.repository AND dp.digest = l.digest
-    LEFT JOIN _ra_referrer_links rr ON rr.link_id = l.link_id
+    LEFT JOIN (SELECT DISTINCT link_id FROM _ra_referrer_links) rr ON rr.link_id = l.link_id
 )
 SELECT link_id, registry, repository, coalesce(namespace, split_part(repository, '/', 1)) AS namespace, digest,
        mkey, rkey, tags, len(tags) > 0 AS tagged, kind, artifact_type, created, size, first_seen,
@@ -154,7 +152,7 @@ FROM blob_refs WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry 
 INSERT INTO _ra_cand
 SELECT $policy, i.link_id, -2
 FROM _ra_images i
-JOIN _ra_referrer_links r ON r.link_id = i.link_id AND NOT r.live
+JOIN (SELECT link_id FROM _ra_referrer_links GROUP BY link_id HAVING NOT bool_or(live)) r ON r.link_id = i.link_id
 JOIN _ra_repos rp ON rp.rkey = i.rkey AND rp.in_plan AND rp.in_scope
 WHERE i.repository_status = 'ok' AND NOT i.deployed;
 
@@ -165,27 +163,18 @@ CREATE OR REPLACE TEMP TABLE _ra_cand (policy INTEGER, link_id BIGINT, rule_inde
 
 
 -- name: referrers
--- The signatures, attestations and SBOMs of each policy's candidates in the latest snapshot (found through
--- their cosign or fallback tags or their subject field: docs/supply-chain.md), and the fallback tag's index
--- listing them: they are deleted with their image. subject_id is the candidate they go with.
+-- The referrers of each policy's candidates (_ra_referrer_links: their cosign or fallback tags, their subject
+-- fields, the fallback tag's index), in the candidate's repository: they are deleted with their image.
+-- subject_id is the candidate they go with.
 CREATE OR REPLACE TEMP TABLE _ra_referrers AS
 WITH c AS (
     SELECT DISTINCT policy, link_id FROM _ra_cand
-), subjects AS (
-    SELECT c.policy, l.link_id AS subject_id, l.registry, l.repository, l.digest, l.rkey
-    FROM c JOIN _ra_links l ON l.link_id = c.link_id
-), found AS (
-    SELECT s.policy, s.subject_id, r.link_id
-    FROM subjects s
-    JOIN _ra_snap p ON p.registry = s.registry
-    JOIN referrer_links rl ON rl.snapshot_id = p.snapshot_id AND rl.registry = s.registry
-                          AND rl.repository = s.repository AND rl.subject_digest = s.digest AND rl.via <> 'api'
-    JOIN _ra_links r ON r.rkey = s.rkey AND r.digest = rl.referrer_digest
-    UNION
-    SELECT s.policy, s.subject_id, r.link_id
-    FROM subjects s JOIN _ra_links r ON r.rkey = s.rkey AND list_contains(r.tags, 'sha256-' || substr(s.digest, 8))
 )
-SELECT DISTINCT f.policy, f.subject_id, f.link_id FROM found f ANTI JOIN c ON c.policy = f.policy AND c.link_id = f.link_id;
+SELECT DISTINCT c.policy, c.link_id AS subject_id, r.link_id
+FROM c
+JOIN _ra_links s ON s.link_id = c.link_id
+JOIN _ra_referrer_links r ON r.rkey = s.rkey AND r.subject_digest = s.digest
+ANTI JOIN c AS self ON self.policy = c.policy AND self.link_id = r.link_id;
 
 
 -- name: deleted
