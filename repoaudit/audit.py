@@ -33,6 +33,7 @@ from repoaudit.model.options import (
     parse_target,
 )
 from repoaudit.model.retry import RetryPolicy
+from repoaudit.model.signatures import TrustedKey, load_key_file
 from repoaudit.sources.credentials import credential_options
 from repoaudit.sources.factory import open_source
 from repoaudit.store.database import Lease, collect_lock, connect
@@ -260,7 +261,8 @@ class Audit:
                 timeout: float | None = None, proxy: str | None = None,
                 client_options: ClientOptions | None = None, transport=None,
                 shard: str | tuple[int, int] | None = None, use_credential_store: bool = True,
-                posture: bool = True, probe_push: bool = False) -> CollectResult:
+                posture: bool = True, probe_push: bool = False,
+                verify_keys: Iterable[str | Path | TrustedKey] = ()) -> CollectResult:
         """Snapshot one registry (``https://…``/``http://…``) or OCI layout tree (``oci:PATH``).
 
         Credentials: ``username``/``password`` when given, else ``REPOAUDIT_USERNAME``/
@@ -270,6 +272,7 @@ class Audit:
         ``shard="i/n"`` collects only the repositories whose name hashes to ``i`` mod ``n``.
         ``posture`` probes the registry's anonymous access and TLS without credentials (``registry_posture``);
         ``probe_push`` adds an anonymous blob upload, cancelled at once.
+        ``verify_keys``: cosign public keys (PEM files or loaded keys) to verify signatures against, offline.
         """
         target = url if isinstance(url, Target) else parse_target(url, name)
         if client_options is None:
@@ -279,14 +282,17 @@ class Audit:
                 **({"timeout": timeout} if timeout else {}), **({"retry": retry} if retry else {}))
         options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full, shard=shard,
                                  repositories=tuple(repositories), exclude_tags=tuple(exclude_tags),
-                                 posture=posture, probe_push=probe_push)
+                                 posture=posture, probe_push=probe_push,
+                                 verify_keys=tuple(k if isinstance(k, TrustedKey) else load_key_file(k)
+                                                   for k in verify_keys))
         kw = {"transport": transport} if transport is not None and target.kind == "registry" else {}
         return self._collect_parts(target.name, [(target, client_options, options, None, kw)],
                                    progress=progress, started_at=started_at)
 
     def collect_jobs(self, jobs: Iterable[CollectJob], *, concurrency: int = 16, full: bool = False,
                      progress: bool = True, retry: RetryPolicy | None = None, posture: bool = True,
-                     probe_push: bool = False) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
+                     probe_push: bool = False, verify_keys: Iterable[TrustedKey] = ()
+                     ) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
         """Collect Flux ImageRepository / config-file jobs: one snapshot per registry.
 
         Jobs on the same registry (several ImageRepository objects, each with its own
@@ -305,7 +311,8 @@ class Audit:
             base = ClientOptions(concurrency=concurrency, **({"retry": retry} if retry else {}))
             options = CollectOptions(include=job.include, exclude=job.exclude, full=full,
                                      repositories=job.repositories, exclude_tags=job.exclusion_list,
-                                     posture=posture, probe_push=probe_push)
+                                     posture=posture, probe_push=probe_push,
+                                     verify_keys=tuple(verify_keys), trust=job.trust)
             groups.setdefault(job.registry, []).append((job.target, job.client_options(base), options, job.name, {}))
         results = [self._collect_parts(registry, parts, progress=progress, started_at=None)
                    for registry, parts in groups.items()]

@@ -52,6 +52,7 @@ from repoaudit.model.options import (
     parse_target,
 )
 from repoaudit.model.output import encode, to_csv, to_json
+from repoaudit.model.signatures import load_key_file
 
 FORMATS = click.Choice(["table", "csv", "json"])
 
@@ -369,10 +370,12 @@ def main():
               help="Write Prometheus text-format metrics (node-exporter textfile collector) to PATH, atomically.")
 @click.option("--no-posture", is_flag=True, help="Skip the anonymous access and TLS probes (docs/posture.md).")
 @click.option("--probe-push", is_flag=True, help="Also try an anonymous blob upload (cancelled at once).")
+@click.option("--verify-key", "verify_keys", multiple=True, type=click.Path(dir_okay=False), metavar="PEM",
+              help="cosign public key to verify image signatures against, offline (repeatable).")
 @fail_cleanly
 def collect(url, db, files, include, exclude, repositories, exclude_tags, concurrency, username, password_stdin,
             ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard, fmt, fail_on,
-            metrics_file, no_posture, probe_push):
+            metrics_file, no_posture, probe_push, verify_keys):
     """Snapshot a registry (https://host, http://host:port), OCI layouts (oci:PATH) or -f FILE into the database."""
     if bool(url) == bool(files):
         raise ConfigError("give a registry URL or -f FILE, not both and not neither")
@@ -380,6 +383,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         raise ConfigError("--cert and --key go together")
     check_output(metrics_file, "--metrics-file", stdout="the textfile collector reads a file; give a path")
     password = read_password(username, password_stdin)
+    trusted = tuple(load_key_file(k) for k in verify_keys)  # a bad key file fails before the database opens
     # Everything that can be wrong with the arguments is found before the database is
     # opened: a bad regex or shard must not leave a 'failed' snapshot behind.
     if files:
@@ -396,7 +400,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
             if files:
                 results = collect_jobs(audit, jobs, concurrency=concurrency, full=full,
                                        progress=not (no_progress or quiet()), posture=not no_posture,
-                                       probe_push=probe_push)
+                                       probe_push=probe_push, verify_keys=trusted)
             else:
                 results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
                                          include=include, exclude=exclude, repositories=repositories,
@@ -404,7 +408,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
                                          shard=shard, ca_file=ca_file,
                                          cert=(cert_file, key_file) if cert_file else None,
                                          insecure=insecure, timeout=timeout, proxy=proxy,
-                                         posture=not no_posture, probe_push=probe_push)]
+                                         posture=not no_posture, probe_push=probe_push, verify_keys=trusted)]
         except DatabaseLocked:
             raise  # nothing was recorded, and reading what was would wait for the lock again
         except RepoauditError as exc:

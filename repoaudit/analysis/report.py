@@ -177,6 +177,31 @@ def _counted(n: int, change: str) -> str:
     return f"{n:,} {noun} {verb}"
 
 
+def supply_section(audit) -> Section:
+    """Issue 17: signature and SBOM coverage, running images without a valid signature, dangling referrers."""
+    sec = Section("supply", "Supply chain",
+                  "Cosign signatures verified offline against the keys given to collect (--verify-key), SBOMs "
+                  "and attestations attached to images, and signatures whose image is gone. Keyless signatures "
+                  "are not verified offline (see docs/supply-chain.md).")
+    signatures = audit.query("signature_coverage")
+    sboms = audit.query("sbom_coverage")
+    unsigned = audit.query("unsigned_deployed_images")
+    dangling = audit.query("dangling_referrers")
+    if len(signatures):
+        sec.headline = (f"{int(signatures['verified'].sum())} of {int(signatures['images'].sum())} images carry a valid "
+                        f"signature, {int(sboms['with_sbom'].sum())} an SBOM; {len(unsigned)} running images without "
+                        f"a valid signature")
+    sec.tables.append(("Running images without a valid signature", unsigned[[
+        "namespace", "registry", "repository", "digest", "running_pods", "signature_status", "invalid_reasons"]]))
+    sec.tables.append(("Signature coverage by team namespace", signatures[[
+        "registry", "namespace", "images", "signed", "verified", "invalid", "verified_pct"]]))
+    sec.tables.append(("SBOM coverage by team namespace", sboms[[
+        "registry", "namespace", "images", "with_sbom", "with_provenance", "sbom_pct"]]))
+    sec.tables.append(("Dangling signatures and attestations", dangling[[
+        "registry", "repository", "subject_digest", "referrer_digest", "category", "bytes"]]))
+    return sec
+
+
 def stale_section(audit) -> Section:
     namespaces = audit.query("stale_namespaces")
     images = audit.query("stale_images")
@@ -351,7 +376,7 @@ def build_report(audit, *, since: str | None = None, policies: list[str | Path] 
     check_since(audit, since)
     sections = [inventory_section(audit), stale_section(audit),
                 retention_section(audit, [Path(p) for p in policies]),
-                risk_section(audit, since), changes_section(audit, since),
+                risk_section(audit, since), changes_section(audit, since), supply_section(audit),
                 posture_section(audit), moved_tags_section(audit), remediation_section(audit)]
     sections += [s for s in (events_section(audit),) if s is not None]
     headlines = [(s.title, s.headline) for s in sections if s.headline]

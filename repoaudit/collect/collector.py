@@ -31,6 +31,7 @@ from repoaudit.collect.posture import PROBE_TIMEOUT, probe_layout
 from repoaudit.collect.posture import probe as probe_posture
 from repoaudit.collect.posture import record as record_posture
 from repoaudit.collect.progress import NullProgress, Progress
+from repoaudit.collect.referrers import SupplyChain
 from repoaudit.collect.selection import select_repositories, select_shard
 from repoaudit.collect.storage import write_storage_facts
 from repoaudit.errors import (
@@ -155,8 +156,9 @@ class _Flights:
 
 class Collector:
     def __init__(self, registry: str, writer: SnapshotWriter, routes: dict[str, Route], *, full: bool = False,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, supply: SupplyChain | None = None):
         self.registry = registry
+        self.supply = supply or SupplyChain(writer.con, registry, writer.snapshot_id)
         self.writer = writer
         self.routes = routes
         self.full = full
@@ -253,6 +255,7 @@ class Collector:
         if invalid:
             first_error = f"{len(invalid)} invalid tag(s) in the tag list, first {printable(invalid[0])}"
         ok = 0
+        tagged = []
         for tag, result in zip(tags, results):
             if isinstance(result, BaseException):
                 if not isinstance(result, RepoauditError):
@@ -261,10 +264,12 @@ class Collector:
                 first_error = first_error or str(result)
                 continue
             ok += 1
+            tagged.append((tag, result))
             self.writer.add("tags", (snap, self.registry, repository, tag, result))
         self.tag_count += ok
         self.samples[repository] = min((t for t, r in zip(tags, results) if not isinstance(r, BaseException)),
                                        default=None)
+        await self.supply.repository(source, repository, tagged, self._ensure, self._error)
         if first_error and ok == 0 and (tags or invalid):
             self.failed_repositories += 1
             status = "failed"
@@ -326,12 +331,14 @@ class Collector:
             if self.incremental or source.kind == "registry-storage":
                 digest = await source.head_manifest(repository, tag)
                 if digest:
+                    self.supply.tag_seen(tag, digest)
                     # By digest, so tags racing for the same new manifest share one GET.
                     await self._ensure(repository, digest)
                     return digest
                 fetched = await source.get_manifest(repository, tag)
             else:
                 fetched = await source.get_manifest(repository, tag)
+            self.supply.tag_seen(tag, fetched.digest)
             await self._ensure(repository, fetched.digest, fetched)
             return fetched.digest
         finally:
@@ -392,6 +399,7 @@ class Collector:
 
     def _write_manifest(self, m: Manifest, cfg: ImageConfig | None) -> None:
         self.new_manifests += 1
+        self.supply.stored(m)
         config_size = m.config.size if m.config else None
         sizes = [l.size for l in m.layers]
         layers_size = sum(s for s in sizes if s is not None) if m.layers else (0 if m.kind == "image" else None)
@@ -507,8 +515,12 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
             total.update(src.requests)
         return dict(total)
 
-    collector = Collector(registry, writer, {}, full=first.full, progress=progress)
+    keys = tuple(dict.fromkeys(k for p in parts for k in p.options.verify_keys))
+    trust = tuple(dict.fromkeys(r for p in parts for r in p.options.trust))
+    supply = SupplyChain(con, registry, writer.snapshot_id, keys, trust)
+    collector = Collector(registry, writer, {}, full=first.full, progress=progress, supply=supply)
     writer.before_commit.append(lambda c: finalize_indexes(c, registry, writer.snapshot_id))
+    writer.before_commit.append(supply.commit)
     writer.begin()
     writer.pause()  # until commit every row goes to the stage: the database's lock is free meanwhile
     try:

@@ -8,13 +8,13 @@ is a digest and a size.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
+from repoaudit.demo import supply
 from repoaudit.demo.tables import (
     BASES,
     KINDS,
@@ -248,10 +248,7 @@ def signature_artifact(ctx: Context, repo: str, target: Artifact) -> tuple[str, 
                                   "image": {"docker-manifest-digest": target.digest},
                                   "type": "cosign container image signature"},
                      "optional": None})
-    # Shaped like a DER ECDSA-P256 signature; nobody can verify it anyway.
-    r = hashlib.sha256(b"r" + payload + str(ctx.seed).encode()).digest()
-    s = hashlib.sha256(b"s" + payload + str(ctx.seed).encode()).digest()
-    signature = base64.b64encode(b"\x30\x45\x02\x20" + r + b"\x02\x21\x00" + s).decode()
+    signature = supply.sign(payload, target.digest)  # the demo key (deterministic Ed25519), now and then a rogue one
     # cosign builds on an empty image: zero timestamps, empty os/architecture.
     config = dump({"architecture": "", "created": "0001-01-01T00:00:00Z",
                     "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",

@@ -16,6 +16,7 @@ from repoaudit.demo.estate import EPOCHS, generate_estate
 from repoaudit.demo.estate import REGISTRY as DEMO_REGISTRY
 from repoaudit.demo.posture import posture_lines, repush_release_tag
 from repoaudit.demo.scans import write_demo_scans
+from repoaudit.demo.supply import add_supply_artifacts, echo_supply_chain, trusted_key
 from repoaudit.model.formatting import human_bytes
 from repoaudit.retention.whatif import default_policies_dir, demo_whatif, whatif_table
 
@@ -36,8 +37,10 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
             summary = generate_estate(estate, epoch=epoch, as_of=as_of)
             if epoch == EPOCHS - 2:  # a release tag re-pushed for one epoch (demo/posture.py)
                 repush_release_tag(estate)
+            if epoch == EPOCHS - 1:
+                add_supply_artifacts(estate)  # SBOMs and copied signatures (demo/supply.py)
             result = audit.collect(f"oci:{estate}", name=DEMO_REGISTRY, started_at=summary.snapshot_time,
-                                   progress=progress)
+                                   progress=progress, verify_keys=[trusted_key()])
             echo(f"epoch {epoch} ({summary.snapshot_time:%Y-%m-%d}): snapshot {result.snapshot_id} {result.status}, "
                  f"{result.repositories} repositories, {result.tags} tags, {result.new_manifests} new manifests")
         # Scanner reports and a pod listing for the latest snapshot, as a cluster would provide them.
@@ -57,6 +60,7 @@ def run_demo(directory: str | Path = "data/demo", db: str | Path | None = None, 
         echo("largest repositories by unique bytes:")
         for row in repos.head(5).itertuples():
             echo(f"  {row.repository:<32} {row.tags:>4} tags {row.images:>4} images {human_bytes(row.unique_bytes):>10}")
+        echo_supply_chain(audit, echo)
         echo("")
         echo("retention what-if of the example policies in data/policies (reclaimable = what GC really frees):")
         echo(whatif_table(demo_whatif(audit)))

@@ -1,8 +1,10 @@
 """The repoaudit config file: a ``registries:`` list, each entry a collect job with its own
-selection, credentials (docker-config, environment, secret-file, none), TLS and timeout."""
+selection, credentials (docker-config, environment, secret-file, none), TLS and timeout; and an optional
+``trust:`` list of cosign public keys, each for the repositories matching its globs."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +20,7 @@ from repoaudit.jobs.job import (
 )
 from repoaudit.model.options import parse_target
 from repoaudit.model.reference import parse_reference
+from repoaudit.model.signatures import TrustRule, load_key_file
 from repoaudit.sources.credentials import (
     ANONYMOUS,
     Credentials,
@@ -45,9 +48,10 @@ def load_config(path: Path | str, *, env: Mapping[str, str] = os.environ) -> lis
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ConfigError(f"{path}: expected one YAML mapping with a 'registries' list")
     top = docs[0]
-    unknown = sorted(set(top) - {"registries"})
+    unknown = sorted(set(top) - {"registries", "trust"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (expected 'registries')")
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (expected 'registries', 'trust')")
+    trust = _trust(path, top.get("trust"))
     entries = top.get("registries")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: 'registries' must be a non-empty list")
@@ -59,8 +63,34 @@ def load_config(path: Path | str, *, env: Mapping[str, str] = os.environ) -> lis
             raise ConfigError(f"{path}: registries[{index}]: name {job.name!r} is used twice "
                               f"(give each entry its own 'name')")
         names.add(job.name)
-        jobs.append(job)
+        jobs.append(dataclasses.replace(job, trust=trust))
     return jobs
+
+
+def _trust(path: Path, spec: Any) -> tuple[TrustRule, ...]:
+    """``trust:``: a list of ``{key: PEM file (relative to the config file), repositories: [GLOB, ...]}``;
+    without ``repositories`` a key is trusted for every repository."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, list):
+        raise ConfigError(f"{path}: 'trust' must be a list of {{key, repositories}} entries")
+    rules = []
+    for index, entry in enumerate(spec):
+        where = f"{path}: trust[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping with 'key' and 'repositories'")
+        unknown = sorted(set(entry) - {"key", "repositories"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (expected 'key', 'repositories')")
+        if not isinstance(entry.get("key"), str) or not entry["key"].strip():
+            raise ConfigError(f"{where}: 'key' must name a PEM public key file")
+        globs = entry.get("repositories", ["*"])
+        if isinstance(globs, str) or not isinstance(globs, list) or not globs \
+                or not all(isinstance(g, str) and g.strip() for g in globs):
+            raise ConfigError(f"{where}: 'repositories' must be a non-empty list of globs")
+        key_path = (path.parent / entry["key"]).expanduser()
+        rules.append(TrustRule(tuple(globs), load_key_file(key_path)))
+    return tuple(rules)
 
 
 def _config_job(path: Path, index: int, entry: Any, env: Mapping[str, str]) -> CollectJob:

@@ -89,6 +89,7 @@ from repoaudit.errors import ConfigError
 from repoaudit.loader import load_documents
 from repoaudit.model.options import ClientOptions, Target, parse_target
 from repoaudit.model.regex import compile_go, matches_any
+from repoaudit.model.signatures import TrustRule
 from repoaudit.sources.credentials import ANONYMOUS, Credentials
 
 __all__ = [
@@ -140,6 +141,7 @@ class CollectJob:
     unsupported_reason: str | None = None
     notes: tuple[str, ...] = ()
     origin: str = ""  # "FILE:LINE" of the definition, for messages
+    trust: tuple[TrustRule, ...] = ()  # the config file's trust: block, cosign keys per repository glob
 
     @property
     def target(self) -> Target:

@@ -303,3 +303,11 @@ def tag_list_page(doc: Any, what: str) -> list[str]:
     page = _names_page(doc, "tags", what)
     _string(doc, "name", what)
     return page
+
+
+def referrers_page(doc: Any, what: str) -> dict:
+    """A ``/v2/<name>/referrers/<digest>`` page: an OCI image index whose ``manifests`` are descriptors."""
+    if not isinstance(doc, dict):
+        raise _fail(what, "", "a JSON object", doc)
+    _descriptors(doc.get("manifests"), what, "manifests")
+    return doc

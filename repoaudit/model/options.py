@@ -13,6 +13,7 @@ from repoaudit.errors import ConfigError
 from repoaudit.model.glob import compile_glob
 from repoaudit.model.regex import compile_go
 from repoaudit.model.retry import RetryPolicy
+from repoaudit.model.signatures import TrustedKey, TrustRule
 
 DEFAULT_DB = "repoaudit.duckdb"
 
@@ -121,6 +122,8 @@ class CollectOptions:
     shard: tuple[int, int] | None = None  # (i, n): only repositories whose name hashes to i mod n
     posture: bool = True  # probe the registry's anonymous access and TLS (collect.posture)
     probe_push: bool = False  # and try an anonymous blob upload, cancelled at once
+    verify_keys: tuple[TrustedKey, ...] = ()  # cosign public keys signatures are verified against, offline
+    trust: tuple[TrustRule, ...] = ()  # keys for the repositories matching globs (the config file's trust:)
 
     def __post_init__(self):
         # Checked here, when the options are built: the collector compiles the regexes only

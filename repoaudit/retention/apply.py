@@ -185,6 +185,25 @@ async def _apply_repository(source: Source, registry: str, repository: str, cand
 
     _raise_first(await asyncio.gather(*(child(d, h) for d, h in sorted(parents.items())), return_exceptions=True))
 
+    async def referrer(digest: str, subject: str) -> None:
+        # Signatures, attestations, SBOMs and the fallback index go once their image is gone; a tag that does
+        # not name that image (someone tagged the signature on purpose) keeps it.
+        now = live.get(digest, set())
+        other = sorted(t for t in now if t != f"sha256-{subject[7:]}" and not t.startswith(f"sha256-{subject[7:]}."))
+        if done.get(subject) not in gone:
+            outcome, reason = "skipped", f"its image {subject} was not deleted"
+        elif other:
+            outcome, reason = "skipped", f"tagged now ({fmt_tags(other)})"
+        elif not yes:
+            outcome, reason = "would delete", None
+        else:
+            outcome, reason = await _delete(source, registry, repository, digest)
+        row(digest, "referrer", (), now, outcome, reason)
+
+    referrers = {d: cand["digest"] for cand in cands for d in cand.get("referrers") or []}
+    _raise_first(await asyncio.gather(*(referrer(d, s) for d, s in sorted(referrers.items())),
+                                      return_exceptions=True))
+
 
 def _record(con: duckdb.DuckDBPyConnection, rows: list[dict], context: dict) -> None:
     if not rows:

@@ -47,8 +47,12 @@ Byte accounting (as CNCF Distribution's ``garbage-collect`` frees them)
     per manifest: a manifest is gone when all its links are deleted, and a blob is
     freed when every row of ``manifest_blobs`` naming it belongs to a gone manifest.
 
-``apply`` (:mod:`repoaudit.retention.apply`) deletes the candidates *and* the index children
-that die with them, so a plain ``garbage-collect`` (without ``--delete-untagged``)
+Referrers (signatures, attestations, SBOMs and the fallback tag's index: docs/supply-chain.md) are no
+images the policies rank or decide about: a candidate's referrers are deleted with it, and those whose
+image is gone are candidates of a built-in rule (rule index -2).
+
+``apply`` (:mod:`repoaudit.retention.apply`) deletes the candidates, the index children
+that die with them and their referrers, so a plain ``garbage-collect`` (without ``--delete-untagged``)
 frees exactly ``reclaimable_bytes``.
 
 Where things are
@@ -84,7 +88,8 @@ SQL = statements(__package__, "engine.sql")
 _TEMP_TABLES = ("_ra_snap", "_ra_children", "_ra_links", "_ra_repos_all", "_ra_deployed", "_ra_tag_push",
                 "_ra_images",
                 "_ra_mlinks", "_ra_shared_refs", "_ra_cand", "_ra_deleted", "_ra_gone", "_ra_gone_blobs",
-                "_ra_freed", "_ra_freed_links", "_ra_policy_names", "_ra_rule_labels")
+                "_ra_freed", "_ra_freed_links", "_ra_policy_names", "_ra_rule_labels", "_ra_referrers",
+                "_ra_referrer_links")
 
 
 def _snapshots(con: duckdb.DuckDBPyConnection, registry: str | None, as_of: datetime | None) -> pd.DataFrame:
@@ -108,7 +113,7 @@ def _build_links(con: duckdb.DuckDBPyConnection, deployed_view: bool, tag_pushes
     their tags' pushes (Harbor), which reads every sighting of the current tags.
     """
     for step in ("links", "children", "repositories", "deployed" if deployed_view else "no_deployed",
-                 "tag_pushes" if tag_pushes else "no_tag_pushes", "images",
+                 "tag_pushes" if tag_pushes else "no_tag_pushes", "referrer_links", "images",
                  "manifest_links", "shared_refs"):
         con.execute(SQL[step])
 
@@ -176,6 +181,7 @@ def _evaluate(con: duckdb.DuckDBPyConnection, policies: list[Policy], include: S
         con.register("_ra_repos", repos)
         try:
             con.execute(f"INSERT INTO _ra_cand SELECT {index}, * FROM ({sql})", params.values)
+            con.execute(SQL["dangling_referrers"], {"policy": index})
         except duckdb.Error as exc:
             raise PolicyError(f"{policy.source or policy.name}: cannot be evaluated: {first_line(exc)}") \
                 from None
@@ -185,7 +191,7 @@ def _evaluate(con: duckdb.DuckDBPyConnection, policies: list[Policy], include: S
 
 def _account(con: duckdb.DuckDBPyConnection) -> None:
     """Deleted links, gone manifests and freed blobs for every policy at once (see the module docstring)."""
-    for step in ("deleted", "gone", "gone_blobs", "freed", "freed_links"):
+    for step in ("referrers", "deleted", "gone", "gone_blobs", "freed", "freed_links"):
         con.execute(SQL[step])
 
 
@@ -245,6 +251,7 @@ def plan_retention(con: duckdb.DuckDBPyConnection, policies: Iterable[Any], *, r
 
     labels = [(i, -1, "not kept by any rule") for i in range(len(loaded))]
     labels += [(i, j, rule.describe()) for i, p in enumerate(loaded) for j, rule in enumerate(p.rules)]
+    labels += [(i, -2, "referrer of an image no longer held (built-in)") for i in range(len(loaded))]
     small = {"_ra_snap": snaps,
              "_ra_policy_names": pd.DataFrame({"policy": range(len(loaded)), "name": names,
                                                "tag_push": [p.push_time == "last_push" for p in loaded]}),

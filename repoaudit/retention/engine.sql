@@ -99,6 +99,29 @@ GROUP BY l.link_id;
 CREATE OR REPLACE TEMP TABLE _ra_tag_push (link_id BIGINT, tag_pushed_at TIMESTAMP);
 
 
+-- name: referrer_links
+-- The built-in rule "referrers of live images are kept" (docs/supply-chain.md): every link the latest
+-- snapshot reaches as a referrer (through its cosign or fallback tag or a subject field) or that is a fallback
+-- tag's index, per subject, and whether that subject is still held in the repository. Such a link is no image
+-- the policies rank or decide about; one whose every subject is gone is a candidate of the built-in rule.
+CREATE OR REPLACE TEMP TABLE _ra_referrer_links AS
+WITH linked AS (
+    SELECT l.link_id, l.rkey, l.registry, l.repository, rl.subject_digest
+    FROM _ra_links l
+    JOIN _ra_snap p ON p.registry = l.registry
+    JOIN referrer_links rl ON rl.snapshot_id = p.snapshot_id AND rl.registry = l.registry
+                          AND rl.repository = l.repository AND rl.referrer_digest = l.digest AND rl.via <> 'api'
+    UNION
+    SELECT link_id, rkey, registry, repository, 'sha256:' || substr(tag, 8)
+    FROM (SELECT link_id, rkey, registry, repository, unnest(tags) AS tag FROM _ra_links WHERE tags IS NOT NULL)
+    WHERE regexp_full_match(tag, 'sha256-[0-9a-f]{64}')
+)
+SELECT k.link_id, k.rkey, k.subject_digest,
+       EXISTS (SELECT 1 FROM snapshot_manifests s JOIN _ra_snap p ON p.snapshot_id = s.snapshot_id
+               WHERE s.registry = k.registry AND s.repository = k.repository AND s.digest = k.subject_digest) AS live
+FROM linked k;
+
+
 -- name: images
 -- The images policies decide about: tagged links of the latest snapshot and untagged
 -- revisions, with push time (and its source), size and whether a workload runs them.
@@ -127,7 +150,7 @@ WITH live AS (
            -- The first look at a repository cannot tell when older images were pushed: use created.
            (l.first_seen <= r.first_look AND m.created IS NOT NULL AND m.created <= l.first_seen) AS from_created,
            s.as_of, coalesce(r.status, 'absent') AS repository_status, r.namespace, r.repo_order,
-           dp.digest IS NOT NULL AS deployed, tp.tag_pushed_at
+           dp.digest IS NOT NULL AS deployed, tp.tag_pushed_at, rr.link_id IS NOT NULL AS referrer
     FROM roots l
     JOIN _ra_snap s ON s.registry = l.registry
     LEFT JOIN facts m ON m.mkey = l.mkey
@@ -135,6 +158,7 @@ WITH live AS (
     LEFT JOIN _ra_deployed dp
         ON dp.registry = l.registry AND dp.repository = l.repository AND dp.digest = l.digest
     LEFT JOIN _ra_tag_push tp ON tp.link_id = l.link_id
+    LEFT JOIN (SELECT DISTINCT link_id FROM _ra_referrer_links) rr ON rr.link_id = l.link_id
 ), dated AS (
     SELECT *, CASE WHEN from_created THEN created ELSE first_seen END AS pushed_at,
            CASE WHEN from_created THEN 'created' ELSE 'first_seen' END AS pushed_source
@@ -147,7 +171,8 @@ SELECT link_id, registry, repository, coalesce(namespace, split_part(repository,
        CASE WHEN tag_pushed_at > pushed_at THEN tag_pushed_at ELSE pushed_at END AS last_pushed_at,
        CASE WHEN tag_pushed_at > pushed_at THEN 'tag_first_seen' ELSE pushed_source END AS last_pushed_source,
        coalesce(created, pushed_at) AS created_or_pushed,
-       as_of, repository_status, repository_status = 'ok' AS eligible, deployed, repo_order
+       as_of, repository_status, repository_status = 'ok' AND NOT referrer AS eligible, deployed, repo_order,
+       referrer
 FROM dated;
 
 
@@ -169,13 +194,39 @@ SELECT blob_key AS bkey, refs, size
 FROM blob_refs WHERE lo_manifest < hi_manifest AND registry IN (SELECT registry FROM _ra_snap);
 
 
+-- name: dangling_referrers
+-- The built-in rule's candidates for policy $policy (rule -2): referrers whose image is gone, in the
+-- repositories of the plan and the policy's scope (_ra_repos) that the latest snapshot read completely.
+INSERT INTO _ra_cand
+SELECT $policy, i.link_id, -2
+FROM _ra_images i
+JOIN (SELECT link_id FROM _ra_referrer_links GROUP BY link_id HAVING NOT bool_or(live)) r ON r.link_id = i.link_id
+JOIN _ra_repos rp ON rp.rkey = i.rkey AND rp.in_plan AND rp.in_scope
+WHERE i.repository_status = 'ok' AND NOT i.deployed;
+
+
 -- name: candidates_table
 -- The candidates of every policy: compiler.py's query of each policy inserts its rows.
 CREATE OR REPLACE TEMP TABLE _ra_cand (policy INTEGER, link_id BIGINT, rule_index INTEGER);
 
 
+-- name: referrers
+-- The referrers of each policy's candidates (_ra_referrer_links: their cosign or fallback tags, their subject
+-- fields, the fallback tag's index), in the candidate's repository: they are deleted with their image.
+-- subject_id is the candidate they go with.
+CREATE OR REPLACE TEMP TABLE _ra_referrers AS
+WITH c AS (
+    SELECT DISTINCT policy, link_id FROM _ra_cand
+)
+SELECT DISTINCT c.policy, c.link_id AS subject_id, r.link_id
+FROM c
+JOIN _ra_links s ON s.link_id = c.link_id
+JOIN _ra_referrer_links r ON r.rkey = s.rkey AND r.subject_digest = s.digest
+ANTI JOIN c AS self ON self.policy = c.policy AND self.link_id = r.link_id;
+
+
 -- name: deleted
--- The links each policy deletes: its candidates and the index children that die with them.
+-- The links each policy deletes: its candidates, the index children that die with them, and their referrers.
 CREATE OR REPLACE TEMP TABLE _ra_deleted AS
 WITH c AS (
     SELECT DISTINCT policy, link_id FROM _ra_cand
@@ -194,6 +245,9 @@ WITH c AS (
     UNION ALL
     -- A child that is an image of its own (tagged, or an untagged revision) is decided by the policy, not here.
     SELECT f.policy, f.link_id, 'index child' AS role FROM free_kids f ANTI JOIN _ra_images i ON i.link_id = f.link_id
+    UNION ALL
+    SELECT DISTINCT r.policy, r.link_id, 'referrer' FROM _ra_referrers r
+    ANTI JOIN free_kids f ON f.policy = r.policy AND f.link_id = r.link_id
 )
 SELECT d.policy, d.link_id, d.role, l.mkey, l.rkey
 FROM deleted d JOIN _ra_links l ON l.link_id = d.link_id;
@@ -293,6 +347,8 @@ WITH units AS (
     JOIN _ra_children p ON p.child_id = d.link_id
     SEMI JOIN _ra_cand c ON c.policy = d.policy AND c.link_id = p.parent_id
     WHERE d.role = 'index child'
+    UNION ALL
+    SELECT policy, subject_id, link_id FROM _ra_referrers
 ), unit_freed AS (
     SELECT DISTINCT u.policy, u.unit, fl.bkey, fl.size
     FROM units u JOIN _ra_freed_links fl ON fl.policy = u.policy AND fl.link_id = u.link_id
@@ -306,7 +362,12 @@ WITH units AS (
 ), kids AS (
     SELECT u.policy, u.unit, list(l.digest ORDER BY l.digest) AS children
     FROM units u JOIN _ra_links l ON l.link_id = u.link_id
-    WHERE u.link_id <> u.unit GROUP BY ALL
+    WHERE u.link_id <> u.unit
+      AND NOT EXISTS (SELECT 1 FROM _ra_referrers r WHERE r.policy = u.policy AND r.link_id = u.link_id)
+    GROUP BY ALL
+), refs AS (
+    SELECT r.policy, r.subject_id AS unit, list(DISTINCT l.digest ORDER BY l.digest) AS referrers
+    FROM _ra_referrers r JOIN _ra_links l ON l.link_id = r.link_id GROUP BY ALL
 )
 SELECT pn.name AS policy, i.registry, i.repository, i.namespace, i.digest, i.tags, NOT i.tagged AS untagged,
        i.kind, i.artifact_type, i.size, coalesce(a.alone_bytes, 0) AS reclaimable_alone_bytes,
@@ -314,13 +375,14 @@ SELECT pn.name AS policy, i.registry, i.repository, i.namespace, i.digest, i.tag
        i.created, CASE WHEN pn.tag_push THEN i.last_pushed_at ELSE i.pushed_at END AS pushed_at,
        CASE WHEN pn.tag_push THEN i.last_pushed_source ELSE i.pushed_source END AS pushed_source,
        i.last_tagged, i.deployed, rl.label AS rule,
-       coalesce(k.children, []::VARCHAR[]) AS children
+       coalesce(k.children, []::VARCHAR[]) AS children, coalesce(rf.referrers, []::VARCHAR[]) AS referrers
 FROM _ra_cand c
 JOIN _ra_policy_names pn ON pn.policy = c.policy
 JOIN _ra_rule_labels rl ON rl.policy = c.policy AND rl.rule_index = coalesce(c.rule_index, -1)
 JOIN _ra_images i ON i.link_id = c.link_id
 LEFT JOIN alone a ON a.policy = c.policy AND a.unit = c.link_id
 LEFT JOIN kids k ON k.policy = c.policy AND k.unit = c.link_id
+LEFT JOIN refs rf ON rf.policy = c.policy AND rf.unit = c.link_id
 ORDER BY c.policy, i.repo_order, CASE WHEN pn.tag_push THEN i.last_pushed_at ELSE i.pushed_at END, i.digest;
 
 

@@ -174,7 +174,7 @@ def _check_shape(chosen: dict, where: str) -> list[dict]:
         problem = _digest_problem(cand["digest"])
         if problem:
             raise PlanVerificationError(f"{where}: {label}: digest {cand['digest']!r} refused: {problem}")
-        for key in ("tags", "children"):
+        for key in ("tags", "children", "referrers"):
             value = cand.get(key, [])
             if value is None:
                 value = cand[key] = []
@@ -187,7 +187,11 @@ def _check_shape(chosen: dict, where: str) -> list[dict]:
             problem = _digest_problem(child)
             if problem:
                 raise PlanVerificationError(f"{where}: {label}: index child {child!r} refused: {problem}")
-        for ref in [cand["digest"], *cand["children"]]:
+        for ref in cand["referrers"]:
+            problem = _digest_problem(ref)
+            if problem:
+                raise PlanVerificationError(f"{where}: {label}: referrer {ref!r} refused: {problem}")
+        for ref in [cand["digest"], *cand["children"], *cand["referrers"]]:
             if not _unchanged_by_httpx(f"/v2/{cand['repository']}/manifests/{ref}"):
                 raise PlanVerificationError(f"{where}: {label}: the request URL for {ref!r} would be rewritten")
     return cands
@@ -294,6 +298,7 @@ def _check_selected(con: duckdb.DuckDBPyConnection, where: str, policy: Policy, 
     except (PolicyError, ConfigError) as exc:
         raise PlanVerificationError(f"{where}: policy {policy.name} cannot be evaluated again: {exc}") from None
     derived = {(r, d): set(ch) for r, d, ch in zip(again["repository"], again["digest"], again["children"])}
+    referrers = {(r, d): set(rf) for r, d, rf in zip(again["repository"], again["digest"], again["referrers"])}
     on = f"snapshot {latest} of {registry}" + ("" if latest == target.snapshot_id else
                                                  f" (newer than the plan's snapshot {target.snapshot_id})")
     for i, cand in cands:
@@ -307,6 +312,10 @@ def _check_selected(con: duckdb.DuckDBPyConnection, where: str, policy: Policy, 
         if extra:
             raise PlanVerificationError(f"{where}: {_fmt_candidate(i, cand)}: index child {_short(extra[0])} does "
                                         f"not die with it on {on}")
+        extra = sorted(set(cand["referrers"]) - referrers[key])
+        if extra:
+            raise PlanVerificationError(f"{where}: {_fmt_candidate(i, cand)}: {_short(extra[0])} is not a "
+                                        f"referrer of it on {on}")
 
 
 def verify_plan(con: duckdb.DuckDBPyConnection, plan: "str | Path | dict", *, policy: str | None = None,

@@ -46,17 +46,20 @@ from repoaudit.errors import (
     one_line,
 )
 from repoaudit.model.documents import (
+    OCI_INDEX,
     catalog_page,
     check_digest,
     is_valid_repository,
     is_valid_tag,
     load_json,
     printable,
+    referrers_page,
     tag_list_page,
 )
 from repoaudit.model.limits import _MAX_ERROR_BODY, Limits
 from repoaudit.model.manifest import (
     ACCEPT,
+    Descriptor,
     FetchedManifest,
     sha256_digest,
     verify_digest,
@@ -619,6 +622,53 @@ class RegistryClient:
                                       repository=repository, max_body=max_size or self.limits.config_body,
                                       parse=parse)
         return body
+
+    async def list_referrers(self, repository: str, digest: str, artifact_type: str | None = None
+                             ) -> list[Descriptor] | None:
+        """The OCI 1.1 referrers of ``digest`` (``GET /v2/<name>/referrers/<digest>``), every page of them.
+
+        ``None`` when the registry has no referrers API (it answers 404, as Distribution 2.8 does; the
+        spec requires 200 with an empty index for a subject that has none). A registry that ignored the
+        ``artifactType`` filter (no ``OCI-Filters-Applied: artifactType``) is filtered here instead.
+        """
+        path = f"/v2/{self._name(repository)}/referrers/{check_digest(digest, 'referrers subject', '')}"
+        url: httpx.URL | str = path
+        params: dict | None = {"artifactType": artifact_type} if artifact_type else None
+        found: list[Descriptor] = []
+        seen: set[str] = set()
+
+        def parse(response: httpx.Response, body: bytes) -> list[Descriptor] | None:
+            if response.status_code == 404:
+                return None
+            where = f"referrers {response.request.url.path}"
+            try:
+                doc = referrers_page(load_json(body, where), where)
+            except InvalidDocument as exc:
+                raise InvalidDocument(str(exc), registry=self.name, repository=repository) from None
+            return [Descriptor(d.get("mediaType"), d["digest"], d.get("size"), None, d.get("annotations"),
+                               d.get("artifactType")) for d in doc["manifests"]]
+
+        while url is not None:
+            if len(seen) >= self.limits.max_pages:
+                raise PaginationError(f"referrers of {digest} have more than {self.limits.max_pages:,} pages; "
+                                      f"stopped", registry=self.name, repository=repository)
+            seen.add(str(self._http.build_request("GET", url, params=params).url))
+            response, page = await self._request("GET", url, what="referrers", repository=repository,
+                                                 params=params, headers={"Accept": OCI_INDEX}, ok_statuses=(404,),
+                                                 max_body=self.limits.page_body, parse=parse)
+            if page is None:
+                return None
+            applied = {f.strip() for f in response.headers.get("oci-filters-applied", "").split(",")}
+            if artifact_type and "artifactType" not in applied:
+                page = [d for d in page if d.artifact_type == artifact_type]
+            found.extend(page)
+            params = None  # the link carries the query
+            url = next_link(response)
+            if url is not None and (not _same_origin(url, response.request.url) or str(url) in seen):
+                raise PaginationError(f"referrers {path}: Link rel=next leaves the listing or repeats a page "
+                                      f"({printable(str(url), 80)}); stopped", registry=self.name,
+                                      repository=repository)
+        return found
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
         checked = self._reference(repository, digest)

@@ -112,8 +112,11 @@ def _attach(con: duckdb.DuckDBPyConnection, paths: list[str]) -> list[str]:
     return aliases
 
 
+# The supply-chain tables (docs/supply-chain.md): referrer facts and verdicts are stored once, links per snapshot.
+SUPPLY_TABLES = ("referrers", "referrer_links", "signature_verifications")
+
 # The tables merge reads from an input, each seen as the temporary view _merge_in_<table>.
-_INPUT_TABLES = ("snapshots", *COLUMNS)
+_INPUT_TABLES = ("snapshots", *COLUMNS, *SUPPLY_TABLES)
 
 
 def _read(con: duckdb.DuckDBPyConnection, alias: str) -> set[str]:
@@ -214,6 +217,10 @@ def _copy_part(con: duckdb.DuckDBPyConnection, registry: str, part: _Part, snaps
         cols = ", ".join(COLUMNS[table])
         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _merge_in_{table} "
                     f"WHERE registry = $registry AND {key} IN (SELECT digest FROM _merge_new)", {"registry": registry})
+    if set(SUPPLY_TABLES) <= present:
+        con.execute(SQL["supply_referrers"], {"registry": registry})
+        con.execute(SQL["supply_links"], {"new": snapshot_id, "old": old, "registry": registry})
+        con.execute(SQL["supply_verifications"], {"registry": registry})
     count = con.execute("SELECT count(*) FROM _merge_new").fetchone()[0]
     con.execute(SQL["new_manifests_done"])
     return count

@@ -39,3 +39,25 @@ WHERE m.registry = $registry
 
 -- name: new_manifests_done
 DROP TABLE _merge_new;
+
+-- name: supply_referrers
+-- A shard's referrer facts the merged database lacks (stored once per digest, like manifests).
+INSERT INTO referrers
+SELECT * FROM _merge_in_referrers
+WHERE registry = $registry AND digest NOT IN (SELECT digest FROM referrers WHERE registry = $registry);
+
+-- name: supply_links
+-- The shard snapshot's referrer links, under the merged snapshot.
+INSERT INTO referrer_links (snapshot_id, registry, repository, subject_digest, referrer_digest, via)
+SELECT $new, registry, repository, subject_digest, referrer_digest, via
+FROM _merge_in_referrer_links WHERE snapshot_id = $old AND registry = $registry;
+
+-- name: supply_verifications
+-- The shard's signature verdicts the merged database lacks (one per signature, subject, layer and key).
+INSERT INTO signature_verifications
+SELECT v.* FROM _merge_in_signature_verifications v
+WHERE v.registry = $registry
+  AND NOT EXISTS (SELECT 1 FROM signature_verifications s
+                  WHERE s.registry = v.registry AND s.signature_digest = v.signature_digest
+                    AND s.subject_digest = v.subject_digest AND s.position = v.position
+                    AND s.key_fingerprint IS NOT DISTINCT FROM v.key_fingerprint);

@@ -605,3 +605,75 @@ SELECT f.registry, f.repository, split_part(f.repository, '/', 1) AS namespace, 
 FROM found f
 LEFT JOIN fixers x ON x.registry IS NOT DISTINCT FROM f.registry AND x.repository = f.repository
                   AND x.vulnerability_id = f.vulnerability_id AND x.pkg_name IS NOT DISTINCT FROM f.pkg_name;
+
+-- ==== issue 17: supply chain ====
+-- Signatures, attestations and SBOMs attached to images (docs/supply-chain.md). The referrer links of each
+-- snapshot, one row per subject and referrer however many ways it was found (via: the first of them), with
+-- what the referrer is and the bytes of its manifest, config and layers.
+CREATE OR REPLACE VIEW referrer_facts AS
+WITH links AS (
+    SELECT snapshot_id, registry, repository, subject_digest, referrer_digest, min(via) AS via
+    FROM referrer_links GROUP BY ALL
+)
+SELECT l.snapshot_id, l.registry, l.repository, l.subject_digest, l.referrer_digest, l.via,
+       coalesce(r.category, 'other') AS category, r.scheme, r.predicate_type, r.predicate,
+       coalesce(r.artifact_type, m.artifact_type) AS artifact_type, m.media_type, r.layer_media_types,
+       r.annotations, r.created,
+       coalesce(m.manifest_size, 0) + coalesce(m.config_size, 0) + coalesce(m.layers_size, 0) AS bytes
+FROM links l
+LEFT JOIN (SELECT registry, digest, any_value(COLUMNS(* EXCLUDE (registry, digest))) FROM referrers GROUP BY ALL) r
+       ON r.registry = l.registry AND r.digest = l.referrer_digest
+LEFT JOIN manifests m ON m.registry = l.registry AND m.digest = l.referrer_digest;
+
+-- Per snapshot, repository and image (an image or index manifest the snapshot reaches, no referrer): its
+-- signatures, attestations and SBOMs, counting those attached to an index that holds it, and the best verdict
+-- on its signatures: valid (a trusted key verifies one whose payload names it), unverified (keyless),
+-- invalid, unverified (no trusted key) (signed, but by no key given to collect), or missing.
+CREATE OR REPLACE VIEW image_supply AS
+WITH reached AS (
+    SELECT DISTINCT s.snapshot_id, s.registry, s.repository, s.digest
+    FROM snapshot_manifests s
+    JOIN manifests m ON m.registry = s.registry AND m.digest = s.digest
+    WHERE m.artifact_type IS NULL AND m.kind IN ('image', 'index')
+), subjects AS (
+    SELECT snapshot_id, registry, repository, digest, digest AS subject FROM reached
+    UNION
+    SELECT r.snapshot_id, r.registry, r.repository, r.digest, c.index_digest
+    FROM reached r JOIN manifest_children c ON c.registry = r.registry AND c.child_digest = r.digest
+), refs AS (
+    SELECT s.snapshot_id, s.registry, s.repository, s.digest, f.referrer_digest, f.subject_digest, f.category,
+           f.predicate
+    FROM subjects s
+    JOIN referrer_facts f ON f.snapshot_id = s.snapshot_id AND f.registry = s.registry
+                         AND f.repository = s.repository AND f.subject_digest = s.subject
+), verdicts AS (
+    SELECT r.snapshot_id, r.registry, r.repository, r.digest,
+           max(CASE v.status WHEN 'valid' THEN 4 WHEN 'unverified (keyless)' THEN 3 ELSE 2 END) AS rank,
+           string_agg(DISTINCT coalesce(v.identity, v.key_fingerprint), ', ') FILTER (WHERE v.status <> 'invalid')
+               AS signers,
+           string_agg(DISTINCT v.reason, '; ') FILTER (WHERE v.status = 'invalid') AS invalid_reasons
+    FROM refs r
+    JOIN signature_verifications v ON v.registry = r.registry AND v.signature_digest = r.referrer_digest
+                                  AND v.subject_digest = r.subject_digest
+    WHERE r.category = 'signature'
+    GROUP BY ALL
+), counted AS (
+    SELECT x.snapshot_id, x.registry, x.repository, x.digest,
+           count(DISTINCT r.referrer_digest) FILTER (WHERE r.category = 'signature') AS signatures,
+           count(DISTINCT r.referrer_digest) FILTER (WHERE r.category = 'attestation') AS attestations,
+           count(DISTINCT r.referrer_digest) FILTER (WHERE r.category = 'sbom'
+                                                        OR r.predicate IN ('spdx', 'cyclonedx')) AS sboms,
+           string_agg(DISTINCT r.predicate, ', ') AS predicates
+    FROM reached x
+    LEFT JOIN refs r ON r.snapshot_id = x.snapshot_id AND r.registry = x.registry AND r.repository = x.repository
+                    AND r.digest = x.digest
+    GROUP BY ALL
+)
+SELECT c.*,
+       CASE v.rank WHEN 4 THEN 'valid' WHEN 3 THEN 'unverified (keyless)' WHEN 2 THEN 'invalid'
+            ELSE CASE WHEN c.signatures > 0 THEN 'unverified (no trusted key)' ELSE 'missing' END
+       END AS signature_status,
+       v.signers, v.invalid_reasons
+FROM counted c
+LEFT JOIN verdicts v ON v.snapshot_id = c.snapshot_id AND v.registry = c.registry AND v.repository = c.repository
+                    AND v.digest = c.digest;

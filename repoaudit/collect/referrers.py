@@ -1,0 +1,183 @@
+"""The supply-chain step of a collection: what refers to each image, and offline verdicts on its signatures.
+
+The collector hands every manifest it stores to :meth:`SupplyChain.stored`, which classifies referrers
+(signatures, attestations, SBOMs: :mod:`repoaudit.model.supply`) and labels those the manifest itself does
+not mark as artifacts, so inventory queries never count them as images; their blobs still count in storage
+like any manifest's. After each repository's tags are resolved, :meth:`SupplyChain.repository`
+
+- asks the OCI 1.1 referrers API about each digest first stored by this run (not on Distribution 2.8,
+  which answers 404: then the registry is never asked again in the run), and stores what it lists;
+- verifies every cosign signature (``sha256-<hex>.sig``, or a cosign signature the API listed) against the
+  trusted keys it has no verdict for yet: signature manifests are content-addressed, so an unchanged one is
+  verified once per key, and a key added later is checked against signatures stored before.
+
+The links themselves (which subject each referrer refers to, per snapshot) are written at commit from the
+snapshot's own tags (``link_referrers`` in referrers.sql): a new signature changes the ``.sig`` or fallback
+tag's digest, which the incremental HEAD already sees.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import duckdb
+
+from repoaudit.errors import InvalidDocument, LimitExceeded, RepoauditError
+from repoaudit.model.manifest import Manifest, parse_manifest
+from repoaudit.model.signatures import MAX_PAYLOAD, TrustedKey, TrustRule, verify_layer
+from repoaudit.model.supply import (
+    COSIGN_SIMPLESIGNING,
+    Classified,
+    classify,
+    subject_of_tag,
+)
+from repoaudit.model.timestamps import utc_naive
+from repoaudit.sources.base import Source
+from repoaudit.store.database import to_json
+from repoaudit.store.sql import statements
+
+SQL = statements(__package__, "referrers.sql")
+
+# The artifact_type given to a fallback tag's index, which marks nothing itself: it is no image.
+REFERRERS_INDEX = "(referrers index)"
+
+
+class SupplyChain:
+    def __init__(self, con: duckdb.DuckDBPyConnection, registry: str, snapshot_id: int,
+                 keys: tuple[TrustedKey, ...] = (), trust: tuple[TrustRule, ...] = ()):
+        self.registry = registry
+        self.snapshot_id = snapshot_id
+        self.keys = keys
+        self.trust = trust
+        self.facts: list[tuple] = []
+        self.api_links: list[tuple] = []
+        self.verdicts: list[tuple] = []
+        self.referrer_indexes: set[str] = set()
+        self.referrers: set[str] = set()
+        self.new_images: set[str] = set()
+        self._signatures: dict[str, Manifest] = {}
+        self._verified = {tuple(r) for r in con.execute(SQL["known_verifications"],
+                                                        {"registry": registry}).fetchall()}
+        self._no_api: set[int] = set()  # sources that answered 404: no referrers API
+
+    # -- while manifests are stored ------------------------------------------------------------------------
+    def stored(self, m: Manifest) -> Classified | None:
+        """Classify a manifest being stored; a referrer gets a ``referrers`` row and an artifact type."""
+        if m.is_index and m.digest in self.referrer_indexes:
+            m.artifact_type = m.artifact_type or REFERRERS_INDEX
+            return None
+        found = classify(m)
+        if found is None:
+            if m.kind in ("image", "index"):
+                self.new_images.add(m.digest)
+            return None
+        self.referrers.add(m.digest)
+        if m.artifact_type is None:
+            # e.g. cosign's .att and .sbom manifests carry an ordinary image config type: still no image.
+            m.artifact_type = next((l.media_type for l in m.layers if l.media_type), found.category)
+        if found.category == "signature" and found.scheme == "cosign":
+            self._signatures[m.digest] = m
+        self.facts.append((self.registry, m.digest, found.category, found.scheme, found.predicate_type,
+                           found.predicate, m.artifact_type, to_json([l.media_type for l in m.layers]),
+                           to_json(m.annotations), utc_naive(m.annotations.get("org.opencontainers.image.created")),
+                           self.snapshot_id))
+        return found
+
+    def tag_seen(self, tag: str, digest: str) -> None:
+        """Called before a tag's manifest is stored: a fallback tag's index is marked as no image."""
+        found = subject_of_tag(tag)
+        if found is not None and found[1] is None:
+            self.referrer_indexes.add(digest)
+
+    # -- after a repository's tags are resolved -----------------------------------------------------------
+    async def repository(self, source: Source, repository: str, tagged: list[tuple[str, str]],
+                         ensure: Callable[[str, str], Awaitable[None]],
+                         error: Callable[[str | None, str | None, BaseException], None]) -> None:
+        signatures: list[tuple[str, str]] = []  # (subject, signature manifest)
+        for tag, digest in tagged:
+            found = subject_of_tag(tag)
+            if found is not None and found[1] == "sig":
+                signatures.append((found[0], digest))
+        lister = getattr(source, "list_referrers", None)
+        for tag, digest in tagged:
+            if lister is None or id(source) in self._no_api:
+                break
+            if digest not in self.new_images or subject_of_tag(tag) is not None:
+                continue
+            try:
+                listed = await lister(repository, digest)
+            except RepoauditError as exc:
+                error(repository, digest, exc)
+                continue
+            if listed is None:
+                self._no_api.add(id(source))
+                break
+            for d in listed:
+                try:
+                    await ensure(repository, d.digest)
+                except RepoauditError as exc:
+                    error(repository, d.digest, exc)
+                    continue
+                self.api_links.append((self.snapshot_id, self.registry, repository, digest, d.digest))
+                if d.digest in self._signatures:
+                    signatures.append((digest, d.digest))
+        for subject, signature in dict.fromkeys(signatures):
+            await self._verify(source, repository, subject, signature, error)
+
+    async def _verify(self, source: Source, repository: str, subject: str, signature: str,
+                      error: Callable[[str | None, str | None, BaseException], None]) -> None:
+        keys = dict.fromkeys([*self.keys, *(r.key for r in self.trust if r.covers(repository))])
+        wanted = [k for k in keys if (signature, subject, k.fingerprint) not in self._verified]
+        keyless_done = (signature, subject, "") in self._verified
+        # Keyless signatures are read when their manifest is first stored; keys, whenever one lacks a verdict.
+        if not wanted and (keyless_done or signature not in self._signatures):
+            return
+        m = self._signatures.get(signature)
+        try:
+            if m is None:
+                fetched = await source.get_manifest(repository, signature)
+                m = parse_manifest(fetched.body, fetched.digest, fetched.media_type)
+        except InvalidDocument as exc:
+            self._record(repository, subject, signature, 0, [(k.fingerprint, f"signature manifest: {exc}")
+                                                              for k in wanted])
+            return
+        except RepoauditError as exc:
+            error(repository, signature, exc)  # not a verdict: the next run tries again
+            return
+        for position, layer in enumerate(m.layers):
+            if layer.media_type != COSIGN_SIMPLESIGNING:
+                continue
+            payload, payload_error = None, None
+            try:
+                payload = await source.get_blob(repository, layer.digest)
+                if len(payload) > MAX_PAYLOAD:
+                    payload, payload_error = None, f"payload larger than {MAX_PAYLOAD:,} bytes"
+            except (InvalidDocument, LimitExceeded) as exc:
+                payload_error = f"payload unreadable: {exc}"
+            except RepoauditError as exc:
+                error(repository, layer.digest, exc)
+                continue
+            for v in verify_layer(position, layer.annotations, payload, payload_error, subject, tuple(wanted)):
+                if v.key_fingerprint is None and keyless_done:
+                    continue
+                self.verdicts.append((self.registry, repository, subject, signature, v.position, v.key_fingerprint,
+                                      v.status, v.reason, v.signed_digest, v.identity, v.issuer, self.snapshot_id))
+        for k in wanted:
+            self._verified.add((signature, subject, k.fingerprint))
+        self._verified.add((signature, subject, ""))
+
+    def _record(self, repository: str, subject: str, signature: str, position: int,
+                verdicts: list[tuple[str, str]]) -> None:
+        for fingerprint, reason in verdicts:
+            self.verdicts.append((self.registry, repository, subject, signature, position, fingerprint, "invalid",
+                                  reason, None, None, None, self.snapshot_id))
+            self._verified.add((signature, subject, fingerprint))
+
+    # -- at commit, inside the snapshot's transaction -----------------------------------------------------
+    def commit(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.facts:
+            con.executemany(SQL["insert_referrer"], self.facts)
+        if self.api_links:
+            con.executemany(SQL["insert_api_link"], list(dict.fromkeys(self.api_links)))
+        if self.verdicts:
+            con.executemany(SQL["insert_verification"], self.verdicts)
+        con.execute(SQL["link_referrers"], {"snapshot": self.snapshot_id, "registry": self.registry})
