@@ -517,7 +517,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
 
     keys = tuple(dict.fromkeys(k for p in parts for k in p.options.verify_keys))
     trust = tuple(dict.fromkeys(r for p in parts for r in p.options.trust))
-    supply = SupplyChain(con, registry, writer.snapshot_id, keys, trust)
+    supply = SupplyChain(writer.con, registry, writer.snapshot_id, keys, trust)
     collector = Collector(registry, writer, {}, full=first.full, progress=progress, supply=supply)
     writer.before_commit.append(lambda c: finalize_indexes(c, registry, writer.snapshot_id))
     writer.before_commit.append(supply.commit)
