@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import repoaudit
-from repoaudit.analysis.report import build_report, render_markdown
+from repoaudit.analysis.report import build_report, render_html
 from repoaudit.demo.estate import EPOCHS
 from repoaudit.demo.posture import REPOSITORY, posture_lines
 
@@ -38,13 +38,13 @@ def test_demo_remediation_and_report_sections(demo_db):
         life = audit.query("vulnerability_lifecycle", as_of=as_of)
         breaches = audit.query("sla_breaches", as_of=as_of)
         lines = posture_lines(audit)
-        text = render_markdown(build_report(audit))
+        text = render_html(build_report(audit))
     fixed = life[life["status"] == "fixed"]
     assert len(fixed) > 0 and (fixed["fixed_at"] > fixed["first_seen"]).all()
     assert (fixed["days_open"] >= 0).all() and len(breaches) > 0
     assert (breaches["days_since_fix"] > breaches["sla_days"]).all()
-    for title in ("## Registry posture", "## Tags that moved", "## Remediation"):
-        assert title in text
-    section = text.split("## Tags that moved", 1)[1].split("## Remediation", 1)[0]
-    assert f"| {REPOSITORY} |" in section
+    for title in ("Registry posture", "Tags that moved", "Remediation"):
+        assert f"<h2>{title}</h2>" in text
+    section = text.split("<h2>Tags that moved</h2>", 1)[1].split("<h2>Remediation</h2>", 1)[0]
+    assert f"<td>{REPOSITORY}</td>" in section
     assert any(line.startswith("release tags that moved: 2") for line in lines)
