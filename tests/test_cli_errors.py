@@ -169,7 +169,7 @@ def test_dash_is_standard_output_and_never_a_file(cli, tmp_path):
     result = cli("export", "snapshots", "--csv", "-")
     assert result.exit_code == 0 and result.stdout.startswith("snapshot_id,")
     result = cli("report", "--format", "md", "-o", "-")
-    assert result.exit_code == 0 and result.stdout.startswith("#")
+    assert result.exit_code == 0 and result.stdout.startswith("**Registry audit**")
     one_line(cli("retention", "plan", "--policy", "p.yaml", "-o", "-"), 1, "--format json")
     one_line(cli("merge", "a.duckdb", "-o", "-"), 1, "cannot be standard output")
     assert not (tmp_path / "-").exists()

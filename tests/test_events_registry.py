@@ -234,8 +234,8 @@ def test_push_and_pull_history_from_notifications(tmp_path, receiver, skopeo):
         assert unpulled.loc[app1.digest, "pulled_recently"] and unpulled.loc[app1.digest, "known"]
         assert not unpulled.loc[app2.digest, "pulled_recently"] and unpulled.loc[app2.digest, "known"]
         assert not unpulled["known"][unpulled["repository"] == "legacy/base"].any()
-        report = audit.report(fmt="md")
-        assert "## Pull history" in report and "2 images not pulled by a runtime in 30 days" in report
+        report = audit.report(fmt="html")
+        assert "<h2>Pull history</h2>" in report and "2 images not pulled by a runtime in 30 days" in report
 
         # Without the include, legacy/base was pushed before events began: refused, saying since when.
         with pytest.raises(PolicyError, match=r"events of registry .* are complete only since \d{4}-"):

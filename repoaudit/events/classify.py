@@ -60,7 +60,7 @@ DEFAULT_RULES: tuple[ClientRule, ...] = (
     _ua("replication", "harbor replication", r"(?i)harbor-registry-client|harbor-replication"),
     _ua("replication", "regsync", r"(?i)regsync"),
     _ua("replication", "distribution proxy", r"(?i)^(docker-)?distribution/"),
-    _ua("ci", "repoaudit", r"^repoaudit/"),
+    _ua("ci", "repoaudit", r"^repoaudit(-posture)?/"),  # its collection, and its anonymous posture probes
     _ua("ci", "skopeo", r"(?i)\bskopeo/"),
     _ua("ci", "crane", r"(?i)\b(crane|go-containerregistry)/"),
     _ua("ci", "regctl", r"(?i)\bregclient|regctl"),

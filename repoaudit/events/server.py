@@ -260,6 +260,8 @@ def serve(spool_dir: str, config: ReceiverConfig, *, host: str = "0.0.0.0", port
     import uvicorn
     spool = Spool(spool_dir, max_bytes=config.rotate_bytes, max_age=config.rotate_seconds)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A long-running server's own --log-level decides, also over the CLI's -q/-v for one-shot commands.
+    logging.getLogger("repoaudit").setLevel(log_level.upper())
     for path in spool.recovered:
         log.info("closed a spool file a previous receiver left open: %s", path.name)
     app = EventReceiver(spool, config)
