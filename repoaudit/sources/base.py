@@ -34,3 +34,16 @@ class Source(Protocol):
     def set_request_budget(self, repository: str, tags: int) -> None: ...
     async def aclose(self) -> None: ...
 
+
+
+class LocalSource:
+    """What a source on this machine's disk (an OCI layout, a registry's storage) has nothing to close for."""
+
+    async def aclose(self) -> None:
+        pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()

@@ -30,6 +30,7 @@ from repoaudit.model.manifest import (
 )
 from repoaudit.model.options import Target
 from repoaudit.model.reference import is_valid_tag
+from repoaudit.sources.base import LocalSource
 
 REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -44,7 +45,7 @@ def _tag_of(ref_name: str) -> str:
     return ref_name
 
 
-class OCILayoutSource:
+class OCILayoutSource(LocalSource):
     """The OCI-layout side of :class:`repoaudit.sources.base.Source`."""
 
     kind = "oci-layout"
@@ -60,15 +61,6 @@ class OCILayoutSource:
         self.requests: Counter[str] = Counter()
         self.rate_limit: dict[str, str] = {}
         self._index: dict[str, dict[str, tuple[str, str | None]]] = {}
-
-    async def aclose(self) -> None:
-        pass
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.aclose()
 
     async def ping(self) -> None:
         if not self.root.is_dir():

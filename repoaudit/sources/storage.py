@@ -44,6 +44,7 @@ from repoaudit.model.limits import Limits
 from repoaudit.model.manifest import FetchedManifest, sha256_digest, verify_digest
 from repoaudit.model.options import Target
 from repoaudit.model.timestamps import utc_naive
+from repoaudit.sources.base import LocalSource
 
 V2 = Path("docker", "registry", "v2")
 
@@ -109,7 +110,7 @@ def _valid_hex(algo: str, hexpart: str) -> bool:
     return algo == "sha256" and _SHA256_HEX.fullmatch(hexpart) is not None
 
 
-class RegistryStorageSource:
+class RegistryStorageSource(LocalSource):
     """The storage side of :class:`repoaudit.sources.base.Source`: a Distribution storage root, read-only."""
 
     kind = "registry-storage"
@@ -133,15 +134,6 @@ class RegistryStorageSource:
         self._blobs: dict[str, int] | None = None
         self._uploads: list[Upload] = []
         self._findings: list[Finding] = []
-
-    async def aclose(self) -> None:
-        pass
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.aclose()
 
     # -- the walk ------------------------------------------------------------------------
 
