@@ -161,7 +161,8 @@ class Audit:
             if self._con is None:
                 self._open(write=True)
             return self._con
-        return Lease(opener=reopen, closer=lambda con: self.release())
+        # A connection the caller holds (audit.con) stays open: they asked for it, lock and all.
+        return Lease(opener=reopen, closer=lambda con: None if self._held else self.release())
 
     def __enter__(self) -> "Audit":
         return self
