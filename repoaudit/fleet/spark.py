@@ -1,0 +1,294 @@
+"""The named queries on Spark, over the Parquet lake ``export --parquet DIR`` writes.
+
+A named query is DuckDB SQL over the database's tables, views (``store/views.sql``) and table macros.
+On Spark the same names have to exist, so :class:`SparkLake`
+
+1. registers every lake table as a temporary view with the database's own columns and types (taken
+   from ``_schema.json``, so an empty table or a partition written before a migration reads the same);
+2. transpiles each view of ``views.sql`` with sqlglot (DuckDB to Spark) and creates it as a temporary
+   view, in file order; a view Spark refuses is remembered with Spark's reason;
+3. runs a query by parsing it as DuckDB, putting the bound parameters in as typed literals, inlining
+   the table macros (Spark has no table macros: a call becomes the macro's body as a subquery, its
+   parameters replaced by the call's arguments), rewriting the DuckDB-only functions sqlglot leaves
+   alone (:data:`REWRITES`), and handing Spark the transpiled text.
+
+What cannot be done that way is not papered over: :meth:`SparkLake.support` lists, per query, whether
+Spark accepts it and, if not, the first line of the reason (an ``ASOF`` join, a view that failed, a
+function without a Spark equivalent).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repoaudit.analysis.queries import NamedQuery, get_query, load_queries
+from repoaudit.errors import ConfigError, QueryError, first_line
+from repoaudit.store.database import views_sql
+from repoaudit.store.exports import read_lake_schema
+
+try:  # the [spark] extra
+    import sqlglot
+    from sqlglot import exp
+except ImportError:  # pragma: no cover - reported when used
+    sqlglot = None
+
+DEFAULT_MASTER = "local[2]"
+
+_STATEMENT = re.compile(r"^CREATE OR REPLACE (VIEW|MACRO) (\w+)(?:\(([^)]*)\))?\s+AS(?: TABLE)?\s*$|"
+                        r"^CREATE OR REPLACE (VIEW) (\w+) AS (.*)$", re.M)
+
+
+def _require_sqlglot() -> None:
+    if sqlglot is None:
+        raise ConfigError("--engine spark needs the [spark] extra (pip install -e '.[spark]')")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One view or table macro of views.sql, parsed as DuckDB."""
+
+    kind: str  # "VIEW" or "MACRO"
+    name: str
+    params: tuple[str, ...]
+    body: Any  # sqlglot expression
+
+
+def split_views(text: str) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """``views.sql`` as (kind, name, parameters, body SQL), in file order."""
+    out = []
+    # Whole-line comments go first: they sit between statements and may hold a semicolon of their own.
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    matches = list(_STATEMENT.finditer(text))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        if m.group(1):
+            kind, name, params = m.group(1), m.group(2), m.group(3)
+            body = text[m.end():end]
+        else:
+            kind, name, params = m.group(4), m.group(5), None
+            body = m.group(6) + text[m.end():end]
+        body = body.strip()
+        # the body ends at its statement's semicolon; what follows is the next statement's comments
+        body = body[:body.rfind(";")] if ";" in body else body
+        out.append((kind, name, tuple(p.strip() for p in params.split(",")) if params else (), body))
+    return out
+
+
+def _spark_type(duckdb_type: str) -> str:
+    if duckdb_type == "JSON":
+        return "STRING"
+    return exp.DataType.build(duckdb_type, dialect="duckdb").sql("spark")
+
+
+def _literal(value: Any, sql_type: str):
+    if value is None:
+        return exp.Cast(this=exp.Null(), to=exp.DataType.build(sql_type, dialect="duckdb"))
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float)):
+        return exp.Literal.number(value)
+    return exp.Cast(this=exp.Literal.string(str(value)), to=exp.DataType.build(sql_type, dialect="duckdb"))
+
+
+def _fn(name: str, *args):
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _rewrite_functions(tree):
+    """DuckDB functions sqlglot passes through unchanged, given their Spark equivalents."""
+
+    def visit(node):
+        if isinstance(node, exp.ToDays):
+            return _fn("make_dt_interval", node.this)
+        if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+            node.set("materialized", None)  # a planner hint Spark's grammar lacks; the result is the same
+            return node
+        if isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            args = node.expressions
+            if name == "to_days" and len(args) == 1:
+                return _fn("make_dt_interval", args[0])
+            if name == "to_hours" and len(args) == 1:
+                return _fn("make_dt_interval", exp.Literal.number(0), args[0])
+            if name == "to_microseconds" and len(args) == 1:
+                seconds = exp.Div(this=exp.Cast(this=args[0], to=exp.DataType.build("DECIMAL(38, 6)")),
+                                  expression=exp.Literal.number(1_000_000))
+                return _fn("make_dt_interval", exp.Literal.number(0), exp.Literal.number(0),
+                           exp.Literal.number(0), seconds)
+            if name == "error" and len(args) == 1:
+                return _fn("raise_error", args[0])
+            if name == "list_has_any" and len(args) == 2:
+                return _fn("arrays_overlap", *args)
+            if name == "list_bool_or" and len(args) == 1:
+                # over a boolean list: true when any is, NULL for an empty list (as DuckDB)
+                return _fn("array_max", args[0])
+        if isinstance(node, exp.Literal) and node.is_string and node.this in ("-infinity", "infinity"):
+            # DuckDB's infinite timestamps: the ends of Spark's range stand in for them.
+            return exp.Literal.string("0001-01-01 00:00:00" if node.this.startswith("-") else "9999-12-31 23:59:59")
+        return node
+
+    return tree.transform(visit)
+
+
+class SparkLake:
+    """A Spark session whose temporary views are the lake's tables and views.sql's views."""
+
+    def __init__(self, lake: str | Path, *, master: str | None = None, session=None):
+        _require_sqlglot()
+        self.lake = Path(lake)
+        schema = read_lake_schema(self.lake)
+        if schema is None:
+            raise ConfigError(f"{self.lake} is not a repoaudit lake (no _schema.json; write one with "
+                              "'repoaudit export --parquet DIR')")
+        self.schema = schema
+        self.spark = session or _session(master or DEFAULT_MASTER)
+        self.macros: dict[str, Definition] = {}
+        self.failed: dict[str, str] = {}  # view name -> why Spark refused it
+        self._register_tables()
+        self._register_views()
+
+    # -- setting up ---------------------------------------------------------------------------------------
+    def _register_tables(self) -> None:
+        for table, entry in sorted(self.schema["tables"].items()):
+            columns = [(c["name"], _spark_type(c["stored_as"])) for c in entry["columns"]]
+            ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
+            files = list((self.lake / table).rglob("*.parquet")) if (self.lake / table).is_dir() else []
+            if files:
+                frame = (self.spark.read.option("basePath", str(self.lake / table))
+                         .parquet(str(self.lake / table)))
+                cast = ", ".join(f"CAST(`{n}` AS {t}) AS `{n}`" for n, t in columns)
+                frame.createOrReplaceTempView(f"_lake_{table}")
+                self.spark.sql(f"CREATE OR REPLACE TEMP VIEW `{table}` AS SELECT {cast} FROM `_lake_{table}`")
+            else:
+                self.spark.createDataFrame([], ddl).createOrReplaceTempView(table)
+
+    def _register_views(self) -> None:
+        for kind, name, params, body in split_views(views_sql()):
+            try:
+                tree = sqlglot.parse_one(body, read="duckdb")
+            except sqlglot.errors.ParseError as exc:
+                self.failed[name] = f"sqlglot cannot parse it: {first_line(exc)}"
+                continue
+            if kind == "MACRO":
+                self.macros[name] = Definition(kind, name, params, tree)
+                continue
+            try:
+                sql = self.transpile_tree(tree)
+                self.spark.sql(f"CREATE OR REPLACE TEMP VIEW `{name}` AS {sql}")
+            except Exception as exc:  # Spark's AnalysisException, sqlglot's errors: the reason is the point
+                self.failed[name] = _reason(exc)
+
+    # -- transpiling --------------------------------------------------------------------------------------
+    def _inline_macros(self, tree, depth: int = 0):
+        if depth > 8:
+            raise QueryError("table macros nest deeper than 8")
+
+        def visit(node):
+            if isinstance(node, exp.Table) and isinstance(node.this, exp.Anonymous) \
+                    and node.this.name.lower() in self.macros:
+                macro = self.macros[node.this.name.lower()]
+                args = node.this.expressions
+                if len(args) != len(macro.params):
+                    raise QueryError(f"macro {macro.name} takes {len(macro.params)} arguments, got {len(args)}")
+                bound = dict(zip(macro.params, args))
+
+                def substitute(inner):
+                    if isinstance(inner, exp.Column) and not inner.table and inner.name in bound:
+                        return bound[inner.name].copy()
+                    return inner
+
+                body = self._inline_macros(macro.body.copy().transform(substitute), depth + 1)
+                alias = node.alias or macro.name
+                return exp.Subquery(this=body, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+            return node
+
+        return tree.transform(visit)
+
+    def transpile_tree(self, tree) -> str:
+        tree = _rewrite_functions(self._inline_macros(tree))
+        return tree.sql(dialect="spark")
+
+    def transpile(self, query: NamedQuery, params: dict[str, Any]) -> str:
+        """The query's Spark SQL with its bound parameters as literals."""
+        bound = {p.name: p.default for p in query.params}
+        bound.update(params)
+        types = {p.name: p.type for p in query.params}
+        try:
+            tree = sqlglot.parse_one(query.sql, read="duckdb")
+        except sqlglot.errors.ParseError as exc:
+            raise QueryError(f"query {query.name}: sqlglot cannot parse it: {first_line(exc)}") from None
+
+        def bind(node):
+            if isinstance(node, (exp.Placeholder, exp.Parameter)) and node.name in bound:
+                return _literal(bound[node.name], types[node.name])
+            return node
+
+        return self.transpile_tree(tree.transform(bind))
+
+    # -- running ------------------------------------------------------------------------------------------
+    def query(self, name: str, **params: Any) -> pd.DataFrame:
+        """Run the named query on Spark; a query Spark refuses is a QueryError with the reason."""
+        q = get_query(name)
+        bound = q.bind(params)
+        # bind() keeps only parameters the SQL uses; unused ones need no literal
+        values = {p.name: bound.get(p.name, p.default) for p in q.params}
+        try:
+            sql = self.transpile(q, values)
+            frame = self.spark.sql(sql)
+            return frame.toPandas()
+        except QueryError:
+            raise
+        except Exception as exc:
+            raise QueryError(f"query {name} on Spark: {self._explain(exc)}") from None
+
+    def _explain(self, exc: Exception) -> str:
+        reason = _reason(exc)
+        missing = re.search(r"cannot be found.*?`([\w]+)`|TABLE_OR_VIEW_NOT_FOUND.*?`(\w+)`", reason)
+        name = missing and (missing.group(1) or missing.group(2))
+        if name in self.failed:
+            return f"needs view {name}, which Spark refused: {self.failed[name]}"
+        return reason
+
+    def support(self) -> pd.DataFrame:
+        """Each named query: whether Spark accepts it (analysed, not run) and, if not, why."""
+        rows = []
+        for q in load_queries().values():
+            try:
+                self.spark.sql(self.transpile(q, {p.name: p.default for p in q.params}))
+                rows.append({"name": q.name, "spark": True, "reason": ""})
+            except Exception as exc:
+                reason = exc.args[0] if isinstance(exc, QueryError) else self._explain(exc)
+                rows.append({"name": q.name, "spark": False, "reason": reason})
+        return pd.DataFrame(rows, columns=["name", "spark", "reason"])
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "getMessage", None)
+    text = text() if callable(text) else str(exc)
+    return first_line(text) if text else type(exc).__name__
+
+
+def _session(master: str):
+    # PySpark logs every refused statement with its JVM stack; the refusal is reported as a QueryError.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError("--engine spark needs the [spark] extra (pip install -e '.[spark]') and Java 17") from None
+    try:
+        return (SparkSession.builder.master(master).appName("repoaudit")
+                .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.sql.shuffle.partitions", "4")
+                .config("spark.ui.enabled", "false")
+                # repoaudit's TIMESTAMP columns are UTC wall times; read them as timestamps, not TIMESTAMP_NTZ
+                .config("spark.sql.parquet.inferTimestampNTZ.enabled", "false")
+                .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+                .getOrCreate())
+    except Exception as exc:
+        raise ConfigError(f"cannot start Spark at {master}: {_reason(exc)}") from None
