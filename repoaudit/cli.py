@@ -541,6 +541,29 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return params
 
 
+def engine_options(f):
+    """--engine, --parquet and --spark-master: a named query on Spark over the Parquet lake (issue 21)."""
+    f = click.option("--spark-master", default=None, metavar="URL",
+                     help="Spark master for --engine spark  [default: local[2]].")(f)
+    f = click.option("--parquet", "lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="The lake (export --parquet DIR) --engine spark reads.")(f)
+    return click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+                        help="Run on the database (duckdb) or on Spark over the Parquet lake.")(f)
+
+
+def spark_lake(engine, lake, spark_master):
+    """The Spark session over the lake, or None for DuckDB; the options must go together."""
+    if engine != "spark":
+        if lake or spark_master:
+            raise ConfigError("--parquet and --spark-master go with --engine spark")
+        return None
+    if not lake:
+        raise ConfigError("--engine spark needs --parquet DIR (a lake written by 'repoaudit export --parquet')")
+    from repoaudit.fleet.spark import SparkLake
+
+    return SparkLake(lake, master=spark_master)
+
+
 @main.command()
 @click.argument("name")
 @db_option
@@ -549,20 +572,30 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to a file ('-': standard output).")
 @raw_option
+@engine_options
 @fail_cleanly
-def query(name, db, params, fmt, output, raw):
-    """Run a named query from queries/ (see 'repoaudit queries')."""
+def query(name, db, params, fmt, output, raw, engine, lake, spark_master):
+    """Run a named query from queries/ (see 'repoaudit queries'), on the database or on Spark."""
     check_output(output, "-o")
     params = parse_params(params)
+    spark = spark_lake(engine, lake, spark_master)
+    if spark is not None:
+        print_frame(spark.query(name, **params), fmt, output, raw=raw)
+        return
     with open_audit(db, read_only=True) as audit:
         print_frame(audit.query(name, **params), fmt, output, raw=raw)
 
 
 @main.command("queries")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@engine_options
 @fail_cleanly
-def list_queries(fmt):
-    """List the named queries, their descriptions and parameters."""
+def list_queries(fmt, engine, lake, spark_master):
+    """List the named queries, their descriptions and parameters (--engine spark: which run on Spark, and why not)."""
+    spark = spark_lake(engine, lake, spark_master)
+    if spark is not None:
+        print_frame(spark.support(), fmt)
+        return
     with Audit(":memory:") as audit:
         frame = audit.queries()
     if fmt != "table":

@@ -100,10 +100,40 @@ def _fn(name: str, *args):
     return exp.Anonymous(this=name, expressions=list(args))
 
 
+def _string_agg(node):
+    """string_agg(x, sep ORDER BY x) as array_join over a sorted collect_list (collect_set for DISTINCT):
+    Spark 4's LISTAGG ... WITHIN GROUP fails at run time (a ClassCastException in its optimizer)."""
+    inner, order = node.this, None
+    if isinstance(inner, exp.Order):
+        order, inner = inner.expressions, inner.this
+    distinct = isinstance(inner, exp.Distinct)
+    if distinct:
+        if len(inner.expressions) != 1:
+            return node
+        inner = inner.expressions[0]
+    if order and (len(order) != 1 or order[0].this != inner or order[0].args.get("desc")):
+        return node  # ordered by something else: left to LISTAGG
+    collected = _fn("collect_set" if distinct else "collect_list", inner)
+    if order or distinct:
+        collected = _fn("array_sort", collected)
+    separator = node.args.get("separator") or exp.Literal.string(",")
+    # string_agg over nothing (all NULL, or no rows) is NULL, array_join over nothing ''
+    empty = exp.EQ(this=_fn("size", collected.copy()), expression=exp.Literal.number(0))
+    return exp.If(this=empty, true=exp.Null(), false=_fn("array_join", collected, separator))
+
+
 def _rewrite_functions(tree):
     """DuckDB functions sqlglot passes through unchanged, given their Spark equivalents."""
 
     def visit(node):
+        if isinstance(node, exp.GroupConcat):
+            return _string_agg(node)
+        if isinstance(node, exp.DateDiff) and (node.unit.name if node.unit else "day").lower() in ("day", "days"):
+            # DuckDB counts the day boundaries between the two; Spark's DATEDIFF(DAY, ...) whole days elapsed.
+            return _fn("datediff", exp.Cast(this=node.this, to=exp.DataType.build("DATE")),
+                       exp.Cast(this=node.expression, to=exp.DataType.build("DATE")))
+        if isinstance(node, exp.ArrayOverlaps):  # DuckDB's && on lists; Spark's && is boolean AND
+            return _fn("arrays_overlap", node.this, node.expression)
         if isinstance(node, exp.ToDays):
             return _fn("make_dt_interval", node.this)
         if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
@@ -158,17 +188,21 @@ class SparkLake:
         for table, entry in sorted(self.schema["tables"].items()):
             columns = [(c["name"], _spark_type(c["stored_as"])) for c in entry["columns"]]
             ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
-            files = list((self.lake / table).rglob("*.parquet")) if (self.lake / table).is_dir() else []
-            if files:
-                frame = (self.spark.read.option("basePath", str(self.lake / table))
-                         .parquet(str(self.lake / table)))
-                cast = ", ".join(f"CAST(`{n}` AS {t}) AS `{n}`" for n, t in columns)
-                frame.createOrReplaceTempView(f"_lake_{table}")
-                self.spark.sql(f"CREATE OR REPLACE TEMP VIEW `{table}` AS SELECT {cast} FROM `_lake_{table}`")
+            folder = self.lake / table
+            if folder.is_dir() and next(folder.rglob("*.parquet"), None) is not None:
+                # The schema is given, not inferred: no job reads every footer, and a file written before a
+                # migration added a column reads as NULLs in it rather than as another schema.
+                own = {n for n, _ in columns}
+                extra = [f"`{p['name']}` {_spark_type(p['type'])}" for p in entry["partitions"] if p["name"] not in own]
+                frame = (self.spark.read.schema(", ".join([ddl, *extra])).option("basePath", str(folder))
+                         .parquet(str(folder)))
+                frame.select(*[n for n, _ in columns]).createOrReplaceTempView(table)
             else:
                 self.spark.createDataFrame([], ddl).createOrReplaceTempView(table)
 
     def _register_views(self) -> None:
+        """Parse views.sql; each view is created on Spark the first time a query names it."""
+        self.views: dict[str, Any] = {}
         for kind, name, params, body in split_views(views_sql()):
             try:
                 tree = sqlglot.parse_one(body, read="duckdb")
@@ -177,10 +211,21 @@ class SparkLake:
                 continue
             if kind == "MACRO":
                 self.macros[name] = Definition(kind, name, params, tree)
+            else:
+                self.views[name] = tree
+        self.created: set[str] = set()
+
+    def _ensure_views(self, tree, seen: frozenset = frozenset()) -> None:
+        """Create on Spark every view ``tree`` names (after the views those name), once."""
+        for table in tree.find_all(exp.Table):
+            name = table.name
+            if name in self.created or name in self.failed or name not in self.views or name in seen:
                 continue
+            view = self._inline_macros(self.views[name])
+            self._ensure_views(view, seen | {name})
             try:
-                sql = self.transpile_tree(tree)
-                self.spark.sql(f"CREATE OR REPLACE TEMP VIEW `{name}` AS {sql}")
+                self.spark.sql(f"CREATE OR REPLACE TEMP VIEW `{name}` AS {self.transpile_tree(view)}")
+                self.created.add(name)
             except Exception as exc:  # Spark's AnalysisException, sqlglot's errors: the reason is the point
                 self.failed[name] = _reason(exc)
 
@@ -211,8 +256,12 @@ class SparkLake:
         return tree.transform(visit)
 
     def transpile_tree(self, tree) -> str:
-        tree = _rewrite_functions(self._inline_macros(tree))
-        return tree.sql(dialect="spark")
+        tree = self._inline_macros(tree)
+        for join in tree.find_all(exp.Join):
+            if (join.args.get("method") or "").upper() == "ASOF":
+                raise QueryError("an ASOF join (DuckDB's nearest-match join), which Spark has no equivalent for")
+        self._ensure_views(tree)
+        return _rewrite_functions(tree).sql(dialect="spark")
 
     def transpile(self, query: NamedQuery, params: dict[str, Any]) -> str:
         """The query's Spark SQL with its bound parameters as literals."""
@@ -222,7 +271,7 @@ class SparkLake:
         try:
             tree = sqlglot.parse_one(query.sql, read="duckdb")
         except sqlglot.errors.ParseError as exc:
-            raise QueryError(f"query {query.name}: sqlglot cannot parse it: {first_line(exc)}") from None
+            raise QueryError(f"sqlglot cannot parse it: {first_line(exc)}") from None
 
         def bind(node):
             if isinstance(node, (exp.Placeholder, exp.Parameter)) and node.name in bound:
@@ -242,8 +291,8 @@ class SparkLake:
             sql = self.transpile(q, values)
             frame = self.spark.sql(sql)
             return frame.toPandas()
-        except QueryError:
-            raise
+        except QueryError as exc:
+            raise QueryError(f"query {name} on Spark: {exc}") from None
         except Exception as exc:
             raise QueryError(f"query {name} on Spark: {self._explain(exc)}") from None
 
@@ -269,6 +318,14 @@ class SparkLake:
 
 
 def _reason(exc: Exception) -> str:
+    java = getattr(exc, "java_exception", None)
+    if java is not None:  # a failure while running: the JVM's root cause says what went wrong
+        try:
+            while java.getCause() is not None:
+                java = java.getCause()
+            return first_line(java.toString())
+        except Exception:
+            pass
     text = getattr(exc, "getMessage", None)
     text = text() if callable(text) else str(exc)
     return first_line(text) if text else type(exc).__name__
@@ -286,6 +343,7 @@ def _session(master: str):
                 .config("spark.sql.session.timeZone", "UTC")
                 .config("spark.sql.shuffle.partitions", "4")
                 .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
                 # repoaudit's TIMESTAMP columns are UTC wall times; read them as timestamps, not TIMESTAMP_NTZ
                 .config("spark.sql.parquet.inferTimestampNTZ.enabled", "false")
                 .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
