@@ -32,10 +32,6 @@ UNSUPPORTED = {
     "tag_moves": "sqlglot cannot parse it",
     "tag_timeline": "ASOF join",
     "orphaned_manifests": "needs view image_lifecycle",
-    # length() of a list is size() on Spark; sqlglot does not know the argument's type to choose.
-    "mutable_tag_deployments": "length(running)",
-    "registry_posture": "length(findings)",
-    "stale_repositories": "length(tags)",
     # gc_blobs inlined into the query: a correlated column Spark does not resolve.
     "gc_preview": "UNRESOLVED_COLUMN",
 }

@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - reported when used
     sqlglot = None
 
 DEFAULT_MASTER = "local[2]"
+_LENGTH_OF_ARRAY = re.compile(r'Cannot resolve "length\((.+?)\)" due to data type mismatch.*type "ARRAY')
 
 _STATEMENT = re.compile(r"^CREATE OR REPLACE (VIEW|MACRO) (\w+)(?:\(([^)]*)\))?\s+AS(?: TABLE)?\s*$|"
                         r"^CREATE OR REPLACE (VIEW) (\w+) AS (.*)$", re.M)
@@ -122,10 +123,14 @@ def _string_agg(node):
     return exp.If(this=empty, true=exp.Null(), false=_fn("array_join", collected, separator))
 
 
-def _rewrite_functions(tree):
-    """DuckDB functions sqlglot passes through unchanged, given their Spark equivalents."""
+def _rewrite_functions(tree, lists: frozenset = frozenset()):
+    """DuckDB functions sqlglot passes through unchanged, given their Spark equivalents. ``lists``: the
+    arguments of length() that Spark's analyser found to be arrays (length of a list is size on Spark)."""
 
     def visit(node):
+        if isinstance(node, exp.Length) and (node.this.sql(dialect="spark") in lists or (
+                isinstance(node.this, exp.Column) and node.this.name in lists)):
+            return _fn("size", node.this)
         if isinstance(node, exp.GroupConcat):
             return _string_agg(node)
         if isinstance(node, exp.DateDiff) and (node.unit.name if node.unit else "day").lower() in ("day", "days"):
@@ -179,6 +184,7 @@ class SparkLake:
         self.schema = schema
         self.spark = session or _session(master or DEFAULT_MASTER)
         self.macros: dict[str, Definition] = {}
+        self.lists: set[str] = set()  # length() arguments Spark found to be arrays
         self.failed: dict[str, str] = {}  # view name -> why Spark refused it
         self._register_tables()
         self._register_views()
@@ -224,7 +230,7 @@ class SparkLake:
             view = self._inline_macros(self.views[name])
             self._ensure_views(view, seen | {name})
             try:
-                self.spark.sql(f"CREATE OR REPLACE TEMP VIEW `{name}` AS {self.transpile_tree(view)}")
+                self._sql(view).createOrReplaceTempView(name)
                 self.created.add(name)
             except Exception as exc:  # Spark's AnalysisException, sqlglot's errors: the reason is the point
                 self.failed[name] = _reason(exc)
@@ -261,10 +267,27 @@ class SparkLake:
             if (join.args.get("method") or "").upper() == "ASOF":
                 raise QueryError("an ASOF join (DuckDB's nearest-match join), which Spark has no equivalent for")
         self._ensure_views(tree)
-        return _rewrite_functions(tree).sql(dialect="spark")
+        return _rewrite_functions(tree, frozenset(self.lists)).sql(dialect="spark")
+
+    def _sql(self, tree):
+        """Spark's DataFrame for ``tree``. DuckDB's length() takes strings and lists alike, Spark's only
+        strings; which argument is a list only Spark's analyser knows, so its refusal names the argument
+        and the statement is transpiled again with size() there."""
+        for _ in range(16):
+            try:
+                return self.spark.sql(self.transpile_tree(tree.copy()))
+            except Exception as exc:
+                found = _LENGTH_OF_ARRAY.search(_reason(exc))
+                if not found or found.group(1) in self.lists:
+                    raise
+                self.lists.add(found.group(1))
+        raise QueryError("too many list arguments of length()")
 
     def transpile(self, query: NamedQuery, params: dict[str, Any]) -> str:
         """The query's Spark SQL with its bound parameters as literals."""
+        return self.transpile_tree(self._bound_tree(query, params))
+
+    def _bound_tree(self, query: NamedQuery, params: dict[str, Any]):
         bound = {p.name: p.default for p in query.params}
         bound.update(params)
         types = {p.name: p.type for p in query.params}
@@ -278,7 +301,7 @@ class SparkLake:
                 return _literal(bound[node.name], types[node.name])
             return node
 
-        return self.transpile_tree(tree.transform(bind))
+        return tree.transform(bind)
 
     # -- running ------------------------------------------------------------------------------------------
     def query(self, name: str, **params: Any) -> pd.DataFrame:
@@ -288,9 +311,7 @@ class SparkLake:
         # bind() keeps only parameters the SQL uses; unused ones need no literal
         values = {p.name: bound.get(p.name, p.default) for p in q.params}
         try:
-            sql = self.transpile(q, values)
-            frame = self.spark.sql(sql)
-            return frame.toPandas()
+            return self._sql(self._bound_tree(q, values)).toPandas()
         except QueryError as exc:
             raise QueryError(f"query {name} on Spark: {exc}") from None
         except Exception as exc:
@@ -309,7 +330,7 @@ class SparkLake:
         rows = []
         for q in load_queries().values():
             try:
-                self.spark.sql(self.transpile(q, {p.name: p.default for p in q.params}))
+                self._sql(self._bound_tree(q, {p.name: p.default for p in q.params}))
                 rows.append({"name": q.name, "spark": True, "reason": ""})
             except Exception as exc:
                 reason = exc.args[0] if isinstance(exc, QueryError) else self._explain(exc)
