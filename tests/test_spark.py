@@ -102,15 +102,15 @@ def test_query_returns_the_same_rows_on_spark(name, demo_db, spark_lake):
 
 
 def test_parameters_are_bound_on_spark(demo_db, spark_lake):
-    params = {"older_than_days": 400, "keep_newest": 1, "protect_tags": "latest", "namespace": "data"}
+    params = {"from_snapshot": 1, "to_snapshot": 2}
     with repoaudit.open(demo_db, read_only=True) as audit:
-        expected = audit.query("stale_images", **params)
-        everything = audit.query("stale_images")
-    got = spark_lake.query("stale_images", **params)
-    assert 0 < len(expected) != len(everything)
+        expected = audit.query("snapshot_diff", **params)
+        latest = audit.query("snapshot_diff")
+    got = spark_lake.query("snapshot_diff", **params)
+    assert len(expected) > 0 and sorted_rows(expected) != sorted_rows(latest)
     assert sorted_rows(got) == sorted_rows(expected)
     with pytest.raises(QueryError, match="has no parameter bogus"):
-        spark_lake.query("stale_images", bogus=1)
+        spark_lake.query("snapshot_diff", bogus=1)
 
 
 def test_unsupported_query_is_one_line_with_its_reason(spark_lake):
