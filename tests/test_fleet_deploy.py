@@ -178,3 +178,11 @@ def test_merge_job_merges_the_finished_shards_when_one_never_ends(registry, push
     proc = run_script(merge_script, repoaudit_on_path)
     assert proc.returncode == 0, proc.stderr
     assert "not every shard finished" in proc.stderr and "partial" in proc.stdout and "missing shards 0/2" in proc.stdout
+
+
+def test_the_example_in_deploy_is_the_rendered_one():
+    # deploy/fleet.yaml is generated: `repoaudit deploy render https://registry.example.com --shards 4 --run example`
+    spec = FleetSpec("https://registry.example.com", 4, "example")
+    assert (ROOT / "deploy" / "fleet.yaml").read_text() == render_yaml(spec)
+    for job in yaml.safe_load_all((ROOT / "deploy" / "fleet.yaml").read_text()):
+        validate_job(job)
