@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import repoaudit  # noqa: E402
 from scale import build  # noqa: E402
+
+import repoaudit  # noqa: E402
 
 DEFAULT_QUERIES = "snapshots,repository_summary,shared_layers,artifact_inventory,unpulled_images,stale_images"
 
