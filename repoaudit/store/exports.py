@@ -1,7 +1,7 @@
 """Exports for estates that outgrow one machine: every table as Hive-partitioned Parquet.
 
-The layout is ``DIR/<table>/registry=<registry>/snapshot_date=<YYYY-MM-DD>/data_0.parquet``
-(``snapshot_date`` only for tables whose rows belong to a snapshot), which Trino,
+The layout is ``DIR/<table>/registry=<registry>/snapshot_date=<YYYY-MM-DD>/part-<batch>-<n>.parquet``
+(``snapshot_date`` only for tables whose rows belong to a snapshot) beside ``DIR/_schema.json``, which Trino,
 Spark, Athena and DuckDB all read as partitioned tables. Partition values are
 percent-encoded (``registry=127.0.0.1%3A5000``), as Hive does.
 
