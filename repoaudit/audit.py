@@ -246,11 +246,12 @@ class Audit:
         return frame
 
     @_reads
-    def export_parquet(self, directory: str | Path, *, overwrite: bool = False) -> dict[str, int]:
-        """Every table as Hive-partitioned Parquet under ``directory``; rows per table."""
+    def export_parquet(self, directory: str | Path, *, overwrite: bool = False, append: bool = False) -> dict[str, int]:
+        """Every table as Hive-partitioned Parquet under ``directory`` (a lake; ``append`` adds the
+        snapshots it lacks); rows written per table."""
         from repoaudit.store.exports import export_parquet
 
-        return export_parquet(self.con, directory, overwrite=overwrite)
+        return export_parquet(self.con, directory, overwrite=overwrite, append=append)
 
     # -- collecting ------------------------------------------------------------
     def collect(self, url: str | Target, *, username: str | None = None, password: str | None = None,

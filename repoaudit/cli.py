@@ -547,6 +547,29 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return params
 
 
+def engine_options(f):
+    """--engine, --parquet and --spark-master: a named query on Spark over the Parquet lake (issue 21)."""
+    f = click.option("--spark-master", default=None, metavar="URL",
+                     help="Spark master for --engine spark  [default: local[2]].")(f)
+    f = click.option("--parquet", "lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="The lake (export --parquet DIR) --engine spark reads.")(f)
+    return click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+                        help="Run on the database (duckdb) or on Spark over the Parquet lake.")(f)
+
+
+def spark_lake(engine, lake, spark_master):
+    """The Spark session over the lake, or None for DuckDB; the options must go together."""
+    if engine != "spark":
+        if lake or spark_master:
+            raise ConfigError("--parquet and --spark-master go with --engine spark")
+        return None
+    if not lake:
+        raise ConfigError("--engine spark needs --parquet DIR (a lake written by 'repoaudit export --parquet')")
+    from repoaudit.fleet.spark import SparkLake
+
+    return SparkLake(lake, master=spark_master)
+
+
 @main.command()
 @click.argument("name")
 @db_option
@@ -555,20 +578,30 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to a file ('-': standard output).")
 @raw_option
+@engine_options
 @fail_cleanly
-def query(name, db, params, fmt, output, raw):
-    """Run a named query from queries/ (see 'repoaudit queries')."""
+def query(name, db, params, fmt, output, raw, engine, lake, spark_master):
+    """Run a named query from queries/ (see 'repoaudit queries'), on the database or on Spark."""
     check_output(output, "-o")
     params = parse_params(params)
+    spark = spark_lake(engine, lake, spark_master)
+    if spark is not None:
+        print_frame(spark.query(name, **params), fmt, output, raw=raw)
+        return
     with open_audit(db, read_only=True) as audit:
         print_frame(audit.query(name, **params), fmt, output, raw=raw)
 
 
 @main.command("queries")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@engine_options
 @fail_cleanly
-def list_queries(fmt):
-    """List the named queries, their descriptions and parameters."""
+def list_queries(fmt, engine, lake, spark_master):
+    """List the named queries, their descriptions and parameters (--engine spark: which run on Spark, and why not)."""
+    spark = spark_lake(engine, lake, spark_master)
+    if spark is not None:
+        print_frame(spark.support(), fmt)
+        return
     with Audit(":memory:") as audit:
         frame = audit.queries()
     if fmt != "table":
@@ -588,9 +621,10 @@ def list_queries(fmt):
 @click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write every table as Hive-partitioned Parquet under this directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --parquet directory.")
+@click.option("--append", is_flag=True, help="Add the snapshots a --parquet lake lacks, leaving its old partitions.")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Named-query parameter.")
 @fail_cleanly
-def export(name, db, csv_path, parquet_dir, overwrite, params):
+def export(name, db, csv_path, parquet_dir, overwrite, append, params):
     """Export NAME to CSV (--csv FILE), or every table to partitioned Parquet (--parquet DIR)."""
     if bool(csv_path) == bool(parquet_dir):
         raise ConfigError("give exactly one of --csv FILE (with NAME) or --parquet DIR")
@@ -598,6 +632,8 @@ def export(name, db, csv_path, parquet_dir, overwrite, params):
         raise ConfigError("--csv needs the NAME of a table, view or named query")
     if parquet_dir and (name or params):
         raise ConfigError("--parquet exports every table; it takes no NAME or --param")
+    if (overwrite or append) and not parquet_dir:
+        raise ConfigError("--overwrite and --append go with --parquet DIR")
     check_output(csv_path, "--csv")
     check_output(parquet_dir, "--parquet", stdout=False, directory=True)
     params = parse_params(params)
@@ -609,7 +645,7 @@ def export(name, db, csv_path, parquet_dir, overwrite, params):
             count = audit.export_csv(name, csv_path, **params)
             click.echo(f"{count} rows written to {csv_path}")
             return
-        counts = audit.export_parquet(parquet_dir, overwrite=overwrite)
+        counts = audit.export_parquet(parquet_dir, overwrite=overwrite, append=append)
     for table, rows in counts.items():
         click.echo(f"{table:<24} {rows:>10} rows")
     click.echo(f"written to {parquet_dir}")
@@ -968,6 +1004,50 @@ def posture(db, registry, fmt, raw):
     """Each registry's access posture: anonymous read/catalog/push, plain HTTP, certificate, weak TLS, changes."""
     with open_audit(db, read_only=True) as audit:
         print_frame(audit.posture(registry), fmt, raw=raw)
+
+
+# --- fleet: sharded collection as Kubernetes Indexed Jobs (issue 21) ---
+
+
+@main.group()
+def deploy():
+    """Render deployment manifests (Kubernetes) for running repoaudit beyond one machine."""
+
+
+@deploy.command("render")
+@click.argument("url")
+@click.option("--shards", required=True, type=int, help="Collect in this many shards, one pod each.")
+@click.option("--run", "run", default=None, help="Run id in the Job names and shard markers  [default: today, UTC].")
+@click.option("--image", default="registry.example.com/platform/repoaudit:0.1.0", show_default=True,
+              help="The repoaudit image (built from deploy/Dockerfile).")
+@click.option("--namespace", default="platform-audit", show_default=True)
+@click.option("--name", default="repoaudit", show_default=True, help="Prefix of the Job names.")
+@click.option("--claim", default="repoaudit-data", show_default=True,
+              help="PersistentVolumeClaim shared by every pod (ReadWriteMany).")
+@click.option("--data-dir", default="/data", show_default=True, help="Where the claim is mounted.")
+@click.option("--auth-secret", default="regcred", show_default=True,
+              help="kubernetes.io/dockerconfigjson Secret with the registry credentials ('' for none).")
+@click.option("--wait-minutes", default=360, show_default=True, type=int,
+              help="How long the merge Job waits for every shard before merging the finished ones.")
+@click.option("--collect-arg", "collect_args", multiple=True, metavar="ARG",
+              help="Extra argument for each shard's 'repoaudit collect' (repeatable).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@fail_cleanly
+def deploy_render(url, shards, run, image, namespace, name, claim, data_dir, auth_secret, wait_minutes,
+                  collect_args, output):
+    """The Indexed collect Job (one shard per pod) and the merge-and-export Job, as YAML."""
+    from repoaudit.fleet.deploy import FleetSpec, render_yaml
+
+    check_output(output, "-o")
+    run = run or datetime.now(timezone.utc).strftime("%Y%m%d")
+    text = render_yaml(FleetSpec(url, shards, run, image=image, namespace=namespace, name=name, claim=claim,
+                                 data_dir=data_dir, auth_secret=auth_secret or None, wait_minutes=wait_minutes,
+                                 collect_args=tuple(collect_args)))
+    if output and not is_stdout(output):
+        output.write_text(text)
+        click.echo(f"manifests written to {output}")
+    else:
+        click.echo(text, nl=False)
 
 
 # -q and -v on every verb (the helpers are with the error contract above).

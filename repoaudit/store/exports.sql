@@ -9,3 +9,7 @@ ORDER BY table_name;
 
 -- name: table_columns
 SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position;
+
+-- name: table_column_types
+SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position;
+

@@ -1,0 +1,376 @@
+"""The named queries on Spark, over the Parquet lake ``export --parquet DIR`` writes.
+
+A named query is DuckDB SQL over the database's tables, views (``store/views.sql``) and table macros.
+On Spark the same names have to exist, so :class:`SparkLake`
+
+1. registers every lake table as a temporary view with the database's own columns and types (taken
+   from ``_schema.json``, so an empty table or a partition written before a migration reads the same);
+2. transpiles each view of ``views.sql`` with sqlglot (DuckDB to Spark) and creates it as a temporary
+   view, in file order; a view Spark refuses is remembered with Spark's reason;
+3. runs a query by parsing it as DuckDB, putting the bound parameters in as typed literals, inlining
+   the table macros (Spark has no table macros: a call becomes the macro's body as a subquery, its
+   parameters replaced by the call's arguments), rewriting the DuckDB-only functions sqlglot leaves
+   alone (:data:`REWRITES`), and handing Spark the transpiled text.
+
+What cannot be done that way is not papered over: :meth:`SparkLake.support` lists, per query, whether
+Spark accepts it and, if not, the first line of the reason (an ``ASOF`` join, a view that failed, a
+function without a Spark equivalent).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from repoaudit.analysis.queries import NamedQuery, get_query, load_queries
+from repoaudit.errors import ConfigError, QueryError, first_line
+from repoaudit.store.database import views_sql
+from repoaudit.store.exports import read_lake_schema
+
+try:  # the [spark] extra
+    import sqlglot
+    from sqlglot import exp
+except ImportError:  # pragma: no cover - reported when used
+    sqlglot = None
+
+DEFAULT_MASTER = "local[2]"
+_LENGTH_OF_ARRAY = re.compile(r'Cannot resolve "length\((.+?)\)" due to data type mismatch.*type "ARRAY')
+
+_STATEMENT = re.compile(r"^CREATE OR REPLACE (VIEW|MACRO) (\w+)(?:\(([^)]*)\))?\s+AS(?: TABLE)?\s*$|"
+                        r"^CREATE OR REPLACE (VIEW) (\w+) AS (.*)$", re.M)
+
+
+def _require_sqlglot() -> None:
+    if sqlglot is None:
+        raise ConfigError("--engine spark needs the [spark] extra (pip install -e '.[spark]')")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One view or table macro of views.sql, parsed as DuckDB."""
+
+    kind: str  # "VIEW" or "MACRO"
+    name: str
+    params: tuple[str, ...]
+    body: Any  # sqlglot expression
+
+
+def split_views(text: str) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """``views.sql`` as (kind, name, parameters, body SQL), in file order."""
+    out = []
+    # Whole-line comments go first: they sit between statements and may hold a semicolon of their own.
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    matches = list(_STATEMENT.finditer(text))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        if m.group(1):
+            kind, name, params = m.group(1), m.group(2), m.group(3)
+            body = text[m.end():end]
+        else:
+            kind, name, params = m.group(4), m.group(5), None
+            body = m.group(6) + text[m.end():end]
+        body = body.strip()
+        # the body ends at its statement's semicolon; what follows is the next statement's comments
+        body = body[:body.rfind(";")] if ";" in body else body
+        out.append((kind, name, tuple(p.strip() for p in params.split(",")) if params else (), body))
+    return out
+
+
+def _spark_type(duckdb_type: str) -> str:
+    if duckdb_type == "JSON":
+        return "STRING"
+    return exp.DataType.build(duckdb_type, dialect="duckdb").sql("spark")
+
+
+def _literal(value: Any, sql_type: str):
+    if value is None:
+        return exp.Cast(this=exp.Null(), to=exp.DataType.build(sql_type, dialect="duckdb"))
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float)):
+        return exp.Literal.number(value)
+    return exp.Cast(this=exp.Literal.string(str(value)), to=exp.DataType.build(sql_type, dialect="duckdb"))
+
+
+def _fn(name: str, *args):
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _string_agg(node):
+    """string_agg(x, sep ORDER BY x) as array_join over a sorted collect_list (collect_set for DISTINCT):
+    Spark 4's LISTAGG ... WITHIN GROUP fails at run time (a ClassCastException in its optimizer)."""
+    inner, order = node.this, None
+    if isinstance(inner, exp.Order):
+        order, inner = inner.expressions, inner.this
+    distinct = isinstance(inner, exp.Distinct)
+    if distinct:
+        if len(inner.expressions) != 1:
+            return node
+        inner = inner.expressions[0]
+    if order and (len(order) != 1 or order[0].this != inner or order[0].args.get("desc")):
+        return node  # ordered by something else: left to LISTAGG
+    collected = _fn("collect_set" if distinct else "collect_list", inner)
+    if order or distinct:
+        collected = _fn("array_sort", collected)
+    separator = node.args.get("separator") or exp.Literal.string(",")
+    # string_agg over nothing (all NULL, or no rows) is NULL, array_join over nothing ''
+    empty = exp.EQ(this=_fn("size", collected.copy()), expression=exp.Literal.number(0))
+    return exp.If(this=empty, true=exp.Null(), false=_fn("array_join", collected, separator))
+
+
+def _rewrite_functions(tree, lists: frozenset = frozenset()):
+    """DuckDB functions sqlglot passes through unchanged, given their Spark equivalents. ``lists``: the
+    arguments of length() that Spark's analyser found to be arrays (length of a list is size on Spark)."""
+
+    def visit(node):
+        if isinstance(node, exp.Length) and (node.this.sql(dialect="spark") in lists or (
+                isinstance(node.this, exp.Column) and node.this.name in lists)):
+            return _fn("size", node.this)
+        if isinstance(node, exp.GroupConcat):
+            return _string_agg(node)
+        if isinstance(node, exp.DateDiff) and (node.unit.name if node.unit else "day").lower() in ("day", "days"):
+            # DuckDB counts the day boundaries between the two; Spark's DATEDIFF(DAY, ...) whole days elapsed.
+            return _fn("datediff", exp.Cast(this=node.this, to=exp.DataType.build("DATE")),
+                       exp.Cast(this=node.expression, to=exp.DataType.build("DATE")))
+        if isinstance(node, exp.ArrayOverlaps):  # DuckDB's && on lists; Spark's && is boolean AND
+            return _fn("arrays_overlap", node.this, node.expression)
+        if isinstance(node, exp.ToDays):
+            return _fn("make_dt_interval", node.this)
+        if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+            node.set("materialized", None)  # a planner hint Spark's grammar lacks; the result is the same
+            return node
+        if isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            args = node.expressions
+            if name == "to_days" and len(args) == 1:
+                return _fn("make_dt_interval", args[0])
+            if name == "to_hours" and len(args) == 1:
+                return _fn("make_dt_interval", exp.Literal.number(0), args[0])
+            if name == "to_microseconds" and len(args) == 1:
+                seconds = exp.Div(this=exp.Cast(this=args[0], to=exp.DataType.build("DECIMAL(38, 6)")),
+                                  expression=exp.Literal.number(1_000_000))
+                return _fn("make_dt_interval", exp.Literal.number(0), exp.Literal.number(0),
+                           exp.Literal.number(0), seconds)
+            if name == "error" and len(args) == 1:
+                return _fn("raise_error", args[0])
+            if name == "list_has_any" and len(args) == 2:
+                return _fn("arrays_overlap", *args)
+            if name == "list_bool_or" and len(args) == 1:
+                # over a boolean list: true when any is, NULL for an empty list (as DuckDB)
+                return _fn("array_max", args[0])
+        if isinstance(node, exp.Literal) and node.is_string and node.this in ("-infinity", "infinity"):
+            # DuckDB's infinite timestamps: the ends of Spark's range stand in for them.
+            return exp.Literal.string("0001-01-01 00:00:00" if node.this.startswith("-") else "9999-12-31 23:59:59")
+        return node
+
+    return tree.transform(visit)
+
+
+class SparkLake:
+    """A Spark session whose temporary views are the lake's tables and views.sql's views."""
+
+    def __init__(self, lake: str | Path, *, master: str | None = None, session=None):
+        _require_sqlglot()
+        self.lake = Path(lake)
+        schema = read_lake_schema(self.lake)
+        if schema is None:
+            raise ConfigError(f"{self.lake} is not a repoaudit lake (no _schema.json; write one with "
+                              "'repoaudit export --parquet DIR')")
+        self.schema = schema
+        self.spark = session or _session(master or DEFAULT_MASTER)
+        self.macros: dict[str, Definition] = {}
+        self.lists: set[str] = set()  # length() arguments Spark found to be arrays
+        self.failed: dict[str, str] = {}  # view name -> why Spark refused it
+        self._register_tables()
+        self._register_views()
+
+    # -- setting up ---------------------------------------------------------------------------------------
+    def _register_tables(self) -> None:
+        for table, entry in sorted(self.schema["tables"].items()):
+            columns = [(c["name"], _spark_type(c["stored_as"])) for c in entry["columns"]]
+            ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
+            folder = self.lake / table
+            if folder.is_dir() and next(folder.rglob("*.parquet"), None) is not None:
+                # The schema is given, not inferred: no job reads every footer, and a file written before a
+                # migration added a column reads as NULLs in it rather than as another schema.
+                own = {n for n, _ in columns}
+                extra = [f"`{p['name']}` {_spark_type(p['type'])}" for p in entry["partitions"] if p["name"] not in own]
+                frame = (self.spark.read.schema(", ".join([ddl, *extra])).option("basePath", str(folder))
+                         .parquet(str(folder)))
+                frame.select(*[n for n, _ in columns]).createOrReplaceTempView(table)
+            else:
+                self.spark.createDataFrame([], ddl).createOrReplaceTempView(table)
+
+    def _register_views(self) -> None:
+        """Parse views.sql; each view is created on Spark the first time a query names it."""
+        self.views: dict[str, Any] = {}
+        for kind, name, params, body in split_views(views_sql()):
+            try:
+                tree = sqlglot.parse_one(body, read="duckdb")
+            except sqlglot.errors.ParseError as exc:
+                self.failed[name] = f"sqlglot cannot parse it: {first_line(exc)}"
+                continue
+            if kind == "MACRO":
+                self.macros[name] = Definition(kind, name, params, tree)
+            else:
+                self.views[name] = tree
+        self.created: set[str] = set()
+
+    def _ensure_views(self, tree, seen: frozenset = frozenset()) -> None:
+        """Create on Spark every view ``tree`` names (after the views those name), once."""
+        for table in tree.find_all(exp.Table):
+            name = table.name
+            if name in self.created or name in self.failed or name not in self.views or name in seen:
+                continue
+            view = self._inline_macros(self.views[name])
+            self._ensure_views(view, seen | {name})
+            try:
+                self._sql(view).createOrReplaceTempView(name)
+                self.created.add(name)
+            except Exception as exc:  # Spark's AnalysisException, sqlglot's errors: the reason is the point
+                self.failed[name] = _reason(exc)
+
+    # -- transpiling --------------------------------------------------------------------------------------
+    def _inline_macros(self, tree, depth: int = 0):
+        if depth > 8:
+            raise QueryError("table macros nest deeper than 8")
+
+        def visit(node):
+            if isinstance(node, exp.Table) and isinstance(node.this, exp.Anonymous) \
+                    and node.this.name.lower() in self.macros:
+                macro = self.macros[node.this.name.lower()]
+                args = node.this.expressions
+                if len(args) != len(macro.params):
+                    raise QueryError(f"macro {macro.name} takes {len(macro.params)} arguments, got {len(args)}")
+                bound = dict(zip(macro.params, args))
+
+                def substitute(inner):
+                    if isinstance(inner, exp.Column) and not inner.table and inner.name in bound:
+                        return bound[inner.name].copy()
+                    return inner
+
+                body = self._inline_macros(macro.body.copy().transform(substitute), depth + 1)
+                alias = node.alias or macro.name
+                return exp.Subquery(this=body, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+            return node
+
+        return tree.transform(visit)
+
+    def transpile_tree(self, tree) -> str:
+        tree = self._inline_macros(tree)
+        for join in tree.find_all(exp.Join):
+            if (join.args.get("method") or "").upper() == "ASOF":
+                raise QueryError("an ASOF join (DuckDB's nearest-match join), which Spark has no equivalent for")
+        self._ensure_views(tree)
+        return _rewrite_functions(tree, frozenset(self.lists)).sql(dialect="spark")
+
+    def _sql(self, tree):
+        """Spark's DataFrame for ``tree``. DuckDB's length() takes strings and lists alike, Spark's only
+        strings; which argument is a list only Spark's analyser knows, so its refusal names the argument
+        and the statement is transpiled again with size() there."""
+        for _ in range(16):
+            try:
+                return self.spark.sql(self.transpile_tree(tree.copy()))
+            except Exception as exc:
+                found = _LENGTH_OF_ARRAY.search(_reason(exc))
+                if not found or found.group(1) in self.lists:
+                    raise
+                self.lists.add(found.group(1))
+        raise QueryError("too many list arguments of length()")
+
+    def transpile(self, query: NamedQuery, params: dict[str, Any]) -> str:
+        """The query's Spark SQL with its bound parameters as literals."""
+        return self.transpile_tree(self._bound_tree(query, params))
+
+    def _bound_tree(self, query: NamedQuery, params: dict[str, Any]):
+        bound = {p.name: p.default for p in query.params}
+        bound.update(params)
+        types = {p.name: p.type for p in query.params}
+        try:
+            tree = sqlglot.parse_one(query.sql, read="duckdb")
+        except sqlglot.errors.ParseError as exc:
+            raise QueryError(f"sqlglot cannot parse it: {first_line(exc)}") from None
+
+        def bind(node):
+            if isinstance(node, (exp.Placeholder, exp.Parameter)) and node.name in bound:
+                return _literal(bound[node.name], types[node.name])
+            return node
+
+        return tree.transform(bind)
+
+    # -- running ------------------------------------------------------------------------------------------
+    def query(self, name: str, **params: Any) -> pd.DataFrame:
+        """Run the named query on Spark; a query Spark refuses is a QueryError with the reason."""
+        q = get_query(name)
+        bound = q.bind(params)
+        # bind() keeps only parameters the SQL uses; unused ones need no literal
+        values = {p.name: bound.get(p.name, p.default) for p in q.params}
+        try:
+            return self._sql(self._bound_tree(q, values)).toPandas()
+        except QueryError as exc:
+            raise QueryError(f"query {name} on Spark: {exc}") from None
+        except Exception as exc:
+            raise QueryError(f"query {name} on Spark: {self._explain(exc)}") from None
+
+    def _explain(self, exc: Exception) -> str:
+        reason = _reason(exc)
+        missing = re.search(r"cannot be found.*?`([\w]+)`|TABLE_OR_VIEW_NOT_FOUND.*?`(\w+)`", reason)
+        name = missing and (missing.group(1) or missing.group(2))
+        if name in self.failed:
+            return f"needs view {name}, which Spark refused: {self.failed[name]}"
+        return reason
+
+    def support(self) -> pd.DataFrame:
+        """Each named query: whether Spark accepts it (analysed, not run) and, if not, why."""
+        rows = []
+        for q in load_queries().values():
+            try:
+                self._sql(self._bound_tree(q, {p.name: p.default for p in q.params}))
+                rows.append({"name": q.name, "spark": True, "reason": ""})
+            except Exception as exc:
+                reason = exc.args[0] if isinstance(exc, QueryError) else self._explain(exc)
+                rows.append({"name": q.name, "spark": False, "reason": reason})
+        return pd.DataFrame(rows, columns=["name", "spark", "reason"])
+
+
+def _reason(exc: Exception) -> str:
+    java = getattr(exc, "java_exception", None)
+    if java is not None:  # a failure while running: the JVM's root cause says what went wrong
+        try:
+            while java.getCause() is not None:
+                java = java.getCause()
+            return first_line(java.toString())
+        except Exception:
+            pass
+    text = getattr(exc, "getMessage", None)
+    text = text() if callable(text) else str(exc)
+    return first_line(text) if text else type(exc).__name__
+
+
+def _session(master: str):
+    # PySpark logs every refused statement with its JVM stack; the refusal is reported as a QueryError.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError("--engine spark needs the [spark] extra (pip install -e '.[spark]') and Java 17") from None
+    try:
+        builder = SparkSession.builder.master(master).appName("repoaudit")
+        if master.startswith("local"):
+            # One machine: a shuffle into Spark's default 200 partitions is mostly task overhead.
+            builder = builder.config("spark.sql.shuffle.partitions", "2")
+        return (builder
+                .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                # repoaudit's TIMESTAMP columns are UTC wall times; read them as timestamps, not TIMESTAMP_NTZ
+                .config("spark.sql.parquet.inferTimestampNTZ.enabled", "false")
+                .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+                .getOrCreate())
+    except Exception as exc:
+        raise ConfigError(f"cannot start Spark at {master}: {_reason(exc)}") from None
