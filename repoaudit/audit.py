@@ -26,6 +26,7 @@ from repoaudit.errors import ConfigError, QueryError, StoreError, first_line
 from repoaudit.jobs.job import CollectJob
 from repoaudit.jobs.status import status_documents
 from repoaudit.model.options import (
+    DEFAULT_KEEP_BUDGET,
     ClientOptions,
     CollectOptions,
     Target,
@@ -260,7 +261,8 @@ class Audit:
                 timeout: float | None = None, proxy: str | None = None,
                 client_options: ClientOptions | None = None, transport=None,
                 shard: str | tuple[int, int] | None = None, use_credential_store: bool = True,
-                posture: bool = True, probe_push: bool = False) -> CollectResult:
+                posture: bool = True, probe_push: bool = False,
+                keep_budget: int = DEFAULT_KEEP_BUDGET) -> CollectResult:
         """Snapshot one registry (``https://…``/``http://…``) or OCI layout tree (``oci:PATH``).
 
         Credentials: ``username``/``password`` when given, else ``REPOAUDIT_USERNAME``/
@@ -269,7 +271,9 @@ class Audit:
         on registries without a catalog; ``exclude_tags`` are regexes, as Flux's exclusionList.
         ``shard="i/n"`` collects only the repositories whose name hashes to ``i`` mod ``n``.
         ``posture`` probes the registry's anonymous access and TLS without credentials (``registry_posture``);
-        ``probe_push`` adds an anonymous blob upload, cancelled at once.
+        ``probe_push`` adds an anonymous blob upload, cancelled at once. ``keep_budget``: stop fetching
+        before the registry's announced rate-limit budget (``ratelimit-remaining``) falls below it; the
+        snapshot is then ``partial`` and ``CollectResult.not_reached`` names what was not read.
         """
         target = url if isinstance(url, Target) else parse_target(url, name)
         if client_options is None:
@@ -279,14 +283,15 @@ class Audit:
                 **({"timeout": timeout} if timeout else {}), **({"retry": retry} if retry else {}))
         options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full, shard=shard,
                                  repositories=tuple(repositories), exclude_tags=tuple(exclude_tags),
-                                 posture=posture, probe_push=probe_push)
+                                 posture=posture, probe_push=probe_push, keep_budget=keep_budget)
         kw = {"transport": transport} if transport is not None and target.kind == "registry" else {}
         return self._collect_parts(target.name, [(target, client_options, options, None, kw)],
                                    progress=progress, started_at=started_at)
 
     def collect_jobs(self, jobs: Iterable[CollectJob], *, concurrency: int = 16, full: bool = False,
                      progress: bool = True, retry: RetryPolicy | None = None, posture: bool = True,
-                     probe_push: bool = False) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
+                     probe_push: bool = False, keep_budget: int = DEFAULT_KEEP_BUDGET
+                     ) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
         """Collect Flux ImageRepository / config-file jobs: one snapshot per registry.
 
         Jobs on the same registry (several ImageRepository objects, each with its own
@@ -305,7 +310,7 @@ class Audit:
             base = ClientOptions(concurrency=concurrency, **({"retry": retry} if retry else {}))
             options = CollectOptions(include=job.include, exclude=job.exclude, full=full,
                                      repositories=job.repositories, exclude_tags=job.exclusion_list,
-                                     posture=posture, probe_push=probe_push)
+                                     posture=posture, probe_push=probe_push, keep_budget=keep_budget)
             groups.setdefault(job.registry, []).append((job.target, job.client_options(base), options, job.name, {}))
         results = [self._collect_parts(registry, parts, progress=progress, started_at=None)
                    for registry, parts in groups.items()]
