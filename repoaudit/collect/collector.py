@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import duckdb
 
+from repoaudit.collect.digests import DigestSet
 from repoaudit.collect.posture import PROBE_TIMEOUT, probe_layout
 from repoaudit.collect.posture import probe as probe_posture
 from repoaudit.collect.posture import record as record_posture
@@ -164,7 +165,7 @@ class Collector:
         self.routes = routes
         self.full = full
         self.progress = progress or NullProgress()
-        self.stored: set[str] = set()
+        self.stored = DigestSet()  # ~8 bytes a digest: a set of strings was most of a big run's memory
         self.incremental = False
         self._manifest_flights = _Flights()
         self._config_flights = _Flights()
@@ -179,12 +180,20 @@ class Collector:
         self.not_reached: list[str] = []
         self.samples: dict[str, str | None] = {}  # repository -> one tag it served: posture's read probes
 
+    def release(self) -> None:
+        """Drop what only fetching needed, before the commit's own peak: the digest set and the config cache."""
+        self.stored = DigestSet()
+        self._configs.clear()
+
     def source(self, repository: str) -> Source:
         return self.routes[repository].source
 
-    async def run(self) -> None:
-        self.stored = self.writer.known_manifests()
+    def load_known(self) -> None:
+        """The digests already stored, read while the writer still holds the database (before ``pause``)."""
+        self.stored = DigestSet(self.writer.known_manifests())
         self.incremental = bool(self.stored) and not self.full
+
+    async def run(self) -> None:
         queue: asyncio.Queue[str] = asyncio.Queue()
         for name in self.routes:
             queue.put_nowait(name)
@@ -532,7 +541,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
                             options={"include": list(first.include), "exclude": list(first.exclude),
                                      "full": first.full, "parts": [p.label for p in parts if p.label],
                                      **({"shard": "%d/%d" % first.shard} if first.shard else {})})
-    writer.mode = "incremental" if writer.known_manifests() and not first.full else "full"
+    writer.mode = "incremental" if writer.has_manifests() and not first.full else "full"
     progress = progress or NullProgress()
 
     def requests() -> dict[str, int]:
@@ -544,6 +553,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
     collector = Collector(registry, writer, {}, full=first.full, progress=progress)
     writer.before_commit.append(lambda c: finalize_indexes(c, registry, writer.snapshot_id))
     writer.begin()
+    collector.load_known()
     writer.pause()  # until commit every row goes to the stage: the database's lock is free meanwhile
     try:
         start_errors = [await _plan(part, collector) for part in parts]
@@ -580,6 +590,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
             rate_limit.update(p.source.rate_limit)
         # A run dated by the caller (the demo's backdated epochs, a replay) lasts as long as it really took.
         finished_at = started_at + timedelta(seconds=time.monotonic() - t0) if started_at else None
+        collector.release()
         manifest_count = writer.commit(status=status, repository_count=repositories, tag_count=collector.tag_count,
                                        new_manifest_count=collector.new_manifests, error_count=collector.error_count,
                                        requests=requests(), rate_limit=rate_limit, error=error,

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import duckdb
 
@@ -37,6 +37,9 @@ class SnapshotInfo:
     source: str
     started_at: datetime
 
+
+
+KNOWN_BATCH = 50_000
 
 
 # Stored with each snapshot so that listing snapshots never re-walks every blob of every snapshot.
@@ -77,11 +80,11 @@ class SnapshotWriter:
     STAGED = tuple(COLUMNS)
     STAGE_MEMORY = "128MB"
     # DuckDB caches the rows a big copy writes unless held to a limit. The snapshot's transaction runs
-    # under COMMIT_MEMORY bytes, or COMMIT_MEMORY_PER_STAGE_BYTE times the stage file if more (what it
-    # cannot evict grows with the snapshot: 128 MB ran out at 300k tags). If it still runs out, the
-    # transaction is rolled back and run again without a limit: everything is still in the stage.
+    # under COMMIT_MEMORY bytes whatever the snapshot's size: it once needed six times the stage file (a
+    # string in every group of the blob-reference count, kept.sql's count_new_refs, outgrew 128 MB at
+    # 200k tags), which made a commit's memory grow with its tags. If it still runs out, the transaction
+    # is rolled back and run again without a limit: everything is still in the stage.
     COMMIT_MEMORY = 128 * 2**20
-    COMMIT_MEMORY_PER_STAGE_BYTE = 6
 
     def __init__(self, con: duckdb.DuckDBPyConnection | Lease, *, registry: str, source: str, source_kind: str,
                  started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
@@ -162,9 +165,16 @@ class SnapshotWriter:
                 path.unlink(missing_ok=True)
             self._stage_path = None
 
-    def known_manifests(self) -> set[str]:
-        rows = self.con.execute("SELECT digest FROM manifests WHERE registry = ?", [self.registry]).fetchall()
-        return {r[0] for r in rows}
+    def has_manifests(self) -> bool:
+        return self.con.execute(SQL["has_manifests"], [self.registry]).fetchone() is not None
+
+    def known_manifests(self) -> Iterator[str]:
+        """The registry's stored manifest digests, a batch at a time: a million as one list of tuples
+        would be the run's peak before its first request."""
+        cursor = self.con.execute(SQL["known_manifests"], [self.registry])
+        while rows := cursor.fetchmany(KNOWN_BATCH):
+            for (digest,) in rows:
+                yield digest
 
     def add(self, table: str, row: tuple) -> None:
         buf = self._buffers[table]
@@ -179,17 +189,15 @@ class SnapshotWriter:
             staged = self._stage is not None and name in self.STAGED
             insert_rows(self._stage if staged else self.con, name, rows)
 
-    def _attach_stage(self) -> int:
-        """Close the stage, key its rows (outside any transaction of the database) and attach it; its size."""
+    def _attach_stage(self) -> None:
+        """Close the stage, key its rows (outside any transaction of the database) and attach it."""
         self.flush()
         self._stage.close()
         self._stage = None
-        staged_bytes = self._stage_path.stat().st_size
         path = str(self._stage_path).replace("'", "''")
         self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")  # ATTACH takes no parameters
         self._stage_attached = True
         self._key_stage()
-        return staged_bytes
 
     def _copy_stage(self) -> None:
         """Inside the snapshot's transaction: the stage's keyed rows, and the keys its new digests took."""
@@ -232,7 +240,7 @@ class SnapshotWriter:
             self.flush()
             manifest_count = self._finish(row)
         else:
-            staged_bytes = self._attach_stage()
+            self._attach_stage()
 
             def copy_and_finish() -> int:
                 self.con.execute("BEGIN TRANSACTION")
@@ -245,9 +253,7 @@ class SnapshotWriter:
                     self._open = False
                     self.con.execute("ROLLBACK")
 
-            manifest_count = under_memory_limit(
-                self.con, max(self.COMMIT_MEMORY, self.COMMIT_MEMORY_PER_STAGE_BYTE * staged_bytes),
-                copy_and_finish, roll_back)
+            manifest_count = under_memory_limit(self.con, self.COMMIT_MEMORY, copy_and_finish, roll_back)
         self._close_stage()
         return manifest_count
 
