@@ -21,35 +21,29 @@ ORDER BY ordinal_position;
 -- Inside the attached stage: the key of every digest its rows name, an existing one from digest_keys, else
 -- a new one numbered after the highest key so far (new = true). One SELECT per keyed digest column of a
 -- staged table (kept._KEYED; tests/test_kept_tables.py checks this list against it).
--- New digests are numbered by their position in the stage's table of them, in no particular order: keys
--- are surrogates, only unique. Sorting every new digest string first (row_number() OVER (ORDER BY
--- registry, digest), or an ORDER BY) could not spill and outgrew the keying's memory limit.
-CREATE OR REPLACE TABLE _repoaudit_stage._found AS
-SELECT n.registry, n.digest, k.key FROM (
-    SELECT registry, digest AS digest FROM _repoaudit_stage.manifests WHERE digest IS NOT NULL
-    UNION SELECT registry, config_digest AS digest FROM _repoaudit_stage.manifests WHERE config_digest IS NOT NULL
-    UNION SELECT registry, manifest_digest AS digest FROM _repoaudit_stage.layers WHERE manifest_digest IS NOT NULL
-    UNION SELECT registry, digest AS digest FROM _repoaudit_stage.layers WHERE digest IS NOT NULL
-    UNION SELECT registry, index_digest AS digest FROM _repoaudit_stage.manifest_children
-          WHERE index_digest IS NOT NULL
-    UNION SELECT registry, child_digest AS digest FROM _repoaudit_stage.manifest_children
-          WHERE child_digest IS NOT NULL
-) n
-LEFT JOIN main.digest_keys k ON k.registry = n.registry AND k.digest = n.digest;
-CREATE OR REPLACE TABLE _repoaudit_stage._new AS
-SELECT registry, digest FROM _repoaudit_stage._found WHERE key IS NULL;
 CREATE OR REPLACE TABLE _repoaudit_stage._keys AS
-WITH base AS (
+WITH found AS (
+    SELECT n.registry, n.digest, k.key FROM (
+        SELECT registry, digest AS digest FROM _repoaudit_stage.manifests WHERE digest IS NOT NULL
+        UNION SELECT registry, config_digest AS digest FROM _repoaudit_stage.manifests WHERE config_digest IS NOT NULL
+        UNION SELECT registry, manifest_digest AS digest FROM _repoaudit_stage.layers WHERE manifest_digest IS NOT NULL
+        UNION SELECT registry, digest AS digest FROM _repoaudit_stage.layers WHERE digest IS NOT NULL
+        UNION SELECT registry, index_digest AS digest FROM _repoaudit_stage.manifest_children
+              WHERE index_digest IS NOT NULL
+        UNION SELECT registry, child_digest AS digest FROM _repoaudit_stage.manifest_children
+              WHERE child_digest IS NOT NULL
+    ) n
+    LEFT JOIN main.digest_keys k ON k.registry = n.registry AND k.digest = n.digest
+), base AS (
     SELECT greatest(coalesce((SELECT max(key) FROM main.digest_keys), 0),
                     coalesce((SELECT last_value FROM duckdb_sequences()
                               WHERE database_name = current_database()
                                 AND sequence_name = 'digest_key_seq'), 0)) AS base
 )
-SELECT registry, digest, key, false AS new FROM _repoaudit_stage._found WHERE key IS NOT NULL
+SELECT registry, digest, key, false AS new FROM found WHERE key IS NOT NULL
 UNION ALL
-SELECT registry, digest, (SELECT base FROM base) + rowid + 1, true FROM _repoaudit_stage._new;
-DROP TABLE _repoaudit_stage._found;
-DROP TABLE _repoaudit_stage._new;
+SELECT registry, digest, (SELECT base FROM base) + row_number() OVER (ORDER BY registry, digest), true
+FROM found WHERE key IS NULL;
 
 -- name: copy_stage_keys
 -- Inside the snapshot's transaction: the keys the stage's new digests took ...
