@@ -80,11 +80,13 @@ class SnapshotWriter:
     STAGED = tuple(COLUMNS)
     STAGE_MEMORY = "128MB"
     # DuckDB caches the rows a big copy writes unless held to a limit. The snapshot's transaction runs
-    # under COMMIT_MEMORY bytes whatever the snapshot's size: it once needed six times the stage file (a
-    # string in every group of the blob-reference count, kept.sql's count_new_refs, outgrew 128 MB at
-    # 200k tags), which made a commit's memory grow with its tags. If it still runs out, the transaction
-    # is rolled back and run again without a limit: everything is still in the stage.
+    # under COMMIT_MEMORY bytes, or COMMIT_MEMORY_PER_STAGE_BYTE times the stage file if more (what it
+    # cannot evict grows with the snapshot: a fixed 128 MB still ran out at 300k tags once kept.sql's
+    # count_new_refs grouped on integers; at 1M it was SNAPSHOT_TOTALS' DISTINCT over blob digest
+    # strings; and the rerun without a limit peaked higher than this). If it still runs out, the
+    # transaction is rolled back and run again without a limit: everything is still in the stage.
     COMMIT_MEMORY = 128 * 2**20
+    COMMIT_MEMORY_PER_STAGE_BYTE = 6
 
     def __init__(self, con: duckdb.DuckDBPyConnection | Lease, *, registry: str, source: str, source_kind: str,
                  started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
@@ -189,15 +191,17 @@ class SnapshotWriter:
             staged = self._stage is not None and name in self.STAGED
             insert_rows(self._stage if staged else self.con, name, rows)
 
-    def _attach_stage(self) -> None:
-        """Close the stage, key its rows (outside any transaction of the database) and attach it."""
+    def _attach_stage(self) -> int:
+        """Close the stage, key its rows (outside any transaction of the database) and attach it; its size."""
         self.flush()
         self._stage.close()
         self._stage = None
+        staged_bytes = self._stage_path.stat().st_size
         path = str(self._stage_path).replace("'", "''")
         self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")  # ATTACH takes no parameters
         self._stage_attached = True
         self._key_stage()
+        return staged_bytes
 
     def _copy_stage(self) -> None:
         """Inside the snapshot's transaction: the stage's keyed rows, and the keys its new digests took."""
@@ -240,7 +244,7 @@ class SnapshotWriter:
             self.flush()
             manifest_count = self._finish(row)
         else:
-            self._attach_stage()
+            staged_bytes = self._attach_stage()
 
             def copy_and_finish() -> int:
                 self.con.execute("BEGIN TRANSACTION")
@@ -253,7 +257,9 @@ class SnapshotWriter:
                     self._open = False
                     self.con.execute("ROLLBACK")
 
-            manifest_count = under_memory_limit(self.con, self.COMMIT_MEMORY, copy_and_finish, roll_back)
+            manifest_count = under_memory_limit(
+                self.con, max(self.COMMIT_MEMORY, self.COMMIT_MEMORY_PER_STAGE_BYTE * staged_bytes),
+                copy_and_finish, roll_back)
         self._close_stage()
         return manifest_count
 
