@@ -18,6 +18,7 @@ from repoaudit.audit import Audit, open
 from repoaudit.collect.collector import CollectResult
 from repoaudit.errors import (
                               AuthenticationError,
+                              BudgetExhausted,
                               CircuitOpen,
                               ConfigError,
                               DatabaseLocked,
@@ -52,7 +53,7 @@ from repoaudit.model.retry import NO_BACKOFF, RetryPolicy
 from repoaudit.retention.whatif import default_policies_dir
 
 __all__ = sorted([
-    "Audit", "AuthenticationError", "CircuitOpen", "ClientOptions", "CollectOptions", "CollectResult",
+    "Audit", "AuthenticationError", "BudgetExhausted", "CircuitOpen", "ClientOptions", "CollectOptions", "CollectResult",
     "ConfigError", "DatabaseLocked", "DeadlineExceeded", "DigestMismatch", "EventError", "GCPreview",
     "IngestError", "InvalidDocument", "InvalidResponse",
     "LayoutError", "LimitExceeded", "Limits", "NO_BACKOFF", "NotFoundError", "PaginationError",

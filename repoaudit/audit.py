@@ -26,6 +26,7 @@ from repoaudit.errors import ConfigError, QueryError, StoreError, first_line
 from repoaudit.jobs.job import CollectJob
 from repoaudit.jobs.status import status_documents
 from repoaudit.model.options import (
+    DEFAULT_KEEP_BUDGET,
     ClientOptions,
     CollectOptions,
     Target,
@@ -264,7 +265,8 @@ class Audit:
                 client_options: ClientOptions | None = None, transport=None,
                 shard: str | tuple[int, int] | None = None, use_credential_store: bool = True,
                 posture: bool = True, probe_push: bool = False,
-                verify_keys: Iterable[str | Path | TrustedKey] = ()) -> CollectResult:
+                verify_keys: Iterable[str | Path | TrustedKey] = (),
+                keep_budget: int = DEFAULT_KEEP_BUDGET) -> CollectResult:
         """Snapshot one registry (``https://…``/``http://…``) or OCI layout tree (``oci:PATH``).
 
         Credentials: ``username``/``password`` when given, else ``REPOAUDIT_USERNAME``/
@@ -273,7 +275,9 @@ class Audit:
         on registries without a catalog; ``exclude_tags`` are regexes, as Flux's exclusionList.
         ``shard="i/n"`` collects only the repositories whose name hashes to ``i`` mod ``n``.
         ``posture`` probes the registry's anonymous access and TLS without credentials (``registry_posture``);
-        ``probe_push`` adds an anonymous blob upload, cancelled at once.
+        ``probe_push`` adds an anonymous blob upload, cancelled at once. ``keep_budget``: stop fetching
+        before the registry's announced rate-limit budget (``ratelimit-remaining``) falls below it; the
+        snapshot is then ``partial`` and ``CollectResult.not_reached`` names what was not read.
         ``verify_keys``: cosign public keys (PEM files or loaded keys) to verify signatures against, offline.
         """
         target = url if isinstance(url, Target) else parse_target(url, name)
@@ -284,7 +288,7 @@ class Audit:
                 **({"timeout": timeout} if timeout else {}), **({"retry": retry} if retry else {}))
         options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full, shard=shard,
                                  repositories=tuple(repositories), exclude_tags=tuple(exclude_tags),
-                                 posture=posture, probe_push=probe_push,
+                                 posture=posture, probe_push=probe_push, keep_budget=keep_budget,
                                  verify_keys=tuple(k if isinstance(k, TrustedKey) else load_key_file(k)
                                                    for k in verify_keys))
         kw = {"transport": transport} if transport is not None and target.kind == "registry" else {}
@@ -293,7 +297,8 @@ class Audit:
 
     def collect_jobs(self, jobs: Iterable[CollectJob], *, concurrency: int = 16, full: bool = False,
                      progress: bool = True, retry: RetryPolicy | None = None, posture: bool = True,
-                     probe_push: bool = False, verify_keys: Iterable[TrustedKey] = ()
+                     probe_push: bool = False, verify_keys: Iterable[TrustedKey] = (),
+                     keep_budget: int = DEFAULT_KEEP_BUDGET
                      ) -> tuple[list[CollectResult], list[tuple[CollectJob, str]]]:
         """Collect Flux ImageRepository / config-file jobs: one snapshot per registry.
 
@@ -313,7 +318,7 @@ class Audit:
             base = ClientOptions(concurrency=concurrency, **({"retry": retry} if retry else {}))
             options = CollectOptions(include=job.include, exclude=job.exclude, full=full,
                                      repositories=job.repositories, exclude_tags=job.exclusion_list,
-                                     posture=posture, probe_push=probe_push,
+                                     posture=posture, probe_push=probe_push, keep_budget=keep_budget,
                                      verify_keys=tuple(verify_keys), trust=job.trust)
             groups.setdefault(job.registry, []).append((job.target, job.client_options(base), options, job.name, {}))
         results = [self._collect_parts(registry, parts, progress=progress, started_at=None)

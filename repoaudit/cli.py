@@ -47,6 +47,7 @@ from repoaudit.jobs.load import load_jobs as jobs_from_files
 from repoaudit.model.formatting import human_bytes
 from repoaudit.model.options import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_KEEP_BUDGET,
     CollectOptions,
     default_db_path,
     parse_target,
@@ -372,10 +373,13 @@ def main():
 @click.option("--probe-push", is_flag=True, help="Also try an anonymous blob upload (cancelled at once).")
 @click.option("--verify-key", "verify_keys", multiple=True, type=click.Path(dir_okay=False), metavar="PEM",
               help="cosign public key to verify image signatures against, offline (repeatable).")
+@click.option("--keep-budget", default=DEFAULT_KEEP_BUDGET, show_default=True, type=click.IntRange(0), metavar="N",
+              help="Stop fetching before the registry's rate-limit budget (ratelimit-remaining) falls below N: "
+                   "a partial snapshot naming the repositories not reached.")
 @fail_cleanly
 def collect(url, db, files, include, exclude, repositories, exclude_tags, concurrency, username, password_stdin,
             ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard, fmt, fail_on,
-            metrics_file, no_posture, probe_push, verify_keys):
+            metrics_file, no_posture, probe_push, verify_keys, keep_budget):
     """Snapshot a registry (https://host, http://host:port), OCI layouts (oci:PATH) or -f FILE into the database."""
     if bool(url) == bool(files):
         raise ConfigError("give a registry URL or -f FILE, not both and not neither")
@@ -400,7 +404,7 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
             if files:
                 results = collect_jobs(audit, jobs, concurrency=concurrency, full=full,
                                        progress=not (no_progress or quiet()), posture=not no_posture,
-                                       probe_push=probe_push, verify_keys=trusted)
+                                       probe_push=probe_push, verify_keys=trusted, keep_budget=keep_budget)
             else:
                 results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
                                          include=include, exclude=exclude, repositories=repositories,
@@ -408,7 +412,8 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
                                          shard=shard, ca_file=ca_file,
                                          cert=(cert_file, key_file) if cert_file else None,
                                          insecure=insecure, timeout=timeout, proxy=proxy,
-                                         posture=not no_posture, probe_push=probe_push, verify_keys=trusted)]
+                                         posture=not no_posture, probe_push=probe_push, verify_keys=trusted,
+                                         keep_budget=keep_budget)]
         except DatabaseLocked:
             raise  # nothing was recorded, and reading what was would wait for the lock again
         except RepoauditError as exc:
@@ -429,6 +434,12 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
                        f"  repositories {result.repositories}, tags {result.tags}, manifests {result.manifests} "
                        f"({result.new_manifests} new), unique bytes {human_bytes(summary['unique_bytes'])}, "
                        f"errors {result.errors}, {result.seconds:.1f}s")
+        if result.not_reached and fmt != "json":
+            shown = ", ".join(result.not_reached[:NOT_REACHED_SHOWN])
+            more = len(result.not_reached) - NOT_REACHED_SHOWN
+            note(f"  not reached (rate-limit budget, --keep-budget): {shown}"
+                 + (f" and {more} more: repoaudit sql \"SELECT repository FROM collection_errors WHERE "
+                    f"snapshot_id = {result.snapshot_id} AND error_type = 'BudgetExhausted'\"" if more > 0 else ""))
         if result.errors and result.status != "failed":
             note(f"  {result.errors} error(s) recorded: repoaudit sql \"SELECT * FROM collection_errors "
                  f"WHERE snapshot_id = {result.snapshot_id}\"")
@@ -442,6 +453,9 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
     if partial and fail_on == "partial":
         raise SnapshotStatusError("; ".join(f"snapshot {r.snapshot_id} of {r.registry} is partial "
                                             f"({r.errors} error(s))" for r in partial), EXIT_PARTIAL)
+
+
+NOT_REACHED_SHOWN = 20  # the rest are in the snapshot's repositories and collection_errors
 
 
 class SnapshotStatusError(click.ClickException):
@@ -459,7 +473,7 @@ def collect_summary(result, snapshot) -> dict:
             "manifests": int(result.manifests), "new_manifests": int(result.new_manifests),
             "unique_bytes": int(snapshot["unique_bytes"] or 0), "errors": int(result.errors),
             "requests": int(sum(result.requests.values())), "seconds": round(float(result.seconds), 3),
-            "error": result.error}
+            "error": result.error, "not_reached": list(result.not_reached)}
 
 
 def load_jobs(files) -> list:

@@ -19,7 +19,9 @@
     │   │   ├── TooManyRedirects    more redirects than the cap, or a redirect loop
     │   │   ├── PaginationError     a Link chain that repeats a URL or a page, or exceeds the page cap
     │   │   └── RequestBudgetExceeded  a repository needed more requests than its work can explain
-    │   └── CircuitOpen             the run stopped: too many requests in a row exhausted their retries
+    │   ├── CircuitOpen             the run stopped: too many requests in a row exhausted their retries
+    │   └── BudgetExhausted         the run stopped fetching before the registry's rate-limit budget fell
+    │                               below --keep-budget (the snapshot is partial, not failed)
     ├── LayoutError                 an OCI image layout directory that cannot be read
     ├── RegistryStorageError        a registry's storage directory (registry-storage:PATH) that cannot be read
     ├── UnsupportedMediaType        a manifest media type that cannot be parsed
@@ -128,6 +130,14 @@ class RequestBudgetExceeded(LimitExceeded):
 
 class CircuitOpen(RegistryError):
     """Too many requests in a row exhausted their retries; the run stops asking."""
+
+
+class BudgetExhausted(RegistryError):
+    """The registry's rate-limit budget would fall below the budget to keep; the run stops fetching."""
+
+    def __init__(self, message: str, *, registry: str | None = None, repository: str | None = None):
+        super().__init__(message, registry=registry, repository=repository)
+        self.reason = message  # without the registry/repository prefix, to quote under another name
 
 
 class LayoutError(RepoauditError):

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import duckdb
 
+from repoaudit.collect.digests import DigestSet
 from repoaudit.collect.posture import PROBE_TIMEOUT, probe_layout
 from repoaudit.collect.posture import probe as probe_posture
 from repoaudit.collect.posture import record as record_posture
@@ -36,6 +37,7 @@ from repoaudit.collect.selection import select_repositories, select_shard
 from repoaudit.collect.storage import write_storage_facts
 from repoaudit.errors import (
     AuthenticationError,
+    BudgetExhausted,
     ConfigError,
     DatabaseLocked,
     InvalidDocument,
@@ -87,6 +89,8 @@ class CollectResult:
     seconds: float = 0.0
     requests: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    # Repositories the rate-limit budget (--keep-budget) left unread or read in part, in catalog order.
+    not_reached: list[str] = field(default_factory=list)
 
 
 def _created(value: str | None, digest: str | None = None) -> datetime | None:
@@ -163,7 +167,7 @@ class Collector:
         self.routes = routes
         self.full = full
         self.progress = progress or NullProgress()
-        self.stored: set[str] = set()
+        self.stored = DigestSet()  # ~8 bytes a digest: a set of strings was most of a big run's memory
         self.incremental = False
         self._manifest_flights = _Flights()
         self._config_flights = _Flights()
@@ -175,14 +179,23 @@ class Collector:
         self.error_count = 0
         self.failed_repositories = 0
         self.not_attempted = 0
+        self.not_reached: list[str] = []
         self.samples: dict[str, str | None] = {}  # repository -> one tag it served: posture's read probes
+
+    def release(self) -> None:
+        """Drop what only fetching needed, before the commit's own peak: the digest set and the config cache."""
+        self.stored = DigestSet()
+        self._configs.clear()
 
     def source(self, repository: str) -> Source:
         return self.routes[repository].source
 
-    async def run(self) -> None:
-        self.stored = self.writer.known_manifests()
+    def load_known(self) -> None:
+        """The digests already stored, read while the writer still holds the database (before ``pause``)."""
+        self.stored = DigestSet(self.writer.known_manifests())
         self.incremental = bool(self.stored) and not self.full
+
+    async def run(self) -> None:
         queue: asyncio.Queue[str] = asyncio.Queue()
         for name in self.routes:
             queue.put_nowait(name)
@@ -197,9 +210,12 @@ class Collector:
                 name = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            if self.source(name).halted is not None:
+            source = self.source(name)
+            if source.halted is not None:
                 # The circuit is open: the run is failing; asking would only add a row per repository.
                 self.not_attempted += 1
+            elif getattr(source, "budget_stop", None) is not None:
+                self.unreached(name, source.budget_stop)
             else:
                 await self._repository(name)
             self.progress.repository_done()
@@ -227,11 +243,23 @@ class Collector:
         self.writer.add("repositories", (self.writer.snapshot_id, self.registry, repository, None, "failed", str(exc)))
         self.status(repository, ready=False, reason=flux_reason(exc), message=str(exc), route=route)
 
+    def unreached(self, repository: str, exc: BudgetExhausted) -> None:
+        """A repository the budget stop kept the run from reading: ``failed`` like any repository whose
+        tags are unknown (diffs and retention never read it as emptied), with the reason, and listed."""
+        self.not_reached.append(repository)
+        message = f"not reached: {exc.reason}"
+        self._error(repository, None, BudgetExhausted(message, registry=self.registry, repository=repository))
+        self.writer.add("repositories", (self.writer.snapshot_id, self.registry, repository, None, "failed", message))
+        self.status(repository, ready=False, reason=flux_reason(exc), message=message)
+
     async def _repository(self, repository: str) -> None:
         snap = self.writer.snapshot_id
         source = self.source(repository)
         try:
             listed = await source.list_tags(repository)
+        except BudgetExhausted as exc:
+            self.unreached(repository, exc)
+            return
         except RepoauditError as exc:
             self.fail_repository(repository, exc)
             return
@@ -256,10 +284,15 @@ class Collector:
             first_error = f"{len(invalid)} invalid tag(s) in the tag list, first {printable(invalid[0])}"
         ok = 0
         tagged = []
+        budget: BudgetExhausted | None = None
+        unread = 0  # tags the budget stop left unread: one error row for them all, not one each
         for tag, result in zip(tags, results):
             if isinstance(result, BaseException):
                 if not isinstance(result, RepoauditError):
                     raise result
+                if isinstance(result, BudgetExhausted):
+                    budget, unread = result, unread + 1
+                    continue
                 self._error(repository, tag, result)
                 first_error = first_error or str(result)
                 continue
@@ -269,9 +302,15 @@ class Collector:
         self.tag_count += ok
         self.samples[repository] = min((t for t, r in zip(tags, results) if not isinstance(r, BaseException)),
                                        default=None)
-        await self.supply.repository(source, repository, tagged, self._ensure, self._error)
+        if budget is not None:
+            self.not_reached.append(repository)
+            cut = f"{unread} of {len(tags)} tags not read: {budget.reason}"
+            self._error(repository, None, BudgetExhausted(cut, registry=self.registry, repository=repository))
+            first_error = first_error or cut
+        if budget is None:  # a referrer's manifest would spend the budget the stop keeps
+            await self.supply.repository(source, repository, tagged, self._ensure, self._error)
         if first_error and ok == 0 and (tags or invalid):
-            self.failed_repositories += 1
+            self.failed_repositories += budget is None  # cut short by the budget is not the registry failing
             status = "failed"
         else:
             status = "partial" if first_error else "ok"
@@ -328,7 +367,10 @@ class Collector:
             source = self.source(repository)
             # A storage source resolves a tag from links it has walked already: resolving first lets tags that
             # share a manifest share its one read, as digest-addressed fetches always do.
-            if self.incremental or source.kind == "registry-storage":
+            # Under a pull budget (Docker Hub) a HEAD is free and a GET by tag is a pull: tags that share a
+            # manifest then cost one pull between them, and a stored one none.
+            if self.incremental or source.kind == "registry-storage" or (
+                    not self.full and getattr(source, "head_is_free", False)):
                 digest = await source.head_manifest(repository, tag)
                 if digest:
                     self.supply.tag_seen(tag, digest)
@@ -428,6 +470,8 @@ async def _plan(part: Part, collector: Collector) -> Exception | None:
     """
     options, source = part.options, part.source
     exclusions = tuple(options.exclude_tags)
+    if hasattr(source, "keep_budget"):  # a source that reads a rate-limit budget (a registry)
+        source.keep_budget = options.keep_budget
     names = list(options.repositories)
     try:
         await source.ping()
@@ -506,7 +550,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
                             options={"include": list(first.include), "exclude": list(first.exclude),
                                      "full": first.full, "parts": [p.label for p in parts if p.label],
                                      **({"shard": "%d/%d" % first.shard} if first.shard else {})})
-    writer.mode = "incremental" if writer.known_manifests() and not first.full else "full"
+    writer.mode = "incremental" if writer.has_manifests() and not first.full else "full"
     progress = progress or NullProgress()
 
     def requests() -> dict[str, int]:
@@ -522,6 +566,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
     writer.before_commit.append(lambda c: finalize_indexes(c, registry, writer.snapshot_id))
     writer.before_commit.append(supply.commit)
     writer.begin()
+    collector.load_known()
     writer.pause()  # until commit every row goes to the stage: the database's lock is free meanwhile
     try:
         start_errors = [await _plan(part, collector) for part in parts]
@@ -533,18 +578,24 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
         repositories = len(collector.routes) + sum(len(p.options.repositories) for p, e in zip(parts, start_errors)
                                                    if e is not None)
         halted = next((h for h in (getattr(p.source, "halted", None) for p in parts) if h is not None), None)
+        budget = next((b for b in (getattr(p.source, "budget_stop", None) for p in parts) if b is not None), None)
         if len(failed_parts) == len(parts):
             status, error = "failed", str(failed_parts[0])
         elif halted is not None:
             collector._error(None, None, halted)
             status, error = "failed", f"{halted}; {collector.not_attempted} repositories not attempted"
+        elif budget is not None:
+            # Stopped on purpose, with what was read intact: partial, and the rest named for the next run.
+            status = "partial"
+            error = f"{budget}; {len(collector.not_reached)} repositories not reached or read in part"
         elif repositories and collector.failed_repositories == repositories:
             status, error = "failed", f"all {repositories} repositories failed"
         else:
             status = "partial" if collector.error_count else "complete"
             error = None
         # A snapshot dated by its caller (a replay, the demo) is probed "as of" that date too.
-        posture = await _posture(parts[0], collector, started_at)
+        # Not after a budget stop: the probes' anonymous manifest GET would be one more pull.
+        posture = await _posture(parts[0], collector, started_at) if budget is None else None
         if posture is not None:
             writer.before_commit.append(lambda c: record_posture(c, posture, writer.snapshot_id))
         rate_limit: dict[str, str] = {}
@@ -552,6 +603,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
             rate_limit.update(p.source.rate_limit)
         # A run dated by the caller (the demo's backdated epochs, a replay) lasts as long as it really took.
         finished_at = started_at + timedelta(seconds=time.monotonic() - t0) if started_at else None
+        collector.release()
         manifest_count = writer.commit(status=status, repository_count=repositories, tag_count=collector.tag_count,
                                        new_manifest_count=collector.new_manifests, error_count=collector.error_count,
                                        requests=requests(), rate_limit=rate_limit, error=error,
@@ -570,7 +622,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
         raise failed_parts[0]
     return CollectResult(writer.snapshot_id, registry, status, writer.mode, repositories, collector.tag_count,
                          manifest_count, collector.new_manifests, collector.error_count,
-                         time.monotonic() - t0, requests(), error)
+                         time.monotonic() - t0, requests(), error, list(collector.not_reached))
 
 
 async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options: CollectOptions | None = None, *,

@@ -21,6 +21,11 @@ DEFAULT_DB = "repoaudit.duckdb"
 DEFAULT_CONCURRENCY = 16
 
 
+# Requests of a registry's rate-limit budget a collection leaves unspent: Docker Hub's anonymous budget is
+# 100 pulls per 6 hours per address, and the machine collecting usually also pulls (a CI job, a node).
+DEFAULT_KEEP_BUDGET = 10
+
+
 # ECR and Distribution 2.8 both reject n > 1000 (PAGINATION_NUMBER_INVALID).
 DEFAULT_PAGE_SIZE = 1000
 
@@ -124,6 +129,8 @@ class CollectOptions:
     probe_push: bool = False  # and try an anonymous blob upload, cancelled at once
     verify_keys: tuple[TrustedKey, ...] = ()  # cosign public keys signatures are verified against, offline
     trust: tuple[TrustRule, ...] = ()  # keys for the repositories matching globs (the config file's trust:)
+    # Stop fetching before the registry's announced rate-limit budget (ratelimit-remaining) falls below this.
+    keep_budget: int = DEFAULT_KEEP_BUDGET
 
     def __post_init__(self):
         # Checked here, when the options are built: the collector compiles the regexes only
@@ -147,6 +154,8 @@ class CollectOptions:
             except ValueError as exc:
                 raise ConfigError(f"invalid tag exclusion regex {pattern!r} (Go/RE2 syntax, as Flux's "
                                   f"exclusionList): {exc}") from None
+        if not isinstance(self.keep_budget, int) or self.keep_budget < 0:
+            raise ConfigError(f"keep budget must be a whole number of requests, 0 or more, got {self.keep_budget!r}")
         if self.shard is not None:
             object.__setattr__(self, "shard", parse_shard(self.shard))
 

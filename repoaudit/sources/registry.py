@@ -29,6 +29,7 @@ import httpx
 from repoaudit._version import __version__
 from repoaudit.errors import (
     AuthenticationError,
+    BudgetExhausted,
     CircuitOpen,
     ConfigError,
     DeadlineExceeded,
@@ -67,6 +68,7 @@ from repoaudit.model.manifest import (
 from repoaudit.model.options import ClientOptions, Target
 from repoaudit.sources.auth import RegistryAuth
 from repoaudit.sources.pagination import next_link
+from repoaudit.sources.ratelimit import RECORDED, RateLimit, read_rate_limit
 from repoaudit.sources.tls import ssl_context
 
 log = logging.getLogger(__name__)
@@ -264,6 +266,14 @@ class RegistryClient:
         self._semaphore = asyncio.Semaphore(self.options.concurrency)
         self.requests: Counter[str] = Counter()  # "GET manifest", "HEAD manifest", ... for benchmarks and tests
         self.rate_limit: dict[str, str] = {}
+        # The registry's rate-limit budget as its last answer told it; None until one says. The collector
+        # sets keep_budget (CollectOptions.keep_budget): requests that would spend the budget below it are
+        # refused with BudgetExhausted, kept in budget_stop, so the run ends partial instead of on 429s.
+        self.rate: RateLimit | None = None
+        self.keep_budget: int | None = None
+        self.budget_stop: BudgetExhausted | None = None
+        self._budget_reason = ""
+        self._rate_in_flight = 0  # spending requests sent but not answered: the last answer did not count them
         self.halted: CircuitOpen | None = None  # set when the circuit breaker stops the run
         self._exhausted_in_row = 0
         self._answered = False  # has the registry ever answered? (see _transport_attempts)
@@ -333,11 +343,15 @@ class RegistryClient:
             if self.halted is not None:
                 raise CircuitOpen(self._halt_reason, registry=self.name, repository=repository)
             attempt += 1
-            self.requests[f"{method} {what}"] += 1
             try:
                 async with self._semaphore:
-                    response, body = await self._exchange(method, url, what=what, repository=repository,
-                                                          headers=headers, params=params, max_body=max_body)
+                    spends = self._spend_budget(method, what, repository)
+                    self.requests[f"{method} {what}"] += 1
+                    try:
+                        response, body = await self._exchange(method, url, what=what, repository=repository,
+                                                              headers=headers, params=params, max_body=max_body)
+                    finally:
+                        self._rate_in_flight -= spends
                 status = response.status_code
                 if (status < 400 or status in ok_statuses) and parse is not None:
                     body = parse(response, body)
@@ -399,6 +413,29 @@ class RegistryClient:
             tries = f" after {attempt} tries" if attempt > 1 else ""
             raise cls(f"{where} failed{tries}: {summary}", status=status, codes=codes,
                       registry=self.name, repository=repository)
+
+    @property
+    def head_is_free(self) -> bool:
+        """Whether the registry counts pulls (manifest GETs) only, so a HEAD costs none of its budget."""
+        return self.rate is not None and self.rate.pulls_only
+
+    def _spend_budget(self, method: str, what: str, repository: str | None) -> bool:
+        """Whether this request spends the rate-limit budget (then it is counted in flight until answered);
+        :class:`BudgetExhausted` if it would leave less than ``keep_budget``, and for every one after."""
+        rate = self.rate
+        if rate is None or self.keep_budget is None or not rate.spends(method, what):
+            return False
+        if self.budget_stop is None and rate.remaining - self._rate_in_flight - 1 < self.keep_budget:
+            of = f" of {rate.limit}" if rate.limit is not None else ""
+            self._budget_reason = (f"stopped fetching with {rate.remaining}{of} left in the registry's rate-limit "
+                                   f"budget ({self._rate_in_flight} more in flight), to keep {self.keep_budget} "
+                                   f"(--keep-budget)")
+            self.budget_stop = BudgetExhausted(self._budget_reason, registry=self.name)
+            log.warning("%s: %s", self.name, self._budget_reason)
+        if self.budget_stop is not None:
+            raise BudgetExhausted(self._budget_reason, registry=self.name, repository=repository)
+        self._rate_in_flight += 1
+        return True
 
     def _transport_attempts(self, exc: BaseException, policy) -> int:
         """How many tries a transport error gets: none more for what no retry mends (a certificate, a
@@ -484,10 +521,14 @@ class RegistryClient:
                 await response.aclose()
 
     def _note_rate_limit(self, response: httpx.Response) -> None:
-        # Docker Hub's pull quota headers; kept so the snapshot can record them.
-        for key in ("ratelimit-limit", "ratelimit-remaining"):
-            if key in response.headers:
-                self.rate_limit[key] = response.headers[key]
+        # Kept as sent so the snapshot records the registry's last word; read as the run goes for keep_budget.
+        headers = response.headers
+        for key in RECORDED:
+            if key in headers:
+                self.rate_limit[key] = headers[key][:200]
+        rate = read_rate_limit(headers)
+        if rate is not None:
+            self.rate = rate
 
     async def ping(self) -> None:
         """``GET /v2/``: 200, or 401 answered by the auth flow; anything else is an error."""

@@ -42,11 +42,15 @@ ANTI JOIN counted_manifests c ON c.manifest_key = m.manifest_key;
 
 -- name: count_new_refs
 -- Their references to each blob: how many, and the lowest and highest manifest key among them.
+-- Grouped on fixed-width values only, the registry joined on after (a key names one registry): a string
+-- in every group's state made this the commit's largest allocation, and the one that outgrew its limit.
 CREATE OR REPLACE TEMP TABLE _repoaudit_refs AS
-SELECT any_value(b.registry) AS registry, b.blob_key, max(b.size) AS size, count(*) AS refs,
-       min(b.manifest_key) AS lo_manifest, max(b.manifest_key) AS hi_manifest
-FROM manifest_blob_keys b SEMI JOIN _repoaudit_count n ON n.manifest_key = b.manifest_key
-GROUP BY b.blob_key;
+SELECT k.registry, a.* FROM (
+    SELECT b.blob_key, max(b.size) AS size, count(*) AS refs, min(b.manifest_key) AS lo_manifest,
+           max(b.manifest_key) AS hi_manifest
+    FROM manifest_blob_keys b SEMI JOIN _repoaudit_count n ON n.manifest_key = b.manifest_key
+    GROUP BY b.blob_key) a
+JOIN digest_keys k ON k.key = a.blob_key;
 
 -- name: count_changed_holders
 -- Manifests whose sole bytes change: the new ones, and those that held alone a blob a new one now shares.

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import duckdb
 
@@ -37,6 +37,9 @@ class SnapshotInfo:
     source: str
     started_at: datetime
 
+
+
+KNOWN_BATCH = 50_000
 
 
 # Stored with each snapshot so that listing snapshots never re-walks every blob of every snapshot.
@@ -78,7 +81,9 @@ class SnapshotWriter:
     STAGE_MEMORY = "128MB"
     # DuckDB caches the rows a big copy writes unless held to a limit. The snapshot's transaction runs
     # under COMMIT_MEMORY bytes, or COMMIT_MEMORY_PER_STAGE_BYTE times the stage file if more (what it
-    # cannot evict grows with the snapshot: 128 MB ran out at 300k tags). If it still runs out, the
+    # cannot evict grows with the snapshot: a fixed 128 MB still ran out at 300k tags once kept.sql's
+    # count_new_refs grouped on integers; at 1M it was SNAPSHOT_TOTALS' DISTINCT over blob digest
+    # strings; and the rerun without a limit peaked higher than this). If it still runs out, the
     # transaction is rolled back and run again without a limit: everything is still in the stage.
     COMMIT_MEMORY = 128 * 2**20
     COMMIT_MEMORY_PER_STAGE_BYTE = 6
@@ -162,9 +167,16 @@ class SnapshotWriter:
                 path.unlink(missing_ok=True)
             self._stage_path = None
 
-    def known_manifests(self) -> set[str]:
-        rows = self.con.execute("SELECT digest FROM manifests WHERE registry = ?", [self.registry]).fetchall()
-        return {r[0] for r in rows}
+    def has_manifests(self) -> bool:
+        return self.con.execute(SQL["has_manifests"], [self.registry]).fetchone() is not None
+
+    def known_manifests(self) -> Iterator[str]:
+        """The registry's stored manifest digests, a batch at a time: a million as one list of tuples
+        would be the run's peak before its first request."""
+        cursor = self.con.execute(SQL["known_manifests"], [self.registry])
+        while rows := cursor.fetchmany(KNOWN_BATCH):
+            for (digest,) in rows:
+                yield digest
 
     def add(self, table: str, row: tuple) -> None:
         buf = self._buffers[table]

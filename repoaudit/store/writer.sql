@@ -59,3 +59,11 @@ INSERT INTO snapshots (snapshot_id, registry, source, source_kind, started_at, f
                        repository_count, tag_count, manifest_count, new_manifest_count, error_count, error,
                        requests, rate_limit, options, repoaudit_version, unique_bytes)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: has_manifests
+-- Whether the registry ($1) has any manifest stored: the run is then incremental.
+SELECT 1 FROM manifests WHERE registry = ? LIMIT 1;
+
+-- name: known_manifests
+-- The registry's ($1) stored manifest digests, read in batches by the collector.
+SELECT digest FROM manifests WHERE registry = ?;
