@@ -11,13 +11,7 @@
 -- param: snapshot BIGINT = NULL | this storage snapshot instead of the latest
 -- param: upload_age_hours DOUBLE = 168 | the registry's uploadpurging age, in hours
 WITH snaps AS (
-    SELECT snapshot_id, registry, started_at FROM (
-        SELECT s.*, row_number() OVER (PARTITION BY registry ORDER BY started_at DESC, snapshot_id DESC) AS rn
-        FROM snapshots s
-        WHERE source_kind = 'registry-storage' AND status IN ('complete', 'partial')
-          AND ($registry IS NULL OR registry = $registry)
-          AND ($snapshot IS NULL OR snapshot_id = $snapshot)
-    ) WHERE rn = 1
+    SELECT snapshot_id, registry, started_at FROM storage_snapshot_of($registry, $snapshot)
 ), blobs AS (
     SELECT s.snapshot_id, g.* FROM snaps s, gc_blobs(s.snapshot_id) g WHERE g.registry = s.registry
 ), per_repo AS (

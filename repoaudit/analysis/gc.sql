@@ -1,13 +1,6 @@
 -- name: storage_snapshot
 -- The storage snapshot a preview reads: the latest complete or partial one of the registry, or the one given.
-SELECT snapshot_id, registry, started_at, options FROM (
-    SELECT s.*, row_number() OVER (PARTITION BY registry ORDER BY started_at DESC, snapshot_id DESC) AS rn
-    FROM snapshots s
-    WHERE source_kind = 'registry-storage' AND status IN ('complete', 'partial')
-      AND ($registry IS NULL OR registry = $registry)
-      AND ($snapshot IS NULL OR snapshot_id = $snapshot)
-) WHERE rn = 1
-ORDER BY registry;
+SELECT * FROM storage_snapshot_of($registry, $snapshot) ORDER BY registry;
 
 -- name: blobs
 -- Every blob of the snapshot that either mode frees, biggest first.

@@ -479,6 +479,17 @@ LEFT JOIN event_push_times p ON p.registry = l.registry AND p.repository = l.rep
 -- manifest blob stays (the index marks it) but its config and layers go unless something else holds them
 -- (distribution/distribution#3178); from_tagged_index says which blobs those are. repositories: the
 -- repositories that link the blob (revisions, deleted ones too, and _layers links), where its bytes count.
+-- The storage snapshot a GC preview reads, per registry: the latest complete or partial one, or the one
+-- given. (Parameters named apart from the columns they filter: a macro's parameters shadow them.)
+CREATE OR REPLACE MACRO storage_snapshot_of(for_registry, for_snapshot) AS TABLE
+SELECT snapshot_id, registry, started_at, options FROM (
+    SELECT s.*, row_number() OVER (PARTITION BY registry ORDER BY started_at DESC, snapshot_id DESC) AS rn
+    FROM snapshots s
+    WHERE source_kind = 'registry-storage' AND status IN ('complete', 'partial')
+      AND (for_registry IS NULL OR registry = for_registry)
+      AND (for_snapshot IS NULL OR snapshot_id = for_snapshot)
+) WHERE rn = 1;
+
 CREATE OR REPLACE MACRO gc_blobs(sid) AS TABLE
 WITH rev AS (
     SELECT registry, repository, digest, tagged FROM storage_revisions
