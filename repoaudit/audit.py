@@ -381,18 +381,20 @@ class Audit:
 
     # -- scans and workloads (issue 4) ----------------------------------------
     @_writes
-    def ingest(self, kind: str, paths: str | Path | Iterable[str | Path], *, cluster: str | None = None):
+    def ingest(self, kind: str, paths: str | Path | Iterable[str | Path], *, cluster: str | None = None,
+               allow_empty: bool = False):
         """Ingest scan reports (``trivy``, ``grype``, ``cyclonedx``) or pod listings (``pods``).
 
         ``paths`` is a file, a directory (searched recursively) or a list of them. One call
         is one transaction: a bad file raises :class:`~repoaudit.IngestError` naming it and
         writes nothing. Returns a :class:`~repoaudit.ingest.load.ScanIngestResult` or
         :class:`~repoaudit.ingest.load.PodIngestResult` (``.summary()`` for a line of text).
-        Pod listings of several files form one snapshot of ``cluster`` (default ``default``).
+        Pod listings of several files form one snapshot of ``cluster`` (default ``default``); one with
+        no containers is refused while the cluster last ran some, unless ``allow_empty``.
         """
         from repoaudit.ingest.load import ingest
 
-        return ingest(self.con, kind, paths, cluster=cluster)
+        return ingest(self.con, kind, paths, cluster=cluster, allow_empty=allow_empty)
 
     # -- registry events (issue 18) ---------------------------------------------
     @_writes

@@ -709,13 +709,16 @@ for _kind, _produced_by in (("trivy", "'trivy image -f json'"), ("grype", "'gryp
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...", type=click.Path(path_type=Path))
 @click.option("--cluster", default="default", show_default=True,
               help="Cluster name; the newest ingest of a cluster is what runs there now.")
+@click.option("--allow-empty", is_flag=True,
+              help="Store a listing with no containers even though the cluster last ran some "
+                   "(refused by default: it would lift retention's protection of running images).")
 @db_option
 @summary_format_option
 @fail_cleanly
-def ingest_pods(paths, cluster, db, fmt):
+def ingest_pods(paths, cluster, allow_empty, db, fmt):
     """Ingest 'kubectl get pods -A -o json|yaml' output (PodList, List or Pod); several files form one snapshot."""
     with open_audit(db) as audit:
-        result = audit.ingest("pods", paths, cluster=cluster)
+        result = audit.ingest("pods", paths, cluster=cluster, allow_empty=allow_empty)
     print_results([result], fmt, lambda r: r.summary())
 
 

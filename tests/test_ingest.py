@@ -310,8 +310,10 @@ def test_missing_paths_and_bad_kinds(audit, tmp_path):
         audit.ingest("trivy", tmp_path / "empty-dir")
     with pytest.raises(ConfigError, match="unknown ingest kind 'snyk'"):
         audit.ingest("snyk", TRIVY / "alpine-310.json")
-    with pytest.raises(ConfigError, match="--cluster applies to pod listings"):
+    with pytest.raises(ConfigError, match="--cluster and --allow-empty apply to pod listings"):
         audit.ingest("trivy", TRIVY / "alpine-310.json", cluster="x")
+    with pytest.raises(ConfigError, match="--cluster and --allow-empty apply to pod listings"):
+        audit.ingest("grype", TRIVY / "alpine-310.json", allow_empty=True)
 
 
 def test_read_only_database_refuses_ingest(tmp_path):
@@ -355,6 +357,35 @@ def test_pod_listing_snapshots(audit):
     audit.ingest("pods", k9s, cluster="gke")
     per_cluster = audit.sql("SELECT cluster, count(DISTINCT pod) AS n FROM current_workloads GROUP BY 1 ORDER BY 1")
     assert per_cluster.to_dict("records") == [{"cluster": "gke", "n": 1}, {"cluster": "kind", "n": 5}]
+
+
+def test_an_empty_listing_does_not_silently_undeploy_a_cluster(audit, tmp_path):
+    """A well-formed empty PodList (wrong context, wrong namespace) would lift apply's protection."""
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"apiVersion": "v1", "kind": "PodList", "items": []}))
+    audit.ingest("pods", KUBE / "sonobuoy-ns-sonobuoy-podlist.json", cluster="kind")
+    before = counts(audit)
+    with pytest.raises(IngestError, match=r"empty.json: the listing holds no containers, but cluster 'kind' ran "
+                                          r"\d+ at its last ingest.*--allow-empty"):
+        audit.ingest("pods", empty, cluster="kind")
+    assert counts(audit) == before
+    # A cluster with nothing recorded loses no protection; the flag says the emptiness is real.
+    assert audit.ingest("pods", empty, cluster="new").snapshot_id is not None
+    assert audit.ingest("pods", empty, cluster="kind", allow_empty=True).snapshot_id is not None
+    assert list(audit.sql("SELECT DISTINCT cluster FROM current_workloads")["cluster"]) == []
+
+
+def test_cli_refuses_an_empty_listing_with_one_line(tmp_path):
+    db = tmp_path / "a.duckdb"
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"apiVersion": "v1", "kind": "PodList", "items": []}')
+    runner = CliRunner()
+    ok = runner.invoke(main, ["ingest", "pods", str(KUBE / "k9s-pod-docker-pullable.json"), "--db", str(db)])
+    assert ok.exit_code == 0, ok.output
+    refused = runner.invoke(main, ["ingest", "pods", str(empty), "--db", str(db)])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and "--allow-empty" in refused.output
+    assert runner.invoke(main, ["ingest", "pods", str(empty), "--allow-empty", "--db", str(db)]).exit_code == 0
 
 
 # -- matching against collected images (real registry) -----------------------------------------

@@ -256,8 +256,11 @@ def _tag_of(image_ref: str | None) -> str | None:
 
 
 def ingest_pods(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path] | str | Path, *,
-                cluster: str | None = None) -> PodIngestResult:
+                cluster: str | None = None, allow_empty: bool = False) -> PodIngestResult:
     """Ingest ``kubectl get pods -o json|yaml`` output (PodList, List or Pod) as one workload snapshot.
+
+    A listing with no containers is refused while the cluster's newest snapshot has some, unless
+    ``allow_empty``: retention's protection of running images reads the newest snapshot.
 
     Several files (say, one per namespace) form one snapshot of ``cluster``; a pod that
     appears in two of them is kept once. The snapshot becomes the cluster's current state.
@@ -289,10 +292,17 @@ def ingest_pods(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path] | st
 
     def write() -> None:
         latest = con.execute(
-            "SELECT source_sha256 FROM workload_snapshots WHERE cluster = $c "
+            "SELECT source_sha256, container_count FROM workload_snapshots WHERE cluster = $c "
             "ORDER BY ingested_at DESC, snapshot_id DESC LIMIT 1", {"c": cluster}).fetchall()
         if latest and latest[0][0] == combined:
             return
+        # A listing from the wrong kubectl context or namespace is well-formed and empty; taken as the
+        # cluster's state it would make every running image look undeployed to `retention apply`.
+        if not rows and latest and latest[0][1] and not allow_empty:
+            raise IngestError(f"{', '.join(map(str, files))}: the listing holds no containers, but cluster "
+                              f"{cluster!r} ran {latest[0][1]:,} at its last ingest; storing it would lift "
+                              "retention's protection of running images (pass --allow-empty if the "
+                              "cluster really runs nothing now)")
         snapshot_id = con.execute("SELECT nextval('workload_snapshot_id_seq')").fetchall()[0][0]
         now = utcnow()
         con.execute("INSERT INTO workload_snapshots VALUES ($id, $c, $files, $sha, $at, $pods, $containers)",
@@ -307,12 +317,12 @@ def ingest_pods(con: duckdb.DuckDBPyConnection, paths: Iterable[str | Path] | st
 
 
 def ingest(con: duckdb.DuckDBPyConnection, kind: str, paths: Iterable[str | Path] | str | Path, *,
-           cluster: str | None = None) -> ScanIngestResult | PodIngestResult:
+           cluster: str | None = None, allow_empty: bool = False) -> ScanIngestResult | PodIngestResult:
     """Dispatch on ``kind``: ``trivy``, ``grype``, ``cyclonedx`` or ``pods``."""
     if kind == "pods":
-        return ingest_pods(con, paths, cluster=cluster)
-    if cluster is not None:
-        raise ConfigError(f"--cluster applies to pod listings, not {kind} reports")
+        return ingest_pods(con, paths, cluster=cluster, allow_empty=allow_empty)
+    if cluster is not None or allow_empty:
+        raise ConfigError(f"--cluster and --allow-empty apply to pod listings, not {kind} reports")
     if kind not in SCANNERS:
         raise ConfigError(f"unknown ingest kind {kind!r} (expected one of {', '.join(INGEST_KINDS)})")
     return ingest_scans(con, kind, paths)
