@@ -135,6 +135,13 @@ def test_merged_shards_equal_one_full_run(seeded, pusher, tmp_path):
         summary = audit.query("repository_summary")
     with repoaudit.open(full_db, read_only=True) as audit:
         assert summary.equals(audit.query("repository_summary"))
+    # The posture probe (the same registry from every shard) comes along: the newest shard's, once.
+    posture = "SELECT * EXCLUDE (snapshot_id, probed_at, sample_repository, sample_tag) FROM registry_posture"
+    with repoaudit.open(merged_db, read_only=True) as audit:
+        merged_posture = audit.sql(f"{posture} WHERE snapshot_id = $s", {"s": merged.snapshot_id})
+    with repoaudit.open(full_db, read_only=True) as audit:
+        full_posture = audit.sql(f"{posture} WHERE snapshot_id = $s", {"s": full.snapshot_id})
+    assert len(merged_posture) == 1 and merged_posture.equals(full_posture)
 
     # A second round after changes: incremental shards, merged into the same database, still equal.
     moved = pusher.push_image(REPOS[0], ["latest"], layers=[layer_bytes("new", 700)], created="2025-12-01T00:00:00Z")

@@ -116,7 +116,7 @@ def _attach(con: duckdb.DuckDBPyConnection, paths: list[str]) -> list[str]:
 SUPPLY_TABLES = ("referrers", "referrer_links", "signature_verifications")
 
 # The tables merge reads from an input, each seen as the temporary view _merge_in_<table>.
-_INPUT_TABLES = ("snapshots", *COLUMNS, *SUPPLY_TABLES)
+_INPUT_TABLES = ("snapshots", *COLUMNS, *SUPPLY_TABLES, "registry_posture")
 
 
 def _read(con: duckdb.DuckDBPyConnection, alias: str) -> set[str]:
@@ -226,6 +226,17 @@ def _copy_part(con: duckdb.DuckDBPyConnection, registry: str, part: _Part, snaps
     return count
 
 
+def _copy_posture(con: duckdb.DuckDBPyConnection, registry: str, parts: list[_Part], snapshot_id: int) -> None:
+    """The newest shard's posture probe, under the merged snapshot: every shard probes the same registry
+    (anonymous access and TLS do not depend on the shard), and a snapshot has one posture row."""
+    for part in sorted(parts, key=lambda p: p.started_at, reverse=True):
+        if "registry_posture" not in _read(con, part.alias):
+            continue
+        con.execute(SQL["posture"], {"new": snapshot_id, "old": part.snapshot_id, "registry": registry})
+        if con.execute("SELECT count(*) FROM registry_posture WHERE snapshot_id = ?", [snapshot_id]).fetchall()[0][0]:
+            return
+
+
 def _merge_registry(con: duckdb.DuckDBPyConnection, registry: str, parts: list[_Part],
                     missing: list[str]) -> MergeResult:
     requests: Counter[str] = Counter()
@@ -249,6 +260,7 @@ def _merge_registry(con: duckdb.DuckDBPyConnection, registry: str, parts: list[_
     writer.begin(stage=False)  # the shards' rows are copied straight into the snapshot's transaction
     try:
         new_manifests = sum(_copy_part(con, registry, p, writer.snapshot_id) for p in parts)
+        _copy_posture(con, registry, parts, writer.snapshot_id)
         for shard in missing:
             writer.add("collection_errors", (writer.snapshot_id, registry, None, None, "MissingShard",
                                              f"shard {shard} was not among the merged databases"))

@@ -61,3 +61,8 @@ WHERE v.registry = $registry
                   WHERE s.registry = v.registry AND s.signature_digest = v.signature_digest
                     AND s.subject_digest = v.subject_digest AND s.position = v.position
                     AND s.key_fingerprint IS NOT DISTINCT FROM v.key_fingerprint);
+
+-- name: posture
+-- One shard snapshot's posture probe ($old), under the merged snapshot ($new).
+INSERT INTO registry_posture
+SELECT * REPLACE ($new AS snapshot_id) FROM _merge_in_registry_posture WHERE snapshot_id = $old AND registry = $registry;
