@@ -3,7 +3,7 @@
 -- and tags moved to other content. Defaults compare each registry's latest snapshot with the one before it.
 -- Repositories that failed in either snapshot are left out, so a collection error never looks like a deletion.
 -- param: registry VARCHAR = NULL | only this registry
--- param: from_snapshot BIGINT = NULL | older snapshot (default: the newest one before to_snapshot)
+-- param: from_snapshot BIGINT = NULL | older snapshot (default: the newest one before to_snapshot); only its registry is compared
 -- param: to_snapshot BIGINT = NULL | newer snapshot (default: the registry's latest)
 -- param: older_than_hours INTEGER = NULL | without from_snapshot: the older snapshot is the last one collected that started at least this many hours before the newer one (a registry without one is left out)
 WITH ranked AS (
@@ -14,7 +14,10 @@ WITH ranked AS (
 ), newer AS (
     SELECT registry, snapshot_id AS new_id, started_at AS new_started
     FROM ranked
-    WHERE ($to_snapshot IS NULL AND rn = 1) OR snapshot_id = $to_snapshot
+    WHERE (($to_snapshot IS NULL AND rn = 1) OR snapshot_id = $to_snapshot)
+      -- A snapshot id belongs to one registry: compared with another registry's tags, every repository
+      -- there would look added or removed.
+      AND ($from_snapshot IS NULL OR registry = (SELECT registry FROM snapshots WHERE snapshot_id = $from_snapshot))
 ), pair AS (
     SELECT n.registry, n.new_id,
            coalesce($from_snapshot, CASE WHEN $older_than_hours IS NULL THEN

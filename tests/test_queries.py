@@ -79,6 +79,22 @@ def test_snapshot_diff_on_the_real_registry(registry, pusher, tmp_path):
         assert set(diff["from_snapshot"]) == {first.snapshot_id} and set(diff["to_snapshot"]) == {second.snapshot_id}
 
 
+def test_a_from_snapshot_compares_only_its_own_registry(registry, pusher, tmp_path):
+    """One database, two registries (the same server under two names): a snapshot id names one of them."""
+    pusher.push_image("team/app", ["1"], layers=[layer_bytes("a", 100)])
+    other = registry.url.replace("127.0.0.1", "localhost")
+    with repoaudit.open(tmp_path / "db.duckdb") as audit:
+        first = audit.collect(registry.url, progress=False)
+        audit.collect(other, progress=False)
+        pusher.push_image("team/app", ["2"], layers=[layer_bytes("b", 100)])
+        audit.collect(registry.url, progress=False)
+        audit.collect(other, progress=False)
+        both = audit.query("snapshot_diff")
+        assert sorted(both["registry"]) == sorted([first.registry, first.registry.replace("127.0.0.1", "localhost")])
+        since_first = audit.query("snapshot_diff", from_snapshot=first.snapshot_id)
+        assert since_first[["registry", "change", "tag"]].values.tolist() == [[first.registry, "tag added", "2"]]
+
+
 def test_new_critical_findings_depends_on_the_cutoff(demo_db):
     with repoaudit.open(demo_db, read_only=True) as audit:
         everything = audit.query("new_critical_findings", since="1970-01-01T00:00:00")
