@@ -97,13 +97,7 @@ def test_support_lists_every_exception_with_its_reason(spark_lake):
     assert support.loc[SUPPORTED, "spark"].all(), support.loc[SUPPORTED][~support.loc[SUPPORTED, "spark"]]
 
 
-# Run alone it agrees; after other queries in the same session one row's counts differ. Not understood yet.
-FLAKY = {"mutable_tag_deployments"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    reason="rows differ after other queries ran in the same Spark session; not yet understood", strict=False))
-    if n in FLAKY else n for n in SUPPORTED])
+@pytest.mark.parametrize("name", SUPPORTED)
 def test_query_returns_the_same_rows_on_spark(name, demo_db, spark_lake):
     with repoaudit.open(demo_db, read_only=True) as audit:
         expected = audit.query(name)
@@ -111,6 +105,36 @@ def test_query_returns_the_same_rows_on_spark(name, demo_db, spark_lake):
     assert list(got.columns) == list(expected.columns)
     assert len(got) == len(expected)
     assert sorted_rows(got) == sorted_rows(expected)
+
+
+# DuckDB's ordered aggregates, each against DuckDB on the same rows: NULL values, NULL keys, ties, DESC,
+# several keys, DISTINCT, FILTER, a group the FILTER empties (NULL, not an empty list).
+ORDERED_AGGREGATES = [
+    "list(x ORDER BY x)",
+    "list(x ORDER BY x DESC)",
+    "list(x ORDER BY y DESC NULLS FIRST, x)",
+    "list(x ORDER BY y, x DESC)",
+    "list(DISTINCT x ORDER BY x) FILTER (WHERE x > 1)",
+    "list(s ORDER BY x NULLS FIRST, s DESC)",
+    "string_agg(s, '/' ORDER BY s) FILTER (WHERE y > 0)",
+]
+
+
+@pytest.mark.parametrize("aggregate", ORDERED_AGGREGATES)
+def test_ordered_aggregates_keep_their_order_on_spark(aggregate, spark_lake):
+    import duckdb
+
+    rows = [(1, 2, "a", "p"), (None, 1, "a", "q"), (3, 0, "b", "r"), (1, 5, "a", None), (2, None, "a", "s"),
+            (None, None, "c", "t"), (1, 2, "a", "u")]
+    ddl = "x INT, y INT, g STRING, s STRING"
+    spark_lake.spark.createDataFrame(rows, ddl).createOrReplaceTempView("ordered_agg_rows")
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE ordered_agg_rows ({ddl.replace('STRING', 'VARCHAR')})")
+    con.executemany("INSERT INTO ordered_agg_rows VALUES (?, ?, ?, ?)", rows)
+    sql = f"SELECT g, {aggregate} AS agg FROM ordered_agg_rows GROUP BY g"
+    expected = sorted(con.sql(sql).fetchall())
+    got = sorted((r.g, r.agg) for r in spark_lake.spark.sql(spark_lake.transpile_sql(sql)).collect())
+    assert got == expected
 
 
 def test_parameters_are_bound_on_spark(demo_db, spark_lake):

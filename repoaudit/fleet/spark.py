@@ -101,7 +101,13 @@ def _fn(name: str, *args):
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _string_agg(node):
+def _filtered(aggregate, where):
+    """``aggregate`` with the FILTER clause its DuckDB original had (Spark takes FILTER only right after
+    the aggregate call, not after the expression built around it)."""
+    return exp.Filter(this=aggregate, expression=where.copy()) if where is not None else aggregate
+
+
+def _string_agg(node, where=None):
     """string_agg(x, sep ORDER BY x) as array_join over a sorted collect_list (collect_set for DISTINCT):
     Spark 4's LISTAGG ... WITHIN GROUP fails at run time (a ClassCastException in its optimizer)."""
     inner, order = node.this, None
@@ -110,17 +116,70 @@ def _string_agg(node):
     distinct = isinstance(inner, exp.Distinct)
     if distinct:
         if len(inner.expressions) != 1:
-            return node
+            return _filtered(node, where)
         inner = inner.expressions[0]
     if order and (len(order) != 1 or order[0].this != inner or order[0].args.get("desc")):
-        return node  # ordered by something else: left to LISTAGG
-    collected = _fn("collect_set" if distinct else "collect_list", inner)
+        return _filtered(node, where)  # ordered by something else: left to LISTAGG
+    collected = _filtered(_fn("collect_set" if distinct else "collect_list", inner), where)
     if order or distinct:
         collected = _fn("array_sort", collected)
     separator = node.args.get("separator") or exp.Literal.string(",")
     # string_agg over nothing (all NULL, or no rows) is NULL, array_join over nothing ''
     empty = exp.EQ(this=_fn("size", collected.copy()), expression=exp.Literal.number(0))
     return exp.If(this=empty, true=exp.Null(), false=_fn("array_join", collected, separator))
+
+
+def _compare(left, right, ordered) -> exp.Expression:
+    """-1, 0 or 1 as ``left`` sorts before, with or after ``right`` under one ORDER BY key (DuckDB's
+    default: ascending, NULLs last in either direction)."""
+    desc = bool(ordered.args.get("desc"))
+    nulls_first = bool(ordered.args.get("nulls_first"))
+    before, after = exp.Literal.number(-1), exp.Literal.number(1)
+    null_l, null_r = exp.Is(this=left.copy(), expression=exp.Null()), exp.Is(this=right.copy(), expression=exp.Null())
+    return exp.Case(ifs=[
+        exp.If(this=exp.and_(null_l.copy(), null_r.copy()), true=exp.Literal.number(0)),
+        exp.If(this=null_l, true=before if nulls_first else after),
+        exp.If(this=null_r, true=after if nulls_first else before),
+        exp.If(this=exp.LT(this=left.copy(), expression=right.copy()), true=after if desc else before),
+        exp.If(this=exp.GT(this=left.copy(), expression=right.copy()), true=before if desc else after),
+    ], default=exp.Literal.number(0))
+
+
+def _ordered_list(node, where=None):
+    """DuckDB's list(x ORDER BY k, ...) on Spark. sqlglot writes COLLECT_LIST(x) and drops the ORDER BY,
+    so the list came back in whatever order the rows reached the aggregate, which changes with how Spark
+    plans and shuffles (it did differ after other queries ran in the same session). Here each row's value
+    travels with its sort keys in a struct, the structs are sorted by the keys as DuckDB sorts them, and the
+    values taken out. As DuckDB's list, it keeps NULL values and is NULL (not empty) over no rows."""
+    inner, order = node.this, None
+    if isinstance(inner, exp.Order):
+        order, inner = inner.expressions, inner.this
+    if not order:
+        return _filtered(node, where)
+    distinct = isinstance(inner, exp.Distinct)
+    if distinct:
+        if len(inner.expressions) != 1:
+            return _filtered(node, where)
+        inner = inner.expressions[0]
+    fields = [exp.Literal.string("v"), inner]
+    for i, ordered in enumerate(order):
+        fields += [exp.Literal.string(f"k{i}"), ordered.this]
+    # DISTINCT: DuckDB requires the keys to be the value itself, so distinct structs are distinct values
+    collected = _filtered(_fn("collect_set" if distinct else "collect_list", _fn("named_struct", *fields)), where)
+    left, right = exp.to_identifier("l"), exp.to_identifier("r")
+
+    def key(side, i):
+        return exp.Dot(this=exp.column(side), expression=exp.to_identifier(f"k{i}"))
+
+    # the first key decides, each later one breaks the ties left before it
+    compare = _fn("coalesce", *[_fn("nullif", _compare(key("l", i), key("r", i), o), exp.Literal.number(0))
+                                for i, o in enumerate(order)], exp.Literal.number(0))
+    comparator = exp.Lambda(this=compare, expressions=[left, right])
+    values = exp.Lambda(this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
+                        expressions=[exp.to_identifier("s")])
+    ordered_values = _fn("transform", _fn("array_sort", collected, comparator), values)
+    empty = exp.EQ(this=_fn("size", collected.copy()), expression=exp.Literal.number(0))
+    return exp.If(this=empty, true=exp.Null(), false=ordered_values)
 
 
 def _rewrite_functions(tree, lists: frozenset = frozenset()):
@@ -131,8 +190,14 @@ def _rewrite_functions(tree, lists: frozenset = frozenset()):
         if isinstance(node, exp.Length) and (node.this.sql(dialect="spark") in lists or (
                 isinstance(node.this, exp.Column) and node.this.name in lists)):
             return _fn("size", node.this)
+        if isinstance(node, exp.Filter) and isinstance(node.this, exp.GroupConcat):
+            return _string_agg(node.this, node.expression)
         if isinstance(node, exp.GroupConcat):
             return _string_agg(node)
+        if isinstance(node, exp.Filter) and isinstance(node.this, exp.ArrayAgg):
+            return _ordered_list(node.this, node.expression)
+        if isinstance(node, exp.ArrayAgg):
+            return _ordered_list(node)
         if isinstance(node, exp.DateDiff) and (node.unit.name if node.unit else "day").lower() in ("day", "days"):
             # DuckDB counts the day boundaries between the two; Spark's DATEDIFF(DAY, ...) whole days elapsed.
             return _fn("datediff", exp.Cast(this=node.this, to=exp.DataType.build("DATE")),
@@ -282,6 +347,14 @@ class SparkLake:
                     raise
                 self.lists.add(found.group(1))
         raise QueryError("too many list arguments of length()")
+
+    def transpile_sql(self, sql: str) -> str:
+        """Any DuckDB statement over the lake's tables and views as Spark SQL."""
+        try:
+            tree = sqlglot.parse_one(sql, read="duckdb")
+        except sqlglot.errors.ParseError as exc:
+            raise QueryError(f"sqlglot cannot parse it: {first_line(exc)}") from None
+        return self.transpile_tree(tree)
 
     def transpile(self, query: NamedQuery, params: dict[str, Any]) -> str:
         """The query's Spark SQL with its bound parameters as literals."""
