@@ -32,14 +32,6 @@ UNSUPPORTED = {
     "tag_moves": "sqlglot cannot parse it",
     "tag_timeline": "ASOF join",
     "orphaned_manifests": "needs view image_lifecycle",
-    # gc_blobs inlined into the query: a correlated column Spark does not resolve.
-    "gc_preview": "UNRESOLVED_COLUMN",
-    # The supply-chain views (referrer_facts, behind image_supply) select DuckDB's COLUMNS(...) expression.
-    "attestation_types": "referrer_facts",
-    "dangling_referrers": "referrer_facts",
-    "sbom_coverage": "referrer_facts",
-    "signature_coverage": "referrer_facts",
-    "unsigned_deployed_images": "referrer_facts",
 }
 
 

@@ -19,6 +19,7 @@ function without a Spark equivalent).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
@@ -95,6 +96,15 @@ def _literal(value: Any, sql_type: str):
     if isinstance(value, (int, float)):
         return exp.Literal.number(value)
     return exp.Cast(this=exp.Literal.string(str(value)), to=exp.DataType.build(sql_type, dialect="duckdb"))
+
+
+def _py_literal(value: Any):
+    """A value read back from Spark as a literal of its type."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, (dt.datetime, pd.Timestamp)):
+        return exp.Cast(this=exp.Literal.string(str(value)), to=exp.DataType.build("TIMESTAMP"))
+    return _literal(value, "VARCHAR")
 
 
 def _fn(name: str, *args):
@@ -326,8 +336,69 @@ class SparkLake:
 
         return tree.transform(visit)
 
+    def _expand_correlated(self, tree):
+        """A table macro called with a column of the relation beside it (``FROM snaps s, gc_blobs(s.snapshot_id)
+        g``, DuckDB's lateral call) as the union of the macro's bodies for each value that column holds, each
+        row marked with its value and joined back on it. Spark resolves no outer column in a subquery's CTEs
+        (sqlglot hoists the macro's CTEs to the top), so the values are read first: the relation beside the
+        call is a table or one of the statement's earlier CTEs, and such relations are small (a registry's
+        storage snapshots)."""
+        for node in list(tree.find_all(exp.Table)):
+            call = node.this
+            if not (isinstance(call, exp.Anonymous) and call.name.lower() in self.macros):
+                continue
+            outer = [c for a in call.expressions for c in a.find_all(exp.Column) if c.table]
+            if not outer:
+                continue
+            select = node.find_ancestor(exp.Select)
+            if len({c.table for c in outer}) != 1 or len(call.expressions) != 1 or \
+                    not isinstance(call.expressions[0], exp.Column) or select is None:
+                raise QueryError(f"a call of table macro {call.name} with outer columns other than one column")
+            column = call.expressions[0]
+            beside = [t for t in select.find_all(exp.Table) if t.alias_or_name == column.table and t is not node]
+            if len(beside) != 1:
+                raise QueryError(f"table macro {call.name}: cannot find relation {column.table} beside it")
+            values_query = exp.select(exp.column(column.name)).distinct().from_(beside[0].name)
+            cte = node.find_ancestor(exp.CTE)
+            with_ = tree.args.get("with_") or tree.args.get("with")
+            if with_ is not None:
+                earlier = []
+                for c in with_.expressions:
+                    if c is cte:
+                        break
+                    earlier.append(c.copy())
+                if earlier:
+                    values_query.set("with_" if "with_" in tree.args else "with", exp.With(expressions=earlier))
+            values = sorted({row[0] for row in self._sql(values_query).collect()}, key=repr)
+            macro = self.macros[call.name.lower()]
+            alias = node.alias or macro.name
+            bodies = []
+            for value in values or [None]:
+                literal = _py_literal(value)
+                body = exp.select(exp.Star(), exp.alias_(literal.copy(), "__arg")).from_(
+                    exp.Table(this=exp.Anonymous(this=macro.name, expressions=[literal]), alias=exp.TableAlias(
+                        this=exp.to_identifier("__body"))))
+                bodies.append(body if values else body.where(exp.false()))
+            union = bodies[0]
+            for body in bodies[1:]:
+                union = exp.union(union, body, distinct=False)
+            star = [s for s in select.expressions if isinstance(s, exp.Column) and isinstance(s.this, exp.Star)
+                    and s.table == alias]
+            if star or any(isinstance(e, exp.Star) for e in select.expressions):
+                # the marker column stays out of what the statement selects
+                names = self._sql(exp.select(exp.Star()).from_(exp.Table(
+                    this=exp.Anonymous(this=macro.name, expressions=[_py_literal(None)])))).columns
+                for e in select.expressions:
+                    if isinstance(e, exp.Star):
+                        raise QueryError(f"table macro {macro.name}: SELECT * beside a call with an outer column")
+                select.set("expressions", [c for e in select.expressions for c in (
+                    [exp.column(n, table=alias) for n in names] if any(e is x for x in star) else [e])])
+            node.replace(exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+            select.where(exp.EQ(this=exp.column("__arg", table=alias), expression=column.copy()), copy=False)
+        return tree
+
     def transpile_tree(self, tree) -> str:
-        tree = self._inline_macros(tree)
+        tree = self._inline_macros(self._expand_correlated(tree))
         for join in tree.find_all(exp.Join):
             if (join.args.get("method") or "").upper() == "ASOF":
                 raise QueryError("an ASOF join (DuckDB's nearest-match join), which Spark has no equivalent for")
