@@ -158,3 +158,35 @@ def test_cli_engine_spark(lake, spark_lake, monkeypatch):
     assert listing.exit_code == 0 and '"tag_timeline"' in listing.output
     bad = runner.invoke(main, ["query", "snapshots", "--engine", "spark", "--parquet", str(lake.parent)])
     assert bad.exit_code == 1 and "is not a repoaudit lake" in bad.output
+
+
+def test_retention_whatif_totals_agree_on_spark(demo_db, spark_lake):
+    """The engine's own statements, run on Spark over the lake: every example policy's totals are DuckDB's."""
+    from repoaudit.fleet.spark_retention import plan_retention_on_spark
+    from repoaudit.retention.whatif import default_policies_dir
+
+    policies = sorted(default_policies_dir().iterdir())
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        expected = audit.retention(*policies, blobs=False, detail=False)
+    got = plan_retention_on_spark(spark_lake, policies, blobs=False, detail=False)
+    assert len(expected.summary) == len(policies) >= 4
+    assert (expected.summary["candidate_images"] > 0).all() and (expected.summary["reclaimable_bytes"] > 0).all()
+    assert len(set(expected.summary["candidate_images"])) == len(policies)  # the policies do differ
+    pd.testing.assert_frame_equal(got.summary, expected.summary, check_dtype=False)
+    assert len(expected.by_namespace) > 0 and sorted_rows(got.by_namespace) == sorted_rows(expected.by_namespace)
+    assert got.snapshots["snapshot_id"].tolist() == expected.snapshots["snapshot_id"].tolist()
+
+
+def test_cli_retention_plan_on_spark(demo_db, lake, spark_lake):
+    from repoaudit.retention.whatif import default_policies_dir
+
+    policy = str(default_policies_dir() / "ecr-lifecycle.json")
+    runner = CliRunner()
+    on_duckdb = runner.invoke(main, ["retention", "plan", "--policy", policy, "--db", str(demo_db)])
+    on_spark = runner.invoke(main, ["retention", "plan", "--policy", policy, "--engine", "spark",
+                                    "--parquet", str(lake)])
+    assert on_duckdb.exit_code == 0, on_duckdb.output
+    assert on_spark.exit_code == 0, on_spark.output
+    assert on_spark.output == on_duckdb.output
+    bad = runner.invoke(main, ["retention", "plan", "--policy", policy, "--parquet", str(lake)])
+    assert bad.exit_code == 1 and "go with --engine spark" in bad.output

@@ -139,6 +139,21 @@ def _string_agg(node, where=None):
     return exp.If(this=empty, true=exp.Null(), false=_fn("array_join", collected, separator))
 
 
+def _top_n(node):
+    """DuckDB's arg_max(x, key, n) (arg_min): the x of the n rows with the greatest (least) key, greatest first,
+    rows whose key is NULL left out. A struct key (a tuple) compares field by field on both engines."""
+    key = node.expression
+    if isinstance(key, exp.Tuple):
+        key = _fn("named_struct", *[e for i, k in enumerate(key.expressions)
+                                     for e in (exp.Literal.string(f"k{i}"), k)])
+    pairs = _fn("collect_list", _fn("named_struct", exp.Literal.string("k"), key, exp.Literal.string("v"), node.this))
+    pairs = exp.Filter(this=pairs, expression=exp.Where(this=exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null()))))
+    ranked = _fn("sort_array", pairs, exp.false() if isinstance(node, exp.ArgMax) else exp.true())
+    values = exp.Lambda(this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
+                        expressions=[exp.to_identifier("s")])
+    return _fn("slice", _fn("transform", ranked, values), exp.Literal.number(1), node.args["count"])
+
+
 def _compare(left, right, ordered) -> exp.Expression:
     """-1, 0 or 1 as ``left`` sorts before, with or after ``right`` under one ORDER BY key (DuckDB's
     default: ascending, NULLs last in either direction)."""
@@ -212,6 +227,22 @@ def _rewrite_functions(tree, lists: frozenset = frozenset()):
             # DuckDB counts the day boundaries between the two; Spark's DATEDIFF(DAY, ...) whole days elapsed.
             return _fn("datediff", exp.Cast(this=node.this, to=exp.DataType.build("DATE")),
                        exp.Cast(this=node.expression, to=exp.DataType.build("DATE")))
+        if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and isinstance(node.expressions[0], exp.Slice):
+            # DuckDB's list[a:b]: elements a..b, 1-based and inclusive, either end optional
+            begin = node.expressions[0].this or exp.Literal.number(1)
+            end = node.expressions[0].expression
+            if end is None:
+                return _fn("slice", node.this, begin, exp.Literal.number(2 ** 31 - 1))
+            return _fn("list_slice", node.this, begin, end)  # the next pass makes it Spark's slice
+        if isinstance(node, exp.RegexpFullMatch):  # the whole string matches: RLIKE anchored
+            anchored = _fn("concat", exp.Literal.string("^(?:"), node.expression, exp.Literal.string(")$"))
+            return exp.RegexpLike(this=node.this, expression=anchored)
+        if isinstance(node, (exp.ArgMax, exp.ArgMin)) and node.args.get("count") is not None:
+            return _top_n(node)
+        if isinstance(node, exp.IgnoreNulls) and isinstance(node.this, exp.AnyValue):
+            # DuckDB's any_value skips NULLs; sqlglot says so with IGNORE NULLS after the call, which Spark's
+            # grammar refuses once a FILTER clause follows. Spark's second argument says the same.
+            return _fn("any_value", node.this.this, exp.true())
         if isinstance(node, exp.ArrayOverlaps):  # DuckDB's && on lists; Spark's && is boolean AND
             return _fn("arrays_overlap", node.this, node.expression)
         if isinstance(node, exp.ToDays):
@@ -231,6 +262,16 @@ def _rewrite_functions(tree, lists: frozenset = frozenset()):
                                   expression=exp.Literal.number(1_000_000))
                 return _fn("make_dt_interval", exp.Literal.number(0), exp.Literal.number(0),
                            exp.Literal.number(0), seconds)
+            if name == "to_seconds" and len(args) == 1:
+                seconds = exp.Cast(this=args[0], to=exp.DataType.build("DECIMAL(18, 6)"))
+                return _fn("make_dt_interval", exp.Literal.number(0), exp.Literal.number(0),
+                           exp.Literal.number(0), seconds)
+            if name == "list_slice" and len(args) == 3:
+                # DuckDB: elements begin..end (1-based, inclusive); Spark: a start and a length
+                begin, end = args[1], args[2]
+                length = exp.Add(this=exp.Sub(this=end.copy(), expression=begin.copy()),
+                                 expression=exp.Literal.number(1))
+                return _fn("slice", args[0], begin, exp.Greatest(this=length, expressions=[exp.Literal.number(0)]))
             if name == "error" and len(args) == 1:
                 return _fn("raise_error", args[0])
             if name == "list_has_any" and len(args) == 2:
@@ -243,7 +284,14 @@ def _rewrite_functions(tree, lists: frozenset = frozenset()):
             return exp.Literal.string("0001-01-01 00:00:00" if node.this.startswith("-") else "9999-12-31 23:59:59")
         return node
 
-    return tree.transform(visit)
+    # transform() does not descend into a node it replaced, so what a rewrite wrapped (an arg_max inside a
+    # list_slice) is rewritten by the next pass; every rewrite yields nodes no rule matches again.
+    for _ in range(8):
+        before = tree.sql(dialect="duckdb")
+        tree = tree.transform(visit)
+        if tree.sql(dialect="duckdb") == before:
+            break
+    return tree
 
 
 class SparkLake:
