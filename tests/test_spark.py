@@ -190,3 +190,36 @@ def test_cli_retention_plan_on_spark(demo_db, lake, spark_lake):
     assert on_spark.output == on_duckdb.output
     bad = runner.invoke(main, ["retention", "plan", "--policy", policy, "--parquet", str(lake)])
     assert bad.exit_code == 1 and "go with --engine spark" in bad.output
+
+
+def test_gc_preview_and_storage_retention_agree_on_spark(registry, pusher, tmp_path, spark_lake):
+    """A storage snapshot with an unreferenced manifest: gc_preview (gc_blobs called with an outer column) and
+    the what-if's reclaimable bytes, which count what GC frees anyway, are DuckDB's on Spark."""
+    from pusher import layer_bytes
+
+    from repoaudit.fleet.spark_retention import plan_retention_on_spark
+
+    base = pusher.push_image("base/os", ["1"], layers=[layer_bytes("sp-base", 20_000)], created="2023-01-01T00:00:00Z")
+    shared = dict(shared_layers=base.layers, mount_from="base/os")
+    pusher.push_image("svc", ["old"], layers=[layer_bytes("sp-old", 3_000)], created="2024-01-01T00:00:00Z", **shared)
+    pusher.push_image("svc", ["nightly"], layers=[layer_bytes("sp-n1", 3_100)], created="2025-01-01T00:00:00Z",
+                      **shared)
+    pusher.push_image("svc", ["nightly"], layers=[layer_bytes("sp-n2", 3_200)], created="2025-02-01T00:00:00Z",
+                      **shared)
+    gone = pusher.push_image("svc", ["gone"], layers=[layer_bytes("sp-gone", 3_300)], created="2023-06-01T00:00:00Z",
+                             **shared)
+    pusher.delete_manifest("svc", gone.digest)
+    policy = {"name": "newest", "rules": [{"name": "newest", "keep": {"most_recent": 1, "by": "created"}}]}
+    with repoaudit.open(tmp_path / "audit.duckdb") as audit:
+        audit.collect(f"registry-storage:{registry.storage_dir}", name=registry.host, progress=False)
+        expected_gc = audit.query("gc_preview")
+        expected_plan = audit.retention(policy, blobs=False, detail=False)
+        audit.export_parquet(tmp_path / "lake")
+    unreferenced = len(gone.manifest) + gone.config.size + gone.layers[1].size
+    assert expected_gc["freed_bytes"].max() == unreferenced
+    # its own session (temporary views are per session) on the module's Spark context: no second JVM
+    storage_lake = SparkLake(tmp_path / "lake", session=spark_lake.spark.newSession())
+    assert sorted_rows(storage_lake.query("gc_preview")) == sorted_rows(expected_gc)
+    got_plan = plan_retention_on_spark(storage_lake, [policy], blobs=False, detail=False)
+    assert int(expected_plan.summary.iloc[0]["reclaimable_bytes"]) > unreferenced
+    pd.testing.assert_frame_equal(got_plan.summary, expected_plan.summary, check_dtype=False)
