@@ -6,7 +6,7 @@ new: the cost of checking), then times each named query given by --queries on Du
 Spark ``local[2]`` over the lake, both fetched into a DataFrame, and prints Spark's time as a ratio of
 DuckDB's measured in the same run. Spark's session start and view set-up are printed separately.
 
-Run: ``python bench/fleet.py [--repos 1000] [--snapshots 3] [--queries a,b,c] [--keep DIR]``.
+Run: ``python bench/fleet.py [--repos 1000] [--snapshots 3] [--queries a,b,c] [--retention] [--keep DIR]``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--snapshots", type=int, default=3)
     ap.add_argument("--queries", default=DEFAULT_QUERIES, help="comma-separated named queries to time")
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--retention", action="store_true", help="also time the retention what-if of data/policies")
     ap.add_argument("--keep", type=Path, help="write the database and lake here and keep them")
     args = ap.parse_args()
 
@@ -86,6 +87,17 @@ def main() -> None:
                 s_s, s_rows = best_of(lambda: spark.query(name))
                 same = "" if len(d_rows) == len(s_rows) else f"  rows differ: spark {len(s_rows):,}"
                 print(f"{name:<24} {len(d_rows):>9,} {d_s:>9.2f} {s_s:>9.2f} {s_s / d_s:>12.1f}x{same}")
+            if args.retention:
+                # the what-if of the example policies (repoaudit retention plan), totals compared
+                from repoaudit.fleet.spark_retention import plan_retention_on_spark
+                from repoaudit.retention.whatif import default_policies_dir
+
+                policies = sorted(default_policies_dir().iterdir())
+                d_s, d_plan = best_of(lambda: audit.retention(*policies, blobs=False, detail=False), 1)
+                s_s, s_plan = best_of(lambda: plan_retention_on_spark(spark, policies, blobs=False, detail=False), 1)
+                same = "" if d_plan.summary.equals(s_plan.summary) else "  totals differ"
+                print(f"{'retention plan (4 pol.)':<24} {len(policies):>9,} {d_s:>9.2f} {s_s:>9.2f} "
+                      f"{s_s / d_s:>12.1f}x{same}")
         spark.spark.stop()
     finally:
         if not args.keep:

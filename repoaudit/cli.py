@@ -757,8 +757,10 @@ def _as_of(value: str | None):
               help="Sign the plan with KEY: an Ed25519 private key (PEM) or an HMAC secret file.")
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Write Prometheus text-format metrics (reclaimable bytes per policy) to PATH, atomically.")
+@engine_options
 @fail_cleanly
-def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key, metrics_file):
+def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key, metrics_file, engine, lake,
+                   spark_master):
     """What each policy would delete, and the bytes garbage collection would then free."""
     from repoaudit.retention.whatif import whatif_table
 
@@ -767,9 +769,16 @@ def retention_plan(policies, db, registry, include, as_of, fmt, output, sign_key
     check_output(output, "-o", stdout="the plan goes to standard output with --format json")
     check_output(metrics_file, "--metrics-file", stdout="the textfile collector reads a file; give a path")
     as_of = _as_of(as_of)
-    with open_audit(db, read_only=True) as audit:
-        plan = audit.retention(*policies, registry=registry, include=include, as_of=as_of, blobs=False,
-                               detail=bool(output) or fmt != "table")
+    spark = spark_lake(engine, lake, spark_master)
+    if spark is not None:
+        from repoaudit.fleet.spark_retention import plan_retention_on_spark
+
+        plan = plan_retention_on_spark(spark, policies, registry=registry, include=include, as_of=as_of,
+                                       blobs=False, detail=bool(output) or fmt != "table")
+    else:
+        with open_audit(db, read_only=True) as audit:
+            plan = audit.retention(*policies, registry=registry, include=include, as_of=as_of, blobs=False,
+                                   detail=bool(output) or fmt != "table")
     if output:
         plan.write_json(output, sign=sign_key)
     if metrics_file:

@@ -32,14 +32,6 @@ UNSUPPORTED = {
     "tag_moves": "sqlglot cannot parse it",
     "tag_timeline": "ASOF join",
     "orphaned_manifests": "needs view image_lifecycle",
-    # gc_blobs inlined into the query: a correlated column Spark does not resolve.
-    "gc_preview": "UNRESOLVED_COLUMN",
-    # The supply-chain views (referrer_facts, behind image_supply) select DuckDB's COLUMNS(...) expression.
-    "attestation_types": "referrer_facts",
-    "dangling_referrers": "referrer_facts",
-    "sbom_coverage": "referrer_facts",
-    "signature_coverage": "referrer_facts",
-    "unsigned_deployed_images": "referrer_facts",
 }
 
 
@@ -97,13 +89,7 @@ def test_support_lists_every_exception_with_its_reason(spark_lake):
     assert support.loc[SUPPORTED, "spark"].all(), support.loc[SUPPORTED][~support.loc[SUPPORTED, "spark"]]
 
 
-# Run alone it agrees; after other queries in the same session one row's counts differ. Not understood yet.
-FLAKY = {"mutable_tag_deployments"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    reason="rows differ after other queries ran in the same Spark session; not yet understood", strict=False))
-    if n in FLAKY else n for n in SUPPORTED])
+@pytest.mark.parametrize("name", SUPPORTED)
 def test_query_returns_the_same_rows_on_spark(name, demo_db, spark_lake):
     with repoaudit.open(demo_db, read_only=True) as audit:
         expected = audit.query(name)
@@ -111,6 +97,36 @@ def test_query_returns_the_same_rows_on_spark(name, demo_db, spark_lake):
     assert list(got.columns) == list(expected.columns)
     assert len(got) == len(expected)
     assert sorted_rows(got) == sorted_rows(expected)
+
+
+# DuckDB's ordered aggregates, each against DuckDB on the same rows: NULL values, NULL keys, ties, DESC,
+# several keys, DISTINCT, FILTER, a group the FILTER empties (NULL, not an empty list).
+ORDERED_AGGREGATES = [
+    "list(x ORDER BY x)",
+    "list(x ORDER BY x DESC)",
+    "list(x ORDER BY y DESC NULLS FIRST, x)",
+    "list(x ORDER BY y, x DESC)",
+    "list(DISTINCT x ORDER BY x) FILTER (WHERE x > 1)",
+    "list(s ORDER BY x NULLS FIRST, s DESC)",
+    "string_agg(s, '/' ORDER BY s) FILTER (WHERE y > 0)",
+]
+
+
+@pytest.mark.parametrize("aggregate", ORDERED_AGGREGATES)
+def test_ordered_aggregates_keep_their_order_on_spark(aggregate, spark_lake):
+    import duckdb
+
+    rows = [(1, 2, "a", "p"), (None, 1, "a", "q"), (3, 0, "b", "r"), (1, 5, "a", None), (2, None, "a", "s"),
+            (None, None, "c", "t"), (1, 2, "a", "u")]
+    ddl = "x INT, y INT, g STRING, s STRING"
+    spark_lake.spark.createDataFrame(rows, ddl).createOrReplaceTempView("ordered_agg_rows")
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE ordered_agg_rows ({ddl.replace('STRING', 'VARCHAR')})")
+    con.executemany("INSERT INTO ordered_agg_rows VALUES (?, ?, ?, ?)", rows)
+    sql = f"SELECT g, {aggregate} AS agg FROM ordered_agg_rows GROUP BY g"
+    expected = sorted(con.sql(sql).fetchall())
+    got = sorted((r.g, r.agg) for r in spark_lake.spark.sql(spark_lake.transpile_sql(sql)).collect())
+    assert got == expected
 
 
 def test_parameters_are_bound_on_spark(demo_db, spark_lake):
@@ -142,3 +158,68 @@ def test_cli_engine_spark(lake, spark_lake, monkeypatch):
     assert listing.exit_code == 0 and '"tag_timeline"' in listing.output
     bad = runner.invoke(main, ["query", "snapshots", "--engine", "spark", "--parquet", str(lake.parent)])
     assert bad.exit_code == 1 and "is not a repoaudit lake" in bad.output
+
+
+def test_retention_whatif_totals_agree_on_spark(demo_db, spark_lake):
+    """The engine's own statements, run on Spark over the lake: every example policy's totals are DuckDB's."""
+    from repoaudit.fleet.spark_retention import plan_retention_on_spark
+    from repoaudit.retention.whatif import default_policies_dir
+
+    policies = sorted(default_policies_dir().iterdir())
+    with repoaudit.open(demo_db, read_only=True) as audit:
+        expected = audit.retention(*policies, blobs=False, detail=False)
+    got = plan_retention_on_spark(spark_lake, policies, blobs=False, detail=False)
+    assert len(expected.summary) == len(policies) >= 4
+    assert (expected.summary["candidate_images"] > 0).all() and (expected.summary["reclaimable_bytes"] > 0).all()
+    assert len(set(expected.summary["candidate_images"])) == len(policies)  # the policies do differ
+    pd.testing.assert_frame_equal(got.summary, expected.summary, check_dtype=False)
+    assert len(expected.by_namespace) > 0 and sorted_rows(got.by_namespace) == sorted_rows(expected.by_namespace)
+    assert got.snapshots["snapshot_id"].tolist() == expected.snapshots["snapshot_id"].tolist()
+
+
+def test_cli_retention_plan_on_spark(demo_db, lake, spark_lake):
+    from repoaudit.retention.whatif import default_policies_dir
+
+    policy = str(default_policies_dir() / "ecr-lifecycle.json")
+    runner = CliRunner()
+    on_duckdb = runner.invoke(main, ["retention", "plan", "--policy", policy, "--db", str(demo_db)])
+    on_spark = runner.invoke(main, ["retention", "plan", "--policy", policy, "--engine", "spark",
+                                    "--parquet", str(lake)])
+    assert on_duckdb.exit_code == 0, on_duckdb.output
+    assert on_spark.exit_code == 0, on_spark.output
+    assert on_spark.output == on_duckdb.output
+    bad = runner.invoke(main, ["retention", "plan", "--policy", policy, "--parquet", str(lake)])
+    assert bad.exit_code == 1 and "go with --engine spark" in bad.output
+
+
+def test_gc_preview_and_storage_retention_agree_on_spark(registry, pusher, tmp_path, spark_lake):
+    """A storage snapshot with an unreferenced manifest: gc_preview (gc_blobs called with an outer column) and
+    the what-if's reclaimable bytes, which count what GC frees anyway, are DuckDB's on Spark."""
+    from pusher import layer_bytes
+
+    from repoaudit.fleet.spark_retention import plan_retention_on_spark
+
+    base = pusher.push_image("base/os", ["1"], layers=[layer_bytes("sp-base", 20_000)], created="2023-01-01T00:00:00Z")
+    shared = dict(shared_layers=base.layers, mount_from="base/os")
+    pusher.push_image("svc", ["old"], layers=[layer_bytes("sp-old", 3_000)], created="2024-01-01T00:00:00Z", **shared)
+    pusher.push_image("svc", ["nightly"], layers=[layer_bytes("sp-n1", 3_100)], created="2025-01-01T00:00:00Z",
+                      **shared)
+    pusher.push_image("svc", ["nightly"], layers=[layer_bytes("sp-n2", 3_200)], created="2025-02-01T00:00:00Z",
+                      **shared)
+    gone = pusher.push_image("svc", ["gone"], layers=[layer_bytes("sp-gone", 3_300)], created="2023-06-01T00:00:00Z",
+                             **shared)
+    pusher.delete_manifest("svc", gone.digest)
+    policy = {"name": "newest", "rules": [{"name": "newest", "keep": {"most_recent": 1, "by": "created"}}]}
+    with repoaudit.open(tmp_path / "audit.duckdb") as audit:
+        audit.collect(f"registry-storage:{registry.storage_dir}", name=registry.host, progress=False)
+        expected_gc = audit.query("gc_preview")
+        expected_plan = audit.retention(policy, blobs=False, detail=False)
+        audit.export_parquet(tmp_path / "lake")
+    unreferenced = len(gone.manifest) + gone.config.size + gone.layers[1].size
+    assert expected_gc["freed_bytes"].max() == unreferenced
+    # its own session (temporary views are per session) on the module's Spark context: no second JVM
+    storage_lake = SparkLake(tmp_path / "lake", session=spark_lake.spark.newSession())
+    assert sorted_rows(storage_lake.query("gc_preview")) == sorted_rows(expected_gc)
+    got_plan = plan_retention_on_spark(storage_lake, [policy], blobs=False, detail=False)
+    assert int(expected_plan.summary.iloc[0]["reclaimable_bytes"]) > unreferenced
+    pd.testing.assert_frame_equal(got_plan.summary, expected_plan.summary, check_dtype=False)

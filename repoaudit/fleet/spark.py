@@ -19,6 +19,7 @@ function without a Spark equivalent).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
@@ -97,11 +98,26 @@ def _literal(value: Any, sql_type: str):
     return exp.Cast(this=exp.Literal.string(str(value)), to=exp.DataType.build(sql_type, dialect="duckdb"))
 
 
+def _py_literal(value: Any):
+    """A value read back from Spark as a literal of its type."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, (dt.datetime, pd.Timestamp)):
+        return exp.Cast(this=exp.Literal.string(str(value)), to=exp.DataType.build("TIMESTAMP"))
+    return _literal(value, "VARCHAR")
+
+
 def _fn(name: str, *args):
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _string_agg(node):
+def _filtered(aggregate, where):
+    """``aggregate`` with the FILTER clause its DuckDB original had (Spark takes FILTER only right after
+    the aggregate call, not after the expression built around it)."""
+    return exp.Filter(this=aggregate, expression=where.copy()) if where is not None else aggregate
+
+
+def _string_agg(node, where=None):
     """string_agg(x, sep ORDER BY x) as array_join over a sorted collect_list (collect_set for DISTINCT):
     Spark 4's LISTAGG ... WITHIN GROUP fails at run time (a ClassCastException in its optimizer)."""
     inner, order = node.this, None
@@ -110,17 +126,85 @@ def _string_agg(node):
     distinct = isinstance(inner, exp.Distinct)
     if distinct:
         if len(inner.expressions) != 1:
-            return node
+            return _filtered(node, where)
         inner = inner.expressions[0]
     if order and (len(order) != 1 or order[0].this != inner or order[0].args.get("desc")):
-        return node  # ordered by something else: left to LISTAGG
-    collected = _fn("collect_set" if distinct else "collect_list", inner)
+        return _filtered(node, where)  # ordered by something else: left to LISTAGG
+    collected = _filtered(_fn("collect_set" if distinct else "collect_list", inner), where)
     if order or distinct:
         collected = _fn("array_sort", collected)
     separator = node.args.get("separator") or exp.Literal.string(",")
     # string_agg over nothing (all NULL, or no rows) is NULL, array_join over nothing ''
     empty = exp.EQ(this=_fn("size", collected.copy()), expression=exp.Literal.number(0))
     return exp.If(this=empty, true=exp.Null(), false=_fn("array_join", collected, separator))
+
+
+def _top_n(node):
+    """DuckDB's arg_max(x, key, n) (arg_min): the x of the n rows with the greatest (least) key, greatest first,
+    rows whose key is NULL left out. A struct key (a tuple) compares field by field on both engines."""
+    key = node.expression
+    if isinstance(key, exp.Tuple):
+        key = _fn("named_struct", *[e for i, k in enumerate(key.expressions)
+                                     for e in (exp.Literal.string(f"k{i}"), k)])
+    pairs = _fn("collect_list", _fn("named_struct", exp.Literal.string("k"), key, exp.Literal.string("v"), node.this))
+    pairs = exp.Filter(this=pairs, expression=exp.Where(this=exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null()))))
+    ranked = _fn("sort_array", pairs, exp.false() if isinstance(node, exp.ArgMax) else exp.true())
+    values = exp.Lambda(this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
+                        expressions=[exp.to_identifier("s")])
+    return _fn("slice", _fn("transform", ranked, values), exp.Literal.number(1), node.args["count"])
+
+
+def _compare(left, right, ordered) -> exp.Expression:
+    """-1, 0 or 1 as ``left`` sorts before, with or after ``right`` under one ORDER BY key (DuckDB's
+    default: ascending, NULLs last in either direction)."""
+    desc = bool(ordered.args.get("desc"))
+    nulls_first = bool(ordered.args.get("nulls_first"))
+    before, after = exp.Literal.number(-1), exp.Literal.number(1)
+    null_l, null_r = exp.Is(this=left.copy(), expression=exp.Null()), exp.Is(this=right.copy(), expression=exp.Null())
+    return exp.Case(ifs=[
+        exp.If(this=exp.and_(null_l.copy(), null_r.copy()), true=exp.Literal.number(0)),
+        exp.If(this=null_l, true=before if nulls_first else after),
+        exp.If(this=null_r, true=after if nulls_first else before),
+        exp.If(this=exp.LT(this=left.copy(), expression=right.copy()), true=after if desc else before),
+        exp.If(this=exp.GT(this=left.copy(), expression=right.copy()), true=before if desc else after),
+    ], default=exp.Literal.number(0))
+
+
+def _ordered_list(node, where=None):
+    """DuckDB's list(x ORDER BY k, ...) on Spark. sqlglot writes COLLECT_LIST(x) and drops the ORDER BY,
+    so the list came back in whatever order the rows reached the aggregate, which changes with how Spark
+    plans and shuffles (it did differ after other queries ran in the same session). Here each row's value
+    travels with its sort keys in a struct, the structs are sorted by the keys as DuckDB sorts them, and the
+    values taken out. As DuckDB's list, it keeps NULL values and is NULL (not empty) over no rows."""
+    inner, order = node.this, None
+    if isinstance(inner, exp.Order):
+        order, inner = inner.expressions, inner.this
+    if not order:
+        return _filtered(node, where)
+    distinct = isinstance(inner, exp.Distinct)
+    if distinct:
+        if len(inner.expressions) != 1:
+            return _filtered(node, where)
+        inner = inner.expressions[0]
+    fields = [exp.Literal.string("v"), inner]
+    for i, ordered in enumerate(order):
+        fields += [exp.Literal.string(f"k{i}"), ordered.this]
+    # DISTINCT: DuckDB requires the keys to be the value itself, so distinct structs are distinct values
+    collected = _filtered(_fn("collect_set" if distinct else "collect_list", _fn("named_struct", *fields)), where)
+    left, right = exp.to_identifier("l"), exp.to_identifier("r")
+
+    def key(side, i):
+        return exp.Dot(this=exp.column(side), expression=exp.to_identifier(f"k{i}"))
+
+    # the first key decides, each later one breaks the ties left before it
+    compare = _fn("coalesce", *[_fn("nullif", _compare(key("l", i), key("r", i), o), exp.Literal.number(0))
+                                for i, o in enumerate(order)], exp.Literal.number(0))
+    comparator = exp.Lambda(this=compare, expressions=[left, right])
+    values = exp.Lambda(this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),
+                        expressions=[exp.to_identifier("s")])
+    ordered_values = _fn("transform", _fn("array_sort", collected, comparator), values)
+    empty = exp.EQ(this=_fn("size", collected.copy()), expression=exp.Literal.number(0))
+    return exp.If(this=empty, true=exp.Null(), false=ordered_values)
 
 
 def _rewrite_functions(tree, lists: frozenset = frozenset()):
@@ -131,12 +215,34 @@ def _rewrite_functions(tree, lists: frozenset = frozenset()):
         if isinstance(node, exp.Length) and (node.this.sql(dialect="spark") in lists or (
                 isinstance(node.this, exp.Column) and node.this.name in lists)):
             return _fn("size", node.this)
+        if isinstance(node, exp.Filter) and isinstance(node.this, exp.GroupConcat):
+            return _string_agg(node.this, node.expression)
         if isinstance(node, exp.GroupConcat):
             return _string_agg(node)
+        if isinstance(node, exp.Filter) and isinstance(node.this, exp.ArrayAgg):
+            return _ordered_list(node.this, node.expression)
+        if isinstance(node, exp.ArrayAgg):
+            return _ordered_list(node)
         if isinstance(node, exp.DateDiff) and (node.unit.name if node.unit else "day").lower() in ("day", "days"):
             # DuckDB counts the day boundaries between the two; Spark's DATEDIFF(DAY, ...) whole days elapsed.
             return _fn("datediff", exp.Cast(this=node.this, to=exp.DataType.build("DATE")),
                        exp.Cast(this=node.expression, to=exp.DataType.build("DATE")))
+        if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and isinstance(node.expressions[0], exp.Slice):
+            # DuckDB's list[a:b]: elements a..b, 1-based and inclusive, either end optional
+            begin = node.expressions[0].this or exp.Literal.number(1)
+            end = node.expressions[0].expression
+            if end is None:
+                return _fn("slice", node.this, begin, exp.Literal.number(2 ** 31 - 1))
+            return _fn("list_slice", node.this, begin, end)  # the next pass makes it Spark's slice
+        if isinstance(node, exp.RegexpFullMatch):  # the whole string matches: RLIKE anchored
+            anchored = _fn("concat", exp.Literal.string("^(?:"), node.expression, exp.Literal.string(")$"))
+            return exp.RegexpLike(this=node.this, expression=anchored)
+        if isinstance(node, (exp.ArgMax, exp.ArgMin)) and node.args.get("count") is not None:
+            return _top_n(node)
+        if isinstance(node, exp.IgnoreNulls) and isinstance(node.this, exp.AnyValue):
+            # DuckDB's any_value skips NULLs; sqlglot says so with IGNORE NULLS after the call, which Spark's
+            # grammar refuses once a FILTER clause follows. Spark's second argument says the same.
+            return _fn("any_value", node.this.this, exp.true())
         if isinstance(node, exp.ArrayOverlaps):  # DuckDB's && on lists; Spark's && is boolean AND
             return _fn("arrays_overlap", node.this, node.expression)
         if isinstance(node, exp.ToDays):
@@ -156,6 +262,16 @@ def _rewrite_functions(tree, lists: frozenset = frozenset()):
                                   expression=exp.Literal.number(1_000_000))
                 return _fn("make_dt_interval", exp.Literal.number(0), exp.Literal.number(0),
                            exp.Literal.number(0), seconds)
+            if name == "to_seconds" and len(args) == 1:
+                seconds = exp.Cast(this=args[0], to=exp.DataType.build("DECIMAL(18, 6)"))
+                return _fn("make_dt_interval", exp.Literal.number(0), exp.Literal.number(0),
+                           exp.Literal.number(0), seconds)
+            if name == "list_slice" and len(args) == 3:
+                # DuckDB: elements begin..end (1-based, inclusive); Spark: a start and a length
+                begin, end = args[1], args[2]
+                length = exp.Add(this=exp.Sub(this=end.copy(), expression=begin.copy()),
+                                 expression=exp.Literal.number(1))
+                return _fn("slice", args[0], begin, exp.Greatest(this=length, expressions=[exp.Literal.number(0)]))
             if name == "error" and len(args) == 1:
                 return _fn("raise_error", args[0])
             if name == "list_has_any" and len(args) == 2:
@@ -168,7 +284,14 @@ def _rewrite_functions(tree, lists: frozenset = frozenset()):
             return exp.Literal.string("0001-01-01 00:00:00" if node.this.startswith("-") else "9999-12-31 23:59:59")
         return node
 
-    return tree.transform(visit)
+    # transform() does not descend into a node it replaced, so what a rewrite wrapped (an arg_max inside a
+    # list_slice) is rewritten by the next pass; every rewrite yields nodes no rule matches again.
+    for _ in range(8):
+        before = tree.sql(dialect="duckdb")
+        tree = tree.transform(visit)
+        if tree.sql(dialect="duckdb") == before:
+            break
+    return tree
 
 
 class SparkLake:
@@ -261,8 +384,69 @@ class SparkLake:
 
         return tree.transform(visit)
 
+    def _expand_correlated(self, tree):
+        """A table macro called with a column of the relation beside it (``FROM snaps s, gc_blobs(s.snapshot_id)
+        g``, DuckDB's lateral call) as the union of the macro's bodies for each value that column holds, each
+        row marked with its value and joined back on it. Spark resolves no outer column in a subquery's CTEs
+        (sqlglot hoists the macro's CTEs to the top), so the values are read first: the relation beside the
+        call is a table or one of the statement's earlier CTEs, and such relations are small (a registry's
+        storage snapshots)."""
+        for node in list(tree.find_all(exp.Table)):
+            call = node.this
+            if not (isinstance(call, exp.Anonymous) and call.name.lower() in self.macros):
+                continue
+            outer = [c for a in call.expressions for c in a.find_all(exp.Column) if c.table]
+            if not outer:
+                continue
+            select = node.find_ancestor(exp.Select)
+            if len({c.table for c in outer}) != 1 or len(call.expressions) != 1 or \
+                    not isinstance(call.expressions[0], exp.Column) or select is None:
+                raise QueryError(f"a call of table macro {call.name} with outer columns other than one column")
+            column = call.expressions[0]
+            beside = [t for t in select.find_all(exp.Table) if t.alias_or_name == column.table and t is not node]
+            if len(beside) != 1:
+                raise QueryError(f"table macro {call.name}: cannot find relation {column.table} beside it")
+            values_query = exp.select(exp.column(column.name)).distinct().from_(beside[0].name)
+            cte = node.find_ancestor(exp.CTE)
+            with_ = tree.args.get("with_") or tree.args.get("with")
+            if with_ is not None:
+                earlier = []
+                for c in with_.expressions:
+                    if c is cte:
+                        break
+                    earlier.append(c.copy())
+                if earlier:
+                    values_query.set("with_" if "with_" in tree.args else "with", exp.With(expressions=earlier))
+            values = sorted({row[0] for row in self._sql(values_query).collect()}, key=repr)
+            macro = self.macros[call.name.lower()]
+            alias = node.alias or macro.name
+            bodies = []
+            for value in values or [None]:
+                literal = _py_literal(value)
+                body = exp.select(exp.Star(), exp.alias_(literal.copy(), "__arg")).from_(
+                    exp.Table(this=exp.Anonymous(this=macro.name, expressions=[literal]), alias=exp.TableAlias(
+                        this=exp.to_identifier("__body"))))
+                bodies.append(body if values else body.where(exp.false()))
+            union = bodies[0]
+            for body in bodies[1:]:
+                union = exp.union(union, body, distinct=False)
+            star = [s for s in select.expressions if isinstance(s, exp.Column) and isinstance(s.this, exp.Star)
+                    and s.table == alias]
+            if star or any(isinstance(e, exp.Star) for e in select.expressions):
+                # the marker column stays out of what the statement selects
+                names = self._sql(exp.select(exp.Star()).from_(exp.Table(
+                    this=exp.Anonymous(this=macro.name, expressions=[_py_literal(None)])))).columns
+                for e in select.expressions:
+                    if isinstance(e, exp.Star):
+                        raise QueryError(f"table macro {macro.name}: SELECT * beside a call with an outer column")
+                select.set("expressions", [c for e in select.expressions for c in (
+                    [exp.column(n, table=alias) for n in names] if any(e is x for x in star) else [e])])
+            node.replace(exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+            select.where(exp.EQ(this=exp.column("__arg", table=alias), expression=column.copy()), copy=False)
+        return tree
+
     def transpile_tree(self, tree) -> str:
-        tree = self._inline_macros(tree)
+        tree = self._inline_macros(self._expand_correlated(tree))
         for join in tree.find_all(exp.Join):
             if (join.args.get("method") or "").upper() == "ASOF":
                 raise QueryError("an ASOF join (DuckDB's nearest-match join), which Spark has no equivalent for")
@@ -282,6 +466,14 @@ class SparkLake:
                     raise
                 self.lists.add(found.group(1))
         raise QueryError("too many list arguments of length()")
+
+    def transpile_sql(self, sql: str) -> str:
+        """Any DuckDB statement over the lake's tables and views as Spark SQL."""
+        try:
+            tree = sqlglot.parse_one(sql, read="duckdb")
+        except sqlglot.errors.ParseError as exc:
+            raise QueryError(f"sqlglot cannot parse it: {first_line(exc)}") from None
+        return self.transpile_tree(tree)
 
     def transpile(self, query: NamedQuery, params: dict[str, Any]) -> str:
         """The query's Spark SQL with its bound parameters as literals."""

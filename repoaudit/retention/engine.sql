@@ -136,7 +136,9 @@ WITH live AS (
     SELECT * FROM _ra_links WHERE tags IS NOT NULL
     UNION ALL
     -- Untagged revisions: reached once, not now, although the latest snapshot read the repository completely.
-    SELECT u.* REPLACE ([]::VARCHAR[] AS tags)
+    -- (columns named rather than u.* REPLACE (...): the same statement runs on Spark, fleet/spark_retention.py)
+    SELECT u.link_id, u.registry, u.repository, u.digest, u.first_seen, u.last_seen, []::VARCHAR[] AS tags,
+           u.mkey, u.rkey
     FROM _ra_links u
     JOIN _ra_repos_all r ON r.rkey = u.rkey AND r.status = 'ok'
     ANTI JOIN live v ON v.link_id = u.link_id
@@ -469,8 +471,9 @@ SELECT u.registry, coalesce(r.status, 'absent') AS status, count(*) AS n,
        list(u.repository ORDER BY u.repository)[:3]
 FROM (SELECT DISTINCT rkey FROM _ra_links) k
 JOIN _ra_repos_all u ON u.rkey = k.rkey
-LEFT JOIN repositories r ON r.snapshot_id = (SELECT snapshot_id FROM _ra_snap s WHERE s.registry = u.registry)
-                        AND r.registry = u.registry AND r.repository = u.repository
+-- _ra_snap holds one row per registry; a join, not a correlated subquery in the join condition (Spark has none)
+LEFT JOIN _ra_snap s ON s.registry = u.registry
+LEFT JOIN repositories r ON r.snapshot_id = s.snapshot_id AND r.registry = u.registry AND r.repository = u.repository
 WHERE r.status IS DISTINCT FROM 'ok'
 GROUP BY ALL ORDER BY ALL;
 

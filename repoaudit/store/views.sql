@@ -620,7 +620,8 @@ LEFT JOIN fixers x ON x.registry IS NOT DISTINCT FROM f.registry AND x.repositor
 -- ==== issue 17: supply chain ====
 -- Signatures, attestations and SBOMs attached to images (docs/supply-chain.md). The referrer links of each
 -- snapshot, one row per subject and referrer however many ways it was found (via: the first of them), with
--- what the referrer is and the bytes of its manifest, config and layers.
+-- what the referrer is and the bytes of its manifest, config and layers. The referrer's columns are named,
+-- not COLUMNS(* EXCLUDE ...): Spark runs this view too (repoaudit/fleet/spark.py).
 CREATE OR REPLACE VIEW referrer_facts AS
 WITH links AS (
     SELECT snapshot_id, registry, repository, subject_digest, referrer_digest, min(via) AS via
@@ -632,7 +633,11 @@ SELECT l.snapshot_id, l.registry, l.repository, l.subject_digest, l.referrer_dig
        r.annotations, r.created,
        coalesce(m.manifest_size, 0) + coalesce(m.config_size, 0) + coalesce(m.layers_size, 0) AS bytes
 FROM links l
-LEFT JOIN (SELECT registry, digest, any_value(COLUMNS(* EXCLUDE (registry, digest))) FROM referrers GROUP BY ALL) r
+LEFT JOIN (SELECT registry, digest, any_value(category) AS category, any_value(scheme) AS scheme,
+                  any_value(predicate_type) AS predicate_type, any_value(predicate) AS predicate,
+                  any_value(artifact_type) AS artifact_type, any_value(layer_media_types) AS layer_media_types,
+                  any_value(annotations) AS annotations, any_value(created) AS created
+           FROM referrers GROUP BY ALL) r
        ON r.registry = l.registry AND r.digest = l.referrer_digest
 LEFT JOIN manifests m ON m.registry = l.registry AND m.digest = l.referrer_digest;
 
