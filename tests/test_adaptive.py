@@ -177,22 +177,31 @@ class CrowdedRegistry(FakeRegistry):
                 self.answered += 1
 
 
-def test_collection_grows_into_the_refusals_backs_off_and_reads_every_tag(tmp_path, caplog):
+def test_collection_grows_into_the_refusals_backs_off_and_reads_every_tag(tmp_path):
     fake = CrowdedRegistry(CAPACITY, delay=0.02)
     for r in range(3):
         for t in range(40):
             fake.add_image(f"team/svc{r}", f"v{t}", f"{r}-{t}".encode())
     retry = RetryPolicy(backoff=0.01, max_backoff=0.05, jitter=0.0)
-    caplog.set_level(logging.INFO, logger="repoaudit.sources.registry")
+    # A handler of its own: other tests (the CLI's) may have turned the logger's propagation off.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("repoaudit.sources.registry")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
     with FakeRegistryServer(fake) as server, repoaudit.open(tmp_path / "a.duckdb") as audit:
         result = audit.collect(server.url, concurrency=2, max_concurrency=32, retry=retry, progress=False,
                                posture=False, use_credential_store=False)
+    logger.removeHandler(handler)
+    logger.setLevel(level)
     assert (result.status, result.tags, result.errors) == ("complete", 120, 0)
     assert result.requests["GET manifest"] == 120 + fake.refused_of("manifests")
     # It grew from 2 past what the registry serves (flat latency), was refused, and backed off.
     assert fake.most > CAPACITY and fake.refused > 0
-    summary = [r.getMessage() for r in caplog.records if "requests in flight started at 2" in r.getMessage()]
-    assert len(summary) == 1, [r.getMessage() for r in caplog.records]
+    summary = [r.getMessage() for r in records if "requests in flight started at 2" in r.getMessage()]
+    assert len(summary) == 1, [r.getMessage() for r in records]
     words = summary[0].replace(",", "").replace("(", "").split()
     low, peak = int(words[words.index("ranged") + 1]), int(words[words.index("ranged") + 3])
     cuts = int(words[words.index("back-offs") - 1])

@@ -206,7 +206,10 @@ class Collector:
         for name in self.routes:
             queue.put_nowait(name)
         self.progress.repositories(len(self.routes))
-        concurrency = max((_slots(r.source) for r in self.routes.values()), default=1)
+        # Repositories at once follow the starting concurrency (each has up to the ceiling's worth of tags in
+        # flight, enough to fill a grown limit): a registry that fails every request then has as few
+        # requests retrying at once as before, and the circuit breaker trips as soon.
+        concurrency = max((r.source.concurrency for r in self.routes.values()), default=1)
         workers = max(1, min(len(self.routes), concurrency))
         await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
 
