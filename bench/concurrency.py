@@ -13,9 +13,12 @@ database, each in its own process, and prints:
 
 and the ratio of CPU per request at 64 to that at 8 (issue 22 wants it within 1.15).
 
-Then the same collections through a delaying TCP proxy on loopback (``--delay``, 25 ms each way by
-default, a far registry): requests/s against the latency bound in-flight / RTT (the RTT measured
-through the proxy with sequential requests), as a fraction. ``--delay 0`` skips it.
+Then, per level, HTTP/1.1 and HTTP/2 (the same storage served over TLS by a second docker-registry)
+side by side: a collection on loopback and one through ``bench/delayproxy.py`` in its own process (a TCP
+proxy adding ``--delay``, 25 ms each way by default: a far registry; TLS passes through it), printing
+requests/s, the latency bound in-flight / RTT (the RTT measured through the proxy with sequential
+requests), the loopback rate at that level (the CPU limit) and requests/s / min(bound, loopback); then one
+adaptive run (start 16, up to 64) per protocol. ``--delay 0`` skips the far runs, ``--far-only`` the rest.
 Figures only; nothing here is asserted. Run: ``python bench/concurrency.py [--repos 50 --tags 20]``,
 or ``--url http://127.0.0.1:PORT`` against a registry already seeded (``--seed-only`` seeds one
 and leaves it running until interrupted).
