@@ -13,9 +13,12 @@ database, each in its own process, and prints:
 
 and the ratio of CPU per request at 64 to that at 8 (issue 22 wants it within 1.15).
 
-Then the same collections through a delaying TCP proxy on loopback (``--delay``, 25 ms each way by
-default, a far registry): requests/s against the latency bound in-flight / RTT (the RTT measured
-through the proxy with sequential requests), as a fraction. ``--delay 0`` skips it.
+Then, per level, HTTP/1.1 and HTTP/2 (the same storage served over TLS by a second docker-registry)
+side by side: a collection on loopback and one through ``bench/delayproxy.py`` in its own process (a TCP
+proxy adding ``--delay``, 25 ms each way by default: a far registry; TLS passes through it), printing
+requests/s, the latency bound in-flight / RTT (the RTT measured through the proxy with sequential
+requests), the loopback rate at that level (the CPU limit) and requests/s / min(bound, loopback); then one
+adaptive run (start 16, up to 64) per protocol. ``--delay 0`` skips the far runs, ``--far-only`` the rest.
 Figures only; nothing here is asserted. Run: ``python bench/concurrency.py [--repos 50 --tags 20]``,
 or ``--url http://127.0.0.1:PORT`` against a registry already seeded (``--seed-only`` seeds one
 and leaves it running until interrupted).
@@ -24,13 +27,11 @@ and leaves it running until interrupted).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,16 +42,19 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from pusher import Pusher, layer_bytes  # noqa: E402
 from registry import RegistryServer  # noqa: E402
+from tokenserver import make_pki  # noqa: E402
 
 # Run in a child so each concurrency starts from a cold process with its own CPU account;
 # only the collection itself is timed, not the imports.
 CHILD = r"""
 import json, sys, time
 import repoaudit
-url, db, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url, db, concurrency, most = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ca = sys.argv[5] if len(sys.argv) > 5 else None
 with repoaudit.open(db) as audit:
     c0, w0 = time.process_time(), time.perf_counter()
-    result = audit.collect(url, concurrency=concurrency, progress=False, use_credential_store=False)
+    result = audit.collect(url, concurrency=concurrency, max_concurrency=most, ca_file=ca, progress=False,
+                           use_credential_store=False, posture=False)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     configs = audit.sql("SELECT count(DISTINCT config_digest) AS n FROM manifests "
                         "WHERE config_digest IS NOT NULL")["n"][0]
@@ -60,66 +64,20 @@ print(json.dumps({"status": result.status, "tags": result.tags, "requests": resu
 
 
 class DelayProxy:
-    """A TCP proxy on 127.0.0.1 that delivers every chunk ``delay`` seconds late, each way, in its own thread.
+    """``bench/delayproxy.py`` in its own process: a TCP proxy adding ``delay`` seconds each way (TLS passes)."""
 
-    Bytes are queued with their due time, not throttled: the proxy adds latency, never a bandwidth limit.
-    """
-
-    def __init__(self, upstream: str, delay: float):
-        self.host, port = upstream.rsplit("/", 1)[-1].rsplit(":", 1)
-        self.upstream_port = int(port)
-        self.delay = delay
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
-        self.thread.start()
-        started.wait()
-
-    def _serve(self, started: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        started.set()
-        self.loop.run_forever()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(self.host, self.upstream_port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        async def deliver() -> None:
-            while True:
-                due, data = await queue.get()
-                if due > loop.time():
-                    await asyncio.sleep(due - loop.time())
-                if not data:
-                    writer.close()
-                    return
-                writer.write(data)
-                await writer.drain()
-
-        sender = asyncio.create_task(deliver())
-        try:
-            while True:
-                data = await reader.read(65536)
-                queue.put_nowait((loop.time() + self.delay, data))
-                if not data:
-                    break
-        except OSError:
-            queue.put_nowait((loop.time(), b""))
-        await sender
+    def __init__(self, upstream: str, delay: float, *, verify=True):
+        hostport = upstream.split("://", 1)[1]
+        self.scheme = upstream.split("://", 1)[0]
+        self.verify = verify
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "delayproxy.py"), hostport, str(delay)],
+                                        stdout=subprocess.PIPE, text=True)
+        self.url = f"{self.scheme}://127.0.0.1:{int(self.process.stdout.readline())}"
 
     def rtt(self, samples: int = 20) -> float:
         """The median round trip of a keep-alive ``GET /v2/`` through the proxy."""
         times = []
-        with httpx.Client(base_url=self.url) as client:
+        with httpx.Client(base_url=self.url, verify=self.verify) as client:
             client.get("/v2/")
             for _ in range(samples):
                 t0 = time.perf_counter()
@@ -128,9 +86,8 @@ class DelayProxy:
         return sorted(times)[len(times) // 2]
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.process.terminate()
+        self.process.wait(10)
 
 
 def seed(pusher: Pusher, repos: int, tags: int) -> None:
@@ -146,10 +103,11 @@ def seed(pusher: Pusher, repos: int, tags: int) -> None:
                 pusher.push_image(name, [f"v{t}-docker"], style="docker", **kw)
 
 
-def run(url: str, concurrency: int, work: Path) -> dict:
+def run(url: str, concurrency: int, work: Path, most: int | None = None, ca: str | None = None) -> dict:
+    """One full collection in a child; ``most`` None: a fixed limit (no adaptive growth)."""
     db = work / f"c{concurrency}.duckdb"
-    out = subprocess.run([sys.executable, "-c", CHILD, url, str(db), str(concurrency)], check=True,
-                         capture_output=True, text=True, cwd=ROOT).stdout
+    out = subprocess.run([sys.executable, "-c", CHILD, url, str(db), str(concurrency), str(most or concurrency),
+                          *([ca] if ca else [])], check=True, capture_output=True, text=True, cwd=ROOT).stdout
     db.unlink(missing_ok=True)
     return json.loads(out.strip().splitlines()[-1])
 
@@ -174,22 +132,45 @@ def measure(url: str, levels: list[int], repeat: int, work: Path) -> None:
         print(f"\ncpu/request at 64 / at 8: {per_request[64] / per_request[8]:.2f} (issue 22: <= 1.15)")
 
 
-def measure_far(url: str, levels: list[int], delay: float, work: Path) -> None:
-    proxy = DelayProxy(url, delay)
+def measure_far(targets: dict[str, tuple[str, str | None]], levels: list[int], delay: float, work: Path,
+                adaptive: tuple[int, int] = (16, 64)) -> None:
+    """Each protocol's collections on loopback and through the delaying proxy, side by side per level."""
+    proxies = {proto: DelayProxy(url, delay, verify=ca or True) for proto, (url, ca) in targets.items()}
     try:
-        rtt = proxy.rtt()
-        print(f"\nthrough a proxy adding {1000 * delay:.0f} ms each way (round trip {1000 * rtt:.1f} ms):")
-        print(f"{'in flight':>9} {'requests':>9} {'wall s':>7} {'req/s':>6} {'bound/s':>8} {'fraction':>8} "
-              f"{'cpu/req ms':>10}")
+        rtts = {proto: proxy.rtt() for proto, proxy in proxies.items()}
+        print(f"\nthrough a proxy process adding {1000 * delay:.0f} ms each way (round trip "
+              + ", ".join(f"{proto} {1000 * rtt:.1f} ms" for proto, rtt in rtts.items()) + "):")
+        print(f"{'in flight':>9} {'proto':>5} {'req/s':>6} {'bound/s':>8} {'loopback/s':>10} {'of bound':>8} "
+              f"{'of min(bound, loopback)':>23} {'cpu/req ms':>10}")
         for level in levels:
-            r = run(proxy.url, level, work)
-            assert r["status"] == "complete", r
-            requests = sum(r["requests"].values())
-            rate, bound = requests / r["wall"], level / rtt
-            print(f"{level:>9} {requests:>9} {r['wall']:>7.2f} {rate:>6.0f} {bound:>8.0f} {rate / bound:>8.2f} "
-                  f"{1000 * r['cpu'] / requests:>10.2f}", flush=True)
+            for proto, (url, ca) in targets.items():
+                near = run(url, level, work, ca=ca)
+                far = run(proxies[proto].url, level, work, ca=ca)
+                assert near["status"] == far["status"] == "complete", (near, far)
+                loop_rate = sum(near["requests"].values()) / near["wall"]
+                requests = sum(far["requests"].values())
+                rate, bound = requests / far["wall"], level / rtts[proto]
+                print(f"{level:>9} {proto:>5} {rate:>6.0f} {bound:>8.0f} {loop_rate:>10.0f} {rate / bound:>8.2f} "
+                      f"{rate / min(bound, loop_rate):>23.2f} {1000 * far['cpu'] / requests:>10.2f}", flush=True)
+        start, most = adaptive
+        for proto, (url, ca) in targets.items():
+            far = run(proxies[proto].url, start, work, most=most, ca=ca)
+            requests = sum(far["requests"].values())
+            rate = requests / far["wall"]
+            print(f"adaptive {start}..{most} {proto}: {rate:.0f} req/s ({rate / (most / rtts[proto]):.2f} of the bound "
+                  f"at {most}, {rate / (start / rtts[proto]):.2f} of the bound at {start})", flush=True)
     finally:
-        proxy.close()
+        for proxy in proxies.values():
+            proxy.close()
+
+
+def far_h1_h2(url: str, storage: Path, levels: list[int], delay: float, work: Path) -> None:
+    """The far runs over HTTP/1.1 (``url``) and HTTP/2: the same storage served over TLS, where Distribution
+    speaks h2."""
+    pki = make_pki(work / "pki")
+    with RegistryServer(work / "tls", tls=pki.server,
+                        extra={"storage": {"filesystem": {"rootdirectory": str(storage)}}}) as tls:
+        measure_far({"h1": (url, None), "h2": (tls.url, str(pki.ca_cert))}, levels, delay, work)
 
 
 def main() -> None:
@@ -201,14 +182,19 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.025, help="seconds the far proxy adds each way (0: skip)")
     ap.add_argument("--url", help="a registry already seeded (skips starting and seeding one)")
     ap.add_argument("--seed-only", action="store_true", help="seed a registry, print its URL, keep it running")
+    ap.add_argument("--storage", help="with --url: its storage directory, for the HTTP/2 runs over TLS")
+    ap.add_argument("--far-only", action="store_true", help="only the runs on loopback and through the proxy")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     work = Path(tempfile.mkdtemp(prefix="repoaudit-bench-"))
     try:
         if args.url:
-            measure(args.url, levels, args.repeat, work)
-            if args.delay:
-                measure_far(args.url, levels, args.delay, work)
+            if not args.far_only:
+                measure(args.url, levels, args.repeat, work)
+            if args.delay and args.storage:
+                far_h1_h2(args.url, Path(args.storage), levels, args.delay, work)
+            elif args.delay:
+                measure_far({"h1": (args.url, None)}, levels, args.delay, work)
             return
         with RegistryServer(work / "registry") as reg, Pusher(reg.url) as pusher:
             t0 = time.perf_counter()
@@ -221,9 +207,10 @@ def main() -> None:
                         time.sleep(3600)
                 except KeyboardInterrupt:
                     return
-            measure(reg.url, levels, args.repeat, work)
+            if not args.far_only:
+                measure(reg.url, levels, args.repeat, work)
             if args.delay:
-                measure_far(reg.url, levels, args.delay, work)
+                far_h1_h2(reg.url, reg.storage_dir, levels, args.delay, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

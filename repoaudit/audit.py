@@ -256,7 +256,8 @@ class Audit:
 
     # -- collecting ------------------------------------------------------------
     def collect(self, url: str | Target, *, username: str | None = None, password: str | None = None,
-                concurrency: int = 16, include: Iterable[str] = (), exclude: Iterable[str] = (),
+                concurrency: int = 16, max_concurrency: int | None = None,
+                include: Iterable[str] = (), exclude: Iterable[str] = (),
                 repositories: Iterable[str] = (), exclude_tags: Iterable[str] = (),
                 full: bool = False, progress: bool = True, name: str | None = None,
                 started_at: datetime | None = None, retry: RetryPolicy | None = None,
@@ -279,12 +280,16 @@ class Audit:
         before the registry's announced rate-limit budget (``ratelimit-remaining``) falls below it; the
         snapshot is then ``partial`` and ``CollectResult.not_reached`` names what was not read.
         ``verify_keys``: cosign public keys (PEM files or loaded keys) to verify signatures against, offline.
+        ``concurrency`` is the requests in flight to start with; the limit then grows while latency stays flat
+        and nothing is refused, up to ``max_concurrency`` (default 64, never below ``concurrency``), and backs
+        off on 429/503 and on rising latency (``repoaudit.sources.adaptive``).
         """
         target = url if isinstance(url, Target) else parse_target(url, name)
         if client_options is None:
             client_options = credential_options(
                 target, username, password, use_store=use_credential_store,
-                concurrency=concurrency, verify=False if insecure else (ca_file or True), cert=cert, proxy=proxy,
+                concurrency=concurrency, max_concurrency=max_concurrency,
+                verify=False if insecure else (ca_file or True), cert=cert, proxy=proxy,
                 **({"timeout": timeout} if timeout else {}), **({"retry": retry} if retry else {}))
         options = CollectOptions(include=tuple(include), exclude=tuple(exclude), full=full, shard=shard,
                                  repositories=tuple(repositories), exclude_tags=tuple(exclude_tags),
@@ -295,7 +300,8 @@ class Audit:
         return self._collect_parts(target.name, [(target, client_options, options, None, kw)],
                                    progress=progress, started_at=started_at)
 
-    def collect_jobs(self, jobs: Iterable[CollectJob], *, concurrency: int = 16, full: bool = False,
+    def collect_jobs(self, jobs: Iterable[CollectJob], *, concurrency: int = 16, max_concurrency: int | None = None,
+                     full: bool = False,
                      progress: bool = True, retry: RetryPolicy | None = None, posture: bool = True,
                      probe_push: bool = False, verify_keys: Iterable[TrustedKey] = (),
                      keep_budget: int = DEFAULT_KEEP_BUDGET
@@ -315,7 +321,8 @@ class Audit:
             if job.unsupported_reason:
                 skipped.append((job, job.unsupported_reason))
                 continue
-            base = ClientOptions(concurrency=concurrency, **({"retry": retry} if retry else {}))
+            base = ClientOptions(concurrency=concurrency, max_concurrency=max_concurrency,
+                                 **({"retry": retry} if retry else {}))
             options = CollectOptions(include=job.include, exclude=job.exclude, full=full,
                                      repositories=job.repositories, exclude_tags=job.exclusion_list,
                                      posture=posture, probe_push=probe_push, keep_budget=keep_budget,

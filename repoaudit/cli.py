@@ -48,6 +48,7 @@ from repoaudit.model.formatting import human_bytes
 from repoaudit.model.options import (
     DEFAULT_CONCURRENCY,
     DEFAULT_KEEP_BUDGET,
+    DEFAULT_MAX_CONCURRENCY,
     CollectOptions,
     default_db_path,
     parse_target,
@@ -349,7 +350,10 @@ def main():
 @click.option("--exclude-tag", "exclude_tags", multiple=True, metavar="REGEX",
               help="Skip tags matching REGEX (Flux exclusionList semantics; e.g. '^.*\\.sig$').")
 @click.option("--concurrency", default=DEFAULT_CONCURRENCY, show_default=True, type=click.IntRange(1, 256),
-              help="At most this many requests in flight.")
+              help="Requests in flight to start with (the limit then adapts: docs/collecting.md).")
+@click.option("--max-concurrency", default=DEFAULT_MAX_CONCURRENCY, show_default=True, type=click.IntRange(1, 256),
+              help="The most requests in flight the adaptive limit may grow to while latency stays flat "
+                   "(never below --concurrency; equal to it: no growth).")
 @click.option("--username", "-u", help="Registry user name.")
 @click.option("--password-stdin", is_flag=True, help="Read the password (or token) from standard input.")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="PEM CA bundle to verify the registry.")
@@ -377,7 +381,8 @@ def main():
               help="Stop fetching before the registry's rate-limit budget (ratelimit-remaining) falls below N: "
                    "a partial snapshot naming the repositories not reached.")
 @fail_cleanly
-def collect(url, db, files, include, exclude, repositories, exclude_tags, concurrency, username, password_stdin,
+def collect(url, db, files, include, exclude, repositories, exclude_tags, concurrency, max_concurrency, username,
+            password_stdin,
             ca_file, cert_file, key_file, insecure, timeout, proxy, full, name, no_progress, shard, fmt, fail_on,
             metrics_file, no_posture, probe_push, verify_keys, keep_budget):
     """Snapshot a registry (https://host, http://host:port), OCI layouts (oci:PATH) or -f FILE into the database."""
@@ -402,11 +407,13 @@ def collect(url, db, files, include, exclude, repositories, exclude_tags, concur
         before = {r: getattr(audit.latest_result(r), "snapshot_id", -1) for r in registries}
         try:
             if files:
-                results = collect_jobs(audit, jobs, concurrency=concurrency, full=full,
+                results = collect_jobs(audit, jobs, concurrency=concurrency, max_concurrency=max_concurrency,
+                                       full=full,
                                        progress=not (no_progress or quiet()), posture=not no_posture,
                                        probe_push=probe_push, verify_keys=trusted, keep_budget=keep_budget)
             else:
                 results = [audit.collect(url, username=username, password=password, concurrency=concurrency,
+                                         max_concurrency=max_concurrency,
                                          include=include, exclude=exclude, repositories=repositories,
                                          exclude_tags=exclude_tags, full=full, name=name, progress=not (no_progress or quiet()),
                                          shard=shard, ca_file=ca_file,

@@ -82,7 +82,8 @@ def test_the_pool_is_sharded_and_every_slot_comes_back(registry, pusher: Pusher)
     pushed = [pusher.push_image("shard/app", [f"t{i}"], layers=[layer_bytes(f"shard-{i}", 300)]) for i in range(40)]
 
     async def run() -> tuple[int, list[int], list[int]]:
-        client = RegistryClient(parse_target(registry.url), ClientOptions(concurrency=20, retry=NO_BACKOFF))
+        client = RegistryClient(parse_target(registry.url), ClientOptions(concurrency=20, max_concurrency=20,
+                                                                          retry=NO_BACKOFF))
         async with client:
             transport = client._http._transport
             used = [0] * len(transport._shards)

@@ -127,6 +127,12 @@ class Route:
     exclusions: tuple[str, ...]  # Go/RE2 regexes, checked when the CollectOptions were built
 
 
+def _slots(source: Source) -> int:
+    """Requests ``source`` may have in flight at most: its adaptive limit's ceiling where it has one, so
+    there are always enough tags waiting to fill the limit however far it grows."""
+    return getattr(source, "max_concurrency", source.concurrency)
+
+
 class _Flights:
     """Single-flight: concurrent askers for one key share one call of ``fetch``, and its result or error."""
 
@@ -200,6 +206,9 @@ class Collector:
         for name in self.routes:
             queue.put_nowait(name)
         self.progress.repositories(len(self.routes))
+        # Repositories at once follow the starting concurrency (each has up to the ceiling's worth of tags in
+        # flight, enough to fill a grown limit): a registry that fails every request then has as few
+        # requests retrying at once as before, and the circuit breaker trips as soon.
         concurrency = max((r.source.concurrency for r in self.routes.values()), default=1)
         workers = max(1, min(len(self.routes), concurrency))
         await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
@@ -278,7 +287,7 @@ class Collector:
                 repository=repository))
         source.set_request_budget(repository, len(tags))
         self.progress.tags_found(len(tags))
-        results = await self._tags(repository, tags, source.concurrency)
+        results = await self._tags(repository, tags, _slots(source))
         first_error = None
         if invalid:
             first_error = f"{len(invalid)} invalid tag(s) in the tag list, first {printable(invalid[0])}"

@@ -19,11 +19,14 @@ import asyncio
 import json
 import logging
 import random
+import select
 import ssl
+import sys
 import urllib.request
 from collections import Counter
 from typing import Any, Awaitable, Callable
 
+import httpcore
 import httpx
 
 from repoaudit._version import __version__
@@ -66,6 +69,7 @@ from repoaudit.model.manifest import (
     verify_digest,
 )
 from repoaudit.model.options import ClientOptions, Target
+from repoaudit.sources.adaptive import AdaptiveLimit
 from repoaudit.sources.auth import RegistryAuth
 from repoaudit.sources.pagination import next_link
 from repoaudit.sources.ratelimit import RECORDED, RateLimit, read_rate_limit
@@ -179,6 +183,9 @@ def error_summary(response: httpx.Response) -> tuple[str, tuple[str, ...]]:
     return summary, tuple(codes)
 
 
+_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+
 # Connections per pool shard. httpcore's pool re-examines every connection it holds (idle? expired?
 # readable?) and every queued request each time a request starts or ends, so its cost per request
 # grows with the pool: at 64 connections it was most of a collection's CPU. Shards of this many
@@ -196,30 +203,116 @@ def _environment_proxy(url: str) -> bool:
     return not urllib.request.proxy_bypass_environment(httpx.URL(url).host, proxies)
 
 
+def _readable(sock) -> bool:
+    """Whether an idle connection's socket has something to read: the server closed it (or broke HTTP)."""
+    fd = sock.fileno() if sock is not None else -1
+    if fd < 0:
+        return True
+    if sys.platform == "win32" or not hasattr(select, "poll"):
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """httpcore's own stream with its socket looked up once.
+
+    httpcore asks every idle connection of a pool whether its socket is readable each time a
+    request starts or ends; through anyio each answer built a dict of attribute getters, a
+    third of a collection's CPU on loopback. The socket does not change, so it is kept here.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream):
+        self._inner = inner
+        self._socket = inner.get_extra_info("socket")
+        self.read = inner.read
+        self.write = inner.write
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return _readable(self._socket)
+        if info == "socket":
+            return self._socket
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.AsyncNetworkBackend):
+    """httpcore's default network backend, its streams wrapped in :class:`_Stream`."""
+
+    def __init__(self):
+        self._inner = httpcore.AnyIOBackend()
+        self.connects = 0  # connections opened (tests, benchmarks)
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        self.connects += 1
+        return _Stream(await self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return _Stream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _pool_transport(limits: httpx.Limits, verify, http2: bool, backend: _Backend) -> httpx.AsyncHTTPTransport:
+    """httpx's transport over a pool that uses :class:`_Backend` (httpx has no argument for a network
+    backend, so its pool is rebuilt with the same settings; left as httpx made it if httpx changes)."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, verify=verify, http2=http2)
+    pool = getattr(transport, "_pool", None)
+    if type(pool) is httpcore.AsyncConnectionPool:
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=pool._ssl_context, max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            http1=True, http2=http2, network_backend=backend)
+    return transport
+
+
 class _ShardedTransport(httpx.AsyncBaseTransport):
     """Several small connection pools behind one transport; each request goes to the least busy one.
 
-    With the client's semaphore holding the requests in flight to the concurrency and
+    With the client's limit holding the requests in flight to at most ``concurrency`` and
     ``ceil(concurrency / POOL_SHARD)`` shards of ``POOL_SHARD`` connections, the least busy
     shard always has a free connection, so no request waits inside a pool.
+
+    Over HTTP/2 one connection carries every request as its own stream: once an answer comes
+    back as HTTP/2, every request goes to that answer's shard, whose pool multiplexes them
+    over its one connection.
     """
 
-    def __init__(self, concurrency: int, **transport_options):
+    def __init__(self, concurrency: int, *, verify, http2: bool):
         count = max(1, -(-concurrency // POOL_SHARD))
         size = -(-concurrency // count)
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        self._shards = [httpx.AsyncHTTPTransport(limits=limits, **transport_options) for _ in range(count)]
+        self.backend = _Backend()
+        self._shards = [_pool_transport(limits, verify, http2, self.backend) for _ in range(count)]
         self._busy = [0] * count
+        self._http2 = http2
+        self.multiplexed: int | None = None  # the shard whose connection speaks HTTP/2, once one does
+        self.peak = 0  # the most requests one shard has carried at once (tests, benchmarks)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         busy = self._busy
-        index = busy.index(min(busy))
+        index = self.multiplexed
+        if index is None:
+            index = busy.index(min(busy))
         busy[index] += 1
+        if busy[index] > self.peak:
+            self.peak = busy[index]
         try:
             response = await self._shards[index].handle_async_request(request)
         except BaseException:
             busy[index] -= 1
             raise
+        if self._http2 and self.multiplexed is None and response.extensions.get("http_version") == b"HTTP/2":
+            self.multiplexed = index
         # The connection is the shard's until the body is read or the response closed.
         response.stream = _Release(response.stream, busy, index)
         return response
@@ -227,6 +320,12 @@ class _ShardedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for shard in self._shards:
             await shard.aclose()
+
+
+class _Cookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
 
 
 class _Release(httpx.AsyncByteStream):
@@ -263,8 +362,10 @@ class RegistryClient:
         self.concurrency = self.options.concurrency
         self._sleep = sleep
         self._rng = random.Random()
-        self._semaphore = asyncio.Semaphore(self.options.concurrency)
+        self.max_concurrency = self.options.max_concurrency_or_default
+        self.limit = AdaptiveLimit(self.concurrency, self.max_concurrency)
         self.requests: Counter[str] = Counter()  # "GET manifest", "HEAD manifest", ... for benchmarks and tests
+        self.http_versions: Counter[str] = Counter()  # "HTTP/1.1", "HTTP/2": answers by protocol
         self.rate_limit: dict[str, str] = {}
         # The registry's rate-limit budget as its last answer told it; None until one says. The collector
         # sets keep_budget (CollectOptions.keep_budget): requests that would spend the budget below it are
@@ -283,22 +384,30 @@ class RegistryClient:
         self._origin = httpx.URL(target.url)
         self.auth = RegistryAuth(self.options.username, self.options.password,
                                  identity_token=self.options.identity_token)
-        limits = httpx.Limits(max_connections=self.options.concurrency,
-                              max_keepalive_connections=self.options.concurrency)
+        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         verify = ssl_context(self.options.verify, self.options.cert)
         http2 = self.options.http2 and transport is None
         # A transport handed in (a test's fake) has no sockets behind it that a posture probe could reach.
         self.custom_transport = transport is not None
         if transport is None and self.options.proxy is None and not _environment_proxy(target.url):
-            transport = _ShardedTransport(self.options.concurrency, verify=verify, http2=http2)
+            transport = _ShardedTransport(self.max_concurrency, verify=verify, http2=http2)
+        self.transport = transport
         self._http = httpx.AsyncClient(
             base_url=target.url, auth=_BoundedAuth(self.auth, self.limits), transport=transport, limits=limits,
             timeout=httpx.Timeout(self.options.timeout), verify=verify, proxy=self.options.proxy, http2=http2,
             # Redirects are followed in _exchange: httpx would read a redirect's whole body.
             follow_redirects=False, headers={"User-Agent": f"{self.options.user_agent}/{__version__}"},
         )
+        # httpx hands every response to its cookie jar through urllib's request and response adapters;
+        # registries seldom set cookies, so only the responses that do are looked at (the jar is the same).
+        self._http._cookies = _Cookies(self._http.cookies.jar)
 
     async def aclose(self) -> None:
+        limit = self.limit
+        if limit.changes or limit.refusals:
+            log.info("%s: requests in flight started at %d, ranged %d to %d, ended at %d (%d back-offs, %d answers "
+                     "refused)", self.name, limit.start, limit.low, limit.peak, limit.limit, limit.cuts,
+                     limit.refusals)
         await self._http.aclose()
 
     async def __aenter__(self):
@@ -344,14 +453,23 @@ class RegistryClient:
                 raise CircuitOpen(self._halt_reason, registry=self.name, repository=repository)
             attempt += 1
             try:
-                async with self._semaphore:
+                ticket = await self.limit.acquire()
+                answer = None
+                try:
                     spends = self._spend_budget(method, what, repository)
                     self.requests[f"{method} {what}"] += 1
                     try:
                         response, body = await self._exchange(method, url, what=what, repository=repository,
                                                               headers=headers, params=params, max_body=max_body)
+                        answer = response
                     finally:
                         self._rate_in_flight -= spends
+                finally:
+                    if answer is None:
+                        self.limit.release(ticket)
+                    else:
+                        self.limit.release(ticket, status=answer.status_code,
+                                           retry_after=answer.headers.get("retry-after"))
                 status = response.status_code
                 if (status < 400 or status in ok_statuses) and parse is not None:
                     body = parse(response, body)
@@ -393,6 +511,7 @@ class RegistryClient:
                 raise InvalidResponse(f"{what} {_path_of(url)}: {_describe(exc, self.target.url)}",
                                       registry=self.name, repository=repository) from None
             self._note_rate_limit(response)
+            self.http_versions[response.http_version] += 1
             self._answered = True
             if status < 400 or status in ok_statuses:
                 self._exhausted_in_row = 0
@@ -463,9 +582,13 @@ class RegistryClient:
         if log.isEnabledFor(logging.DEBUG):  # -vv: each request (never its headers: they carry credentials)
             log.debug("%s %s (%s)", method, _path_of(url), what)
         try:
-            return await asyncio.wait_for(self._follow(method, url, what=what, repository=repository,
-                                                       headers=headers, params=params, max_body=max_body),
-                                          deadline)
+            if _timeout is None:
+                return await asyncio.wait_for(self._follow(method, url, what=what, repository=repository,
+                                                           headers=headers, params=params, max_body=max_body),
+                                              deadline)
+            async with _timeout(deadline):  # no task of its own, unlike wait_for
+                return await self._follow(method, url, what=what, repository=repository, headers=headers,
+                                          params=params, max_body=max_body)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"{what} {_path_of(url)} was not complete after {deadline:g} s (the "
                                    f"per-request deadline)", registry=self.name, repository=repository) from None
