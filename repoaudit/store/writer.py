@@ -24,7 +24,7 @@ from repoaudit.store.database import (
     under_memory_limit,
     utcnow,
 )
-from repoaudit.store.kept import _with_keys, maintain
+from repoaudit.store.kept import _with_keys, assign_keys, maintain
 from repoaudit.store.sql import statements
 
 SQL = statements(__package__, "writer.sql")
@@ -267,6 +267,7 @@ class SnapshotWriter:
         """The snapshot's row, what a commit keeps, and COMMIT."""
         for step in self.before_commit:
             step(self.con)
+        assign_keys(self.con)  # SNAPSHOT_TOTALS works on keys; staged rows come in keyed, others may not
         manifest_count, unique_bytes = self.con.execute(SNAPSHOT_TOTALS, [self.snapshot_id]).fetchall()[0]
         self.con.execute(
             SQL["insert_snapshot"],

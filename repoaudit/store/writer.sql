@@ -4,12 +4,24 @@
 
 -- name: snapshot_totals
 -- The distinct manifests a snapshot ($1) reaches and the bytes of their blobs, each blob once: stored with
--- each snapshot, so that listing snapshots never re-walks every blob of every snapshot.
-WITH reach AS (SELECT DISTINCT registry, digest FROM snapshot_manifests WHERE snapshot_id = $1)
+-- each snapshot, so that listing snapshots never re-walks every blob of every snapshot. The blobs are
+-- distinct by key, not by digest string: DISTINCT over a million blob digests inside the snapshot's
+-- transaction was what outgrew the commit's memory limit. Keys are unique across registries and name one
+-- (registry, digest), so a manifest key matches no blob of another manifest; every row is keyed by now
+-- (SnapshotWriter._finish). A reached digest never stored (its fetch failed) counts, and holds no bytes.
+WITH reach AS (
+    SELECT registry, digest FROM tags WHERE snapshot_id = $1
+    UNION
+    SELECT c.registry, c.child_digest FROM tags t
+    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
+    WHERE t.snapshot_id = $1
+), reach_keys AS (
+    SELECT k.key FROM digest_keys k SEMI JOIN reach r ON r.registry = k.registry AND r.digest = k.digest
+)
 SELECT (SELECT count(*) FROM reach),
        coalesce((SELECT sum(size) FROM (
-           SELECT DISTINCT b.blob_digest, b.size FROM reach r
-           JOIN manifest_blobs b ON b.registry = r.registry AND b.manifest_digest = r.digest)), 0);
+           SELECT DISTINCT b.blob_key, b.size FROM manifest_blob_keys b
+           SEMI JOIN reach_keys r ON r.key = b.manifest_key)), 0);
 
 -- name: table_columns
 -- A table's columns and their types, in order: the stage's tables copy them.
@@ -20,7 +32,9 @@ ORDER BY ordinal_position;
 -- name: stage_keys
 -- Inside the attached stage: the key of every digest its rows name, an existing one from digest_keys, else
 -- a new one numbered after the highest key so far (new = true). One SELECT per keyed digest column of a
--- staged table (kept._KEYED; tests/test_kept_tables.py checks this list against it).
+-- staged table (kept._KEYED; tests/test_kept_tables.py checks this list against it). New digests are
+-- numbered in whatever order they arrive: keys are surrogates, and ordering a million digest strings for
+-- row_number() was the sort that outgrew the keying's memory limit (a plain row_number() streams).
 CREATE OR REPLACE TABLE _repoaudit_stage._keys AS
 WITH found AS (
     SELECT n.registry, n.digest, k.key FROM (
@@ -42,7 +56,7 @@ WITH found AS (
 )
 SELECT registry, digest, key, false AS new FROM found WHERE key IS NOT NULL
 UNION ALL
-SELECT registry, digest, (SELECT base FROM base) + row_number() OVER (ORDER BY registry, digest), true
+SELECT registry, digest, (SELECT base FROM base) + row_number() OVER (), true
 FROM found WHERE key IS NULL;
 
 -- name: copy_stage_keys
