@@ -29,30 +29,43 @@ SELECT column_name, data_type FROM information_schema.columns
 WHERE table_catalog = current_database() AND table_schema = 'main' AND table_name = ?
 ORDER BY ordinal_position;
 
+-- name: stage_keys_table
+-- Inside the attached stage: the key of every digest its rows name (filled by stage_keys, part by part).
+CREATE OR REPLACE TABLE _repoaudit_stage._keys (registry VARCHAR, digest VARCHAR, key BIGINT, new BOOLEAN);
+
+-- name: stage_digest_rows
+-- How many digests the stage's rows name, repeats included: how many parts stage_keys runs in.
+SELECT (SELECT 2 * count(*) FROM _repoaudit_stage.manifests) + (SELECT 2 * count(*) FROM _repoaudit_stage.layers)
+       + (SELECT 2 * count(*) FROM _repoaudit_stage.manifest_children);
+
 -- name: stage_keys
--- Inside the attached stage: the key of every digest its rows name, an existing one from digest_keys, else
--- a new one numbered after the highest key so far (new = true). One SELECT per keyed digest column of a
--- staged table (kept._KEYED; tests/test_kept_tables.py checks this list against it). New digests are
--- numbered in whatever order they arrive: keys are surrogates, and ordering a million digest strings for
--- row_number() was the sort that outgrew the keying's memory limit (a plain row_number() streams).
-CREATE OR REPLACE TABLE _repoaudit_stage._keys AS
-WITH found AS (
-    SELECT n.registry, n.digest, k.key FROM (
-        SELECT registry, digest AS digest FROM _repoaudit_stage.manifests WHERE digest IS NOT NULL
-        UNION SELECT registry, config_digest AS digest FROM _repoaudit_stage.manifests WHERE config_digest IS NOT NULL
-        UNION SELECT registry, manifest_digest AS digest FROM _repoaudit_stage.layers WHERE manifest_digest IS NOT NULL
-        UNION SELECT registry, digest AS digest FROM _repoaudit_stage.layers WHERE digest IS NOT NULL
-        UNION SELECT registry, index_digest AS digest FROM _repoaudit_stage.manifest_children
+-- One part ($part of $parts, by a hash of the digest) of the stage's digests, each with its key: an existing
+-- one from digest_keys, else a new one numbered after the highest key so far (new = true). One SELECT per
+-- keyed digest column of a staged table (kept._KEYED; tests/test_kept_tables.py checks this list against it).
+-- In parts because the DISTINCT over a million digest strings could not spill under the keying's memory
+-- limit; the hash only picks a digest's part (equal digests always fall in the same one), digests are still
+-- told apart by their text, so a collision costs nothing. New digests are numbered in the order they
+-- come: keys are surrogates, and ordering the digest strings for row_number() was another sort too big.
+INSERT INTO _repoaudit_stage._keys
+WITH named AS (
+    SELECT registry, digest AS digest FROM _repoaudit_stage.manifests WHERE digest IS NOT NULL
+    UNION ALL SELECT registry, config_digest AS digest FROM _repoaudit_stage.manifests WHERE config_digest IS NOT NULL
+    UNION ALL SELECT registry, manifest_digest AS digest FROM _repoaudit_stage.layers WHERE manifest_digest IS NOT NULL
+    UNION ALL SELECT registry, digest AS digest FROM _repoaudit_stage.layers WHERE digest IS NOT NULL
+    UNION ALL SELECT registry, index_digest AS digest FROM _repoaudit_stage.manifest_children
               WHERE index_digest IS NOT NULL
-        UNION SELECT registry, child_digest AS digest FROM _repoaudit_stage.manifest_children
+    UNION ALL SELECT registry, child_digest AS digest FROM _repoaudit_stage.manifest_children
               WHERE child_digest IS NOT NULL
-    ) n
+), found AS (
+    SELECT n.registry, n.digest, k.key FROM (
+        SELECT DISTINCT registry, digest FROM named WHERE hash(registry, digest) % $parts = $part) n
     LEFT JOIN main.digest_keys k ON k.registry = n.registry AND k.digest = n.digest
 ), base AS (
     SELECT greatest(coalesce((SELECT max(key) FROM main.digest_keys), 0),
                     coalesce((SELECT last_value FROM duckdb_sequences()
                               WHERE database_name = current_database()
-                                AND sequence_name = 'digest_key_seq'), 0)) AS base
+                                AND sequence_name = 'digest_key_seq'), 0),
+                    coalesce((SELECT max(key) FROM _repoaudit_stage._keys), 0)) AS base
 )
 SELECT registry, digest, key, false AS new FROM found WHERE key IS NOT NULL
 UNION ALL
