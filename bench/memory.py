@@ -134,6 +134,7 @@ class Phases:
     def __init__(self) -> None:
         self.peaks: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
+        self.attempts: list[str] = []
         self._t = time.perf_counter()
 
     def mark(self, name: str) -> None:
@@ -165,6 +166,15 @@ class Phases:
         self.wrap(writer, "maintain", "before commit + totals", "kept tables")
         self.wrap(w, "_finish", "_", "commit")
         del kept
+        limited = writer.under_memory_limit
+
+        def counted(con, limit, run, *args, **kwargs):
+            def attempt():
+                self.attempts.append(run.__name__)
+                return run()
+            return limited(con, limit, attempt, *args, **kwargs)
+
+        writer.under_memory_limit = counted  # how often a memory limit ran out and was stepped up
 
 
 def child(tags: int, db: str) -> None:
@@ -182,7 +192,8 @@ def child(tags: int, db: str) -> None:
     peak = max(phases.peaks.values())
     print(json.dumps({"status": result.status, "tags": result.tags, "manifests": result.manifests,
                       "seconds": time.perf_counter() - t0, "peak_kb": peak, "floor_kb": floor,
-                      "phases": {k: [v / 1024, phases.seconds[k]] for k, v in phases.peaks.items()}}))
+                      "phases": {k: [v / 1024, phases.seconds[k]] for k, v in phases.peaks.items()},
+                      "attempts": Counter(phases.attempts)}))
 
 
 def measure(work: Path, tags: int) -> dict:
@@ -219,7 +230,8 @@ def main() -> None:
             print(f"{r['tags']:>10,} {r['manifests']:>10,} {r['status']:>9} {r['seconds']:>8.1f} {r['db_mb']:>7.0f} "
                   f"{r['floor_kb'] / 1024:>9.0f} {mb:>12.0f} {mb / peaks[0]:>9.2f}", flush=True)
             print("    by phase (peak MB / seconds): " + ", ".join(
-                f"{name} {mb:.0f}/{sec:.1f}" for name, (mb, sec) in r["phases"].items() if name != "_"), flush=True)
+                f"{name} {mb:.0f}/{sec:.1f}" for name, (mb, sec) in r["phases"].items() if name != "_")
+                + "; runs under a memory limit: " + ", ".join(f"{k} {v}" for k, v in r["attempts"].items()), flush=True)
         growth = max(peaks) / peaks[0] - 1
         met = max(peaks) < MEMORY_TARGET_MB and growth <= FLAT_WITHIN
         print(f"\npeak RSS grows {growth:.0%} from {sizes[0]:,} to {sizes[-1]:,} tags (target: within "
