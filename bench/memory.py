@@ -121,16 +121,79 @@ def _peak_kb() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
+def _reset_peak() -> None:
+    # Linux: writing 5 to clear_refs resets VmHWM to the current RSS, so each phase's peak is its own.
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+class Phases:
+    """The peak resident memory of each phase of a commit: collecting, keying the stage, copying it in,
+    the snapshot's totals, the kept tables. Wraps the writer's steps for this child process only."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self.attempts: list[str] = []
+        self._t = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.peaks[name] = max(self.peaks.get(name, 0), _peak_kb())
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
+        self._t = now
+        _reset_peak()
+
+    def wrap(self, owner, attribute: str, before: str, after: str) -> None:
+        inner = getattr(owner, attribute)
+
+        def wrapped(*args, **kwargs):
+            self.mark(before)
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.mark(after)
+
+        setattr(owner, attribute, wrapped)
+
+    def install(self) -> None:
+        import repoaudit.store.kept as kept
+        import repoaudit.store.writer as writer
+
+        w = writer.SnapshotWriter
+        self.wrap(w, "_key_stage", "collect", "key stage")
+        self.wrap(w, "_copy_stage", "begin", "copy stage")
+        self.wrap(writer, "maintain", "before commit + totals", "kept tables")
+        self.wrap(w, "_finish", "_", "commit")
+        del kept
+        limited = writer.under_memory_limit
+
+        def counted(con, limit, run, *args, **kwargs):
+            def attempt():
+                self.attempts.append(run.__name__)
+                return run()
+            return limited(con, limit, attempt, *args, **kwargs)
+
+        writer.under_memory_limit = counted  # how often a memory limit ran out and was stepped up
+
+
 def child(tags: int, db: str) -> None:
     from repoaudit.collect.collector import collect_source
     from repoaudit.model.options import CollectOptions
     from repoaudit.store.database import Lease, connect
 
     floor = _peak_kb()  # the interpreter and its imports: what no collection can go below
+    phases = Phases()
+    phases.install()
+    _reset_peak()
     t0 = time.perf_counter()
     result = asyncio.run(collect_source(Lease(opener=lambda: connect(db)), SyntheticSource(tags), CollectOptions(posture=False)))
+    phases.mark("end")
+    peak = max(phases.peaks.values())
     print(json.dumps({"status": result.status, "tags": result.tags, "manifests": result.manifests,
-                      "seconds": time.perf_counter() - t0, "peak_kb": _peak_kb(), "floor_kb": floor}))
+                      "seconds": time.perf_counter() - t0, "peak_kb": peak, "floor_kb": floor,
+                      "phases": {k: [v / 1024, phases.seconds[k]] for k, v in phases.peaks.items()},
+                      "attempts": Counter(phases.attempts)}))
 
 
 def measure(work: Path, tags: int) -> dict:
@@ -166,6 +229,9 @@ def main() -> None:
             peaks.append(mb)
             print(f"{r['tags']:>10,} {r['manifests']:>10,} {r['status']:>9} {r['seconds']:>8.1f} {r['db_mb']:>7.0f} "
                   f"{r['floor_kb'] / 1024:>9.0f} {mb:>12.0f} {mb / peaks[0]:>9.2f}", flush=True)
+            print("    by phase (peak MB / seconds): " + ", ".join(
+                f"{name} {mb:.0f}/{sec:.1f}" for name, (mb, sec) in r["phases"].items() if name != "_")
+                + "; runs under a memory limit: " + ", ".join(f"{k} {v}" for k, v in r["attempts"].items()), flush=True)
         growth = max(peaks) / peaks[0] - 1
         met = max(peaks) < MEMORY_TARGET_MB and growth <= FLAT_WITHIN
         print(f"\npeak RSS grows {growth:.0%} from {sizes[0]:,} to {sizes[-1]:,} tags (target: within "

@@ -52,7 +52,7 @@ import repoaudit  # noqa: E402
 from repoaudit.analysis.queries import load_queries
 from repoaudit.store.writer import SNAPSHOT_TOTALS
 from repoaudit.store.database import connect
-from repoaudit.store.kept import maintain
+from repoaudit.store.kept import assign_keys, maintain
 
 REGISTRY = "synthetic.example.com"
 VISIBLE = 80         # version tags visible in each snapshot
@@ -179,6 +179,7 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
     fold_seconds = []
     for (snapshot_id,) in con.execute("SELECT snapshot_id FROM snapshots ORDER BY started_at").fetchall():
         # What SnapshotWriter.commit stores, so the queries read what a collection leaves.
+        assign_keys(con)  # SNAPSHOT_TOTALS reads keys, as the writer's _finish keys rows before it
         _, unique_bytes = con.execute(SNAPSHOT_TOTALS, [snapshot_id]).fetchall()[0]
         con.execute("UPDATE snapshots SET unique_bytes = ? WHERE snapshot_id = ?", [unique_bytes, snapshot_id])
         started = time.perf_counter()

@@ -166,7 +166,7 @@ def test_read_only_open_of_an_older_database_upgrades_it_first(tmp_path):
     assert con.execute("SELECT count(*) FROM repository_links").fetchone()[0] == 0
 
 
-def test_a_commit_out_of_memory_under_its_limit_runs_again_without_it(tmp_path, monkeypatch):
+def test_a_commit_out_of_memory_under_its_limit_runs_again_under_a_doubled_one(tmp_path, monkeypatch):
     limits = []
     copy = SnapshotWriter._copy_stage
 
@@ -181,6 +181,9 @@ def test_a_commit_out_of_memory_under_its_limit_runs_again_without_it(tmp_path, 
     b, layer = _digest("b"), _digest("layer")
     _snapshot(con, datetime(2026, 3, 1), [("app", "1", b), ("app", "2", b)], {b: [(layer, 5)]})
     assert len(limits) == 2 and limits[0] != limits[1]
+    # Stepped up, not dropped: DuckDB's default (most of the machine's memory) is what made 1M tags cost 2 GB.
+    first, second = (float(limit.split()[0]) for limit in limits)  # "122.0 MiB": DuckDB's MB are 10**6 bytes
+    assert limits[0].endswith("MiB") and limits[1].endswith("MiB") and abs(second - 2 * first) < 1
     assert con.execute("SELECT count(*) FROM tags").fetchone()[0] == 2
     assert con.execute("SELECT count(*) FROM snapshots WHERE status = 'complete'").fetchone()[0] == 1
     assert con.execute("SELECT count(*), count(DISTINCT digest) FROM digest_keys").fetchone() == (3, 3)
@@ -199,3 +202,44 @@ def test_the_stage_keys_every_keyed_digest_column_of_a_staged_table():
     wanted = {(t, c) for d, t, _, c in _KEYED if d == "digest_keys" and t in staged}
     named = set(re.findall(r"SELECT registry, (\w+) AS digest FROM _repoaudit_stage\.(\w+)", SQL["stage_keys"]))
     assert {(t, c) for c, t in named} == wanted
+
+
+def _keyed_state(con) -> tuple:
+    keys = con.execute("SELECT count(*), count(DISTINCT key), count(DISTINCT (registry, digest)) FROM digest_keys").fetchone()
+    totals = con.execute("SELECT snapshot_id, manifest_count, unique_bytes FROM snapshots ORDER BY 1").fetchall()
+    return keys, totals, kept(con)
+
+
+def _two_snapshots(path) -> duckdb.DuckDBPyConnection:
+    """A first snapshot, then one sharing its layer and index child with new manifests: keys old and new."""
+    con = connect(path)
+    a, b, c, idx, shared = _digest("a"), _digest("b"), _digest("c"), _digest("idx"), _digest("shared-layer")
+    _snapshot(con, datetime(2026, 3, 1), [("app", "1", a), ("app", "multi", idx)],
+              {a: [(shared, 7), (_digest("a-own"), 3)], idx: []}, [(idx, a)])
+    _snapshot(con, datetime(2026, 3, 8), [("app", "1", b), ("app", "multi", idx), ("web", "2", c)],
+              {b: [(shared, 7), (_digest("b-own"), 4)], c: [(_digest("a-own"), 3)]}, [(idx, b)])
+    return con
+
+
+def test_keying_the_stage_in_parts_keys_every_digest_once(tmp_path, monkeypatch):
+    """The stage's digests are keyed part by part (a hash of the digest picks the part): in one part, one
+    digest a part, or with every digest's hash colliding (all in one part by the hash, split only by their
+    text), the database holds the same keys, kept tables and snapshot totals, and every key is right."""
+    whole = _two_snapshots(tmp_path / "whole.duckdb")
+    expected = _keyed_state(whole)
+    assert expected[0][0] == expected[0][1] == expected[0][2]  # one key per digest, none shared
+    assert mismatched_keys(whole) == 0
+
+    monkeypatch.setattr(SnapshotWriter, "KEYING_PART_ROWS", 1)  # as many parts as digest rows
+    parts = _two_snapshots(tmp_path / "parts.duckdb")
+    assert _keyed_state(parts) == expected and mismatched_keys(parts) == 0
+
+    from repoaudit.store import writer
+
+    # Every digest hashed alike: the parts split nothing, so digests must still be told apart by text.
+    assert "hash(registry, digest)" in writer.SQL["stage_keys"]
+    colliding = dict(writer.SQL, stage_keys=writer.SQL["stage_keys"].replace("hash(registry, digest)", "0::UBIGINT"))
+    monkeypatch.setattr(writer, "SQL", colliding)
+    monkeypatch.setattr(SnapshotWriter, "KEYING_PART_ROWS", 3)
+    collide = _two_snapshots(tmp_path / "collide.duckdb")
+    assert _keyed_state(collide) == expected and mismatched_keys(collide) == 0

@@ -374,23 +374,33 @@ def relation_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def under_memory_limit(con: duckdb.DuckDBPyConnection, limit: int, run: Callable[[], Any],
-                       undo: Callable[[], None] = lambda: None) -> Any:
+                       undo: Callable[[], None] = lambda: None, *, steps: int = 2) -> Any:
     """``run()`` with DuckDB held to ``limit`` bytes, so it evicts what it has written instead of caching it.
 
-    If the limit runs out, ``undo()`` and run once more without one: memory is a target, not a reason
-    to lose the work.
+    If the limit runs out, ``undo()`` and run again under twice the limit, up to ``steps`` doublings, and
+    only then without a limit: memory is a target, not a reason to lose the work. Dropping the limit at
+    the first shortfall let DuckDB cache everything (2.1 GB keying a million tags where 128 MB nearly
+    sufficed). Each attempt runs on one thread without keeping insertion order: every thread holds its
+    own hash tables and sort runs, and ordered inserts buffer what they have not written yet.
     """
-    for cap in (limit, None):
-        try:
-            if cap:
-                con.execute(f"SET memory_limit = '{cap // 2**20}MB'")
-            return run()
-        except duckdb.OutOfMemoryException:
-            undo()
-            if cap is None:
-                raise
-        finally:
-            con.execute("RESET memory_limit")
+    caps = [limit * 2**i for i in range(steps + 1)] + [None]
+    con.execute("SET threads = 1")
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        for cap in caps:
+            try:
+                if cap:
+                    con.execute(f"SET memory_limit = '{cap // 2**20}MB'")
+                return run()
+            except duckdb.OutOfMemoryException:
+                undo()
+                if cap is None:
+                    raise
+            finally:
+                con.execute("RESET memory_limit")
+    finally:
+        con.execute("RESET threads")
+        con.execute("RESET preserve_insertion_order")
 
 
 

@@ -24,7 +24,7 @@ from repoaudit.store.database import (
     under_memory_limit,
     utcnow,
 )
-from repoaudit.store.kept import _with_keys, maintain
+from repoaudit.store.kept import _with_keys, assign_keys, maintain
 from repoaudit.store.sql import statements
 
 SQL = statements(__package__, "writer.sql")
@@ -80,13 +80,10 @@ class SnapshotWriter:
     STAGED = tuple(COLUMNS)
     STAGE_MEMORY = "128MB"
     # DuckDB caches the rows a big copy writes unless held to a limit. The snapshot's transaction runs
-    # under COMMIT_MEMORY bytes, or COMMIT_MEMORY_PER_STAGE_BYTE times the stage file if more (what it
-    # cannot evict grows with the snapshot: a fixed 128 MB still ran out at 300k tags once kept.sql's
-    # count_new_refs grouped on integers; at 1M it was SNAPSHOT_TOTALS' DISTINCT over blob digest
-    # strings; and the rerun without a limit peaked higher than this). If it still runs out, the
-    # transaction is rolled back and run again without a limit: everything is still in the stage.
+    # under COMMIT_MEMORY, doubled twice if it runs out (rolled back and run again: everything is still in
+    # the stage), and only then without a limit. A limit scaled by the stage grew with the snapshot; a
+    # fixed one fits since the commit's statements group and count on integer keys and run on one thread.
     COMMIT_MEMORY = 128 * 2**20
-    COMMIT_MEMORY_PER_STAGE_BYTE = 6
 
     def __init__(self, con: duckdb.DuckDBPyConnection | Lease, *, registry: str, source: str, source_kind: str,
                  started_at: datetime | None = None, mode: str = "full", options: dict | None = None):
@@ -191,17 +188,15 @@ class SnapshotWriter:
             staged = self._stage is not None and name in self.STAGED
             insert_rows(self._stage if staged else self.con, name, rows)
 
-    def _attach_stage(self) -> int:
-        """Close the stage, key its rows (outside any transaction of the database) and attach it; its size."""
+    def _attach_stage(self) -> None:
+        """Close the stage, attach it and key its rows (outside any transaction of the database)."""
         self.flush()
         self._stage.close()
         self._stage = None
-        staged_bytes = self._stage_path.stat().st_size
         path = str(self._stage_path).replace("'", "''")
         self.con.execute(f"ATTACH '{path}' AS _repoaudit_stage")  # ATTACH takes no parameters
         self._stage_attached = True
         self._key_stage()
-        return staged_bytes
 
     def _copy_stage(self) -> None:
         """Inside the snapshot's transaction: the stage's keyed rows, and the keys its new digests took."""
@@ -211,13 +206,16 @@ class SnapshotWriter:
             self.con.execute(f"INSERT INTO main.{name} BY NAME SELECT * FROM _repoaudit_stage.{name}_keyed")
 
     STAGE_KEYING_MEMORY = 128 * 2**20
+    # The stage's digests are keyed in parts of about this many digest rows (repeats included): 900,000
+    # distinct digest strings outgrew 128 MB, 300,000 fit.
+    KEYING_PART_ROWS = 600_000
 
     def _key_stage(self) -> None:
         """Key the staged rows inside the stage database, outside the snapshot's transaction.
 
         Looking keys up while copying the rows in made the transaction's peak memory ~100 MB higher at
         100k tags. Done here, on a second connection, the lookups run under a memory limit and spill to
-        disk; if even that runs out, nothing of the snapshot is lost, and they run again without it.
+        disk; if even that runs out, nothing of the snapshot is lost, and they run again under a larger one.
         New digests are numbered after the highest key so far: this process holds the write lock, so
         nothing else takes keys until the snapshot's transaction has inserted these.
         """
@@ -227,8 +225,15 @@ class SnapshotWriter:
                  + _with_keys(name, f"_repoaudit_stage.{name}", {"digest_keys": "_repoaudit_stage._keys"})
                  for name in self.STAGED]
         try:
-            under_memory_limit(aux, self.STAGE_KEYING_MEMORY,
-                               lambda: [aux.execute(sql) for sql in [SQL["stage_keys"], *keyed]])
+            def key() -> None:
+                aux.execute(SQL["stage_keys_table"])
+                parts = -(-aux.execute(SQL["stage_digest_rows"]).fetchone()[0] // self.KEYING_PART_ROWS) or 1
+                for part in range(parts):
+                    aux.execute(SQL["stage_keys"], {"parts": parts, "part": part})
+                for sql in keyed:
+                    aux.execute(sql)
+
+            under_memory_limit(aux, self.STAGE_KEYING_MEMORY, key)
         finally:
             aux.close()
 
@@ -244,7 +249,7 @@ class SnapshotWriter:
             self.flush()
             manifest_count = self._finish(row)
         else:
-            staged_bytes = self._attach_stage()
+            self._attach_stage()
 
             def copy_and_finish() -> int:
                 self.con.execute("BEGIN TRANSACTION")
@@ -257,9 +262,7 @@ class SnapshotWriter:
                     self._open = False
                     self.con.execute("ROLLBACK")
 
-            manifest_count = under_memory_limit(
-                self.con, max(self.COMMIT_MEMORY, self.COMMIT_MEMORY_PER_STAGE_BYTE * staged_bytes),
-                copy_and_finish, roll_back)
+            manifest_count = under_memory_limit(self.con, self.COMMIT_MEMORY, copy_and_finish, roll_back)
         self._close_stage()
         return manifest_count
 
@@ -267,6 +270,7 @@ class SnapshotWriter:
         """The snapshot's row, what a commit keeps, and COMMIT."""
         for step in self.before_commit:
             step(self.con)
+        assign_keys(self.con)  # SNAPSHOT_TOTALS works on keys; staged rows come in keyed, others may not
         manifest_count, unique_bytes = self.con.execute(SNAPSHOT_TOTALS, [self.snapshot_id]).fetchall()[0]
         self.con.execute(
             SQL["insert_snapshot"],

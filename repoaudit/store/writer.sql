@@ -4,12 +4,24 @@
 
 -- name: snapshot_totals
 -- The distinct manifests a snapshot ($1) reaches and the bytes of their blobs, each blob once: stored with
--- each snapshot, so that listing snapshots never re-walks every blob of every snapshot.
-WITH reach AS (SELECT DISTINCT registry, digest FROM snapshot_manifests WHERE snapshot_id = $1)
+-- each snapshot, so that listing snapshots never re-walks every blob of every snapshot. The blobs are
+-- distinct by key, not by digest string: DISTINCT over a million blob digests inside the snapshot's
+-- transaction was what outgrew the commit's memory limit. Keys are unique across registries and name one
+-- (registry, digest), so a manifest key matches no blob of another manifest; every row is keyed by now
+-- (SnapshotWriter._finish). A reached digest never stored (its fetch failed) counts, and holds no bytes.
+WITH reach AS (
+    SELECT registry, digest FROM tags WHERE snapshot_id = $1
+    UNION
+    SELECT c.registry, c.child_digest FROM tags t
+    JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
+    WHERE t.snapshot_id = $1
+), reach_keys AS (
+    SELECT k.key FROM digest_keys k SEMI JOIN reach r ON r.registry = k.registry AND r.digest = k.digest
+)
 SELECT (SELECT count(*) FROM reach),
        coalesce((SELECT sum(size) FROM (
-           SELECT DISTINCT b.blob_digest, b.size FROM reach r
-           JOIN manifest_blobs b ON b.registry = r.registry AND b.manifest_digest = r.digest)), 0);
+           SELECT DISTINCT b.blob_key, b.size FROM manifest_blob_keys b
+           SEMI JOIN reach_keys r ON r.key = b.manifest_key)), 0);
 
 -- name: table_columns
 -- A table's columns and their types, in order: the stage's tables copy them.
@@ -17,28 +29,44 @@ SELECT column_name, data_type FROM information_schema.columns
 WHERE table_catalog = current_database() AND table_schema = 'main' AND table_name = ?
 ORDER BY ordinal_position;
 
+-- name: stage_keys_table
+-- Inside the attached stage: the key of every digest its rows name (filled by stage_keys, part by part).
+CREATE OR REPLACE TABLE _repoaudit_stage._keys (registry VARCHAR, digest VARCHAR, key BIGINT, new BOOLEAN);
+
+-- name: stage_digest_rows
+-- How many digests the stage's rows name, repeats included: how many parts stage_keys runs in.
+SELECT (SELECT 2 * count(*) FROM _repoaudit_stage.manifests) + (SELECT 2 * count(*) FROM _repoaudit_stage.layers)
+       + (SELECT 2 * count(*) FROM _repoaudit_stage.manifest_children);
+
 -- name: stage_keys
--- Inside the attached stage: the key of every digest its rows name, an existing one from digest_keys, else
--- a new one numbered after the highest key so far (new = true). One SELECT per keyed digest column of a
--- staged table (kept._KEYED; tests/test_kept_tables.py checks this list against it).
-CREATE OR REPLACE TABLE _repoaudit_stage._keys AS
-WITH found AS (
-    SELECT n.registry, n.digest, k.key FROM (
-        SELECT registry, digest AS digest FROM _repoaudit_stage.manifests WHERE digest IS NOT NULL
-        UNION SELECT registry, config_digest AS digest FROM _repoaudit_stage.manifests WHERE config_digest IS NOT NULL
-        UNION SELECT registry, manifest_digest AS digest FROM _repoaudit_stage.layers WHERE manifest_digest IS NOT NULL
-        UNION SELECT registry, digest AS digest FROM _repoaudit_stage.layers WHERE digest IS NOT NULL
-        UNION SELECT registry, index_digest AS digest FROM _repoaudit_stage.manifest_children
+-- One part ($part of $parts, by a hash of the digest) of the stage's digests, each with its key: an existing
+-- one from digest_keys, else a new one numbered after the highest key so far (new = true). One SELECT per
+-- keyed digest column of a staged table (kept._KEYED; tests/test_kept_tables.py checks this list against it).
+-- In parts because the DISTINCT over a million digest strings could not spill under the keying's memory
+-- limit; the hash only picks a digest's part (equal digests always fall in the same one), digests are still
+-- told apart by their text, so a collision costs nothing. New digests are numbered in order within each
+-- part, so two runs over the same registry give the same keys (tests/test_storm.py compares them); one
+-- part's sort fits where ordering every digest string of the stage did not.
+INSERT INTO _repoaudit_stage._keys
+WITH named AS (
+    SELECT registry, digest AS digest FROM _repoaudit_stage.manifests WHERE digest IS NOT NULL
+    UNION ALL SELECT registry, config_digest AS digest FROM _repoaudit_stage.manifests WHERE config_digest IS NOT NULL
+    UNION ALL SELECT registry, manifest_digest AS digest FROM _repoaudit_stage.layers WHERE manifest_digest IS NOT NULL
+    UNION ALL SELECT registry, digest AS digest FROM _repoaudit_stage.layers WHERE digest IS NOT NULL
+    UNION ALL SELECT registry, index_digest AS digest FROM _repoaudit_stage.manifest_children
               WHERE index_digest IS NOT NULL
-        UNION SELECT registry, child_digest AS digest FROM _repoaudit_stage.manifest_children
+    UNION ALL SELECT registry, child_digest AS digest FROM _repoaudit_stage.manifest_children
               WHERE child_digest IS NOT NULL
-    ) n
+), found AS (
+    SELECT n.registry, n.digest, k.key FROM (
+        SELECT DISTINCT registry, digest FROM named WHERE hash(registry, digest) % $parts = $part) n
     LEFT JOIN main.digest_keys k ON k.registry = n.registry AND k.digest = n.digest
 ), base AS (
     SELECT greatest(coalesce((SELECT max(key) FROM main.digest_keys), 0),
                     coalesce((SELECT last_value FROM duckdb_sequences()
                               WHERE database_name = current_database()
-                                AND sequence_name = 'digest_key_seq'), 0)) AS base
+                                AND sequence_name = 'digest_key_seq'), 0),
+                    coalesce((SELECT max(key) FROM _repoaudit_stage._keys), 0)) AS base
 )
 SELECT registry, digest, key, false AS new FROM found WHERE key IS NOT NULL
 UNION ALL
