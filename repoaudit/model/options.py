@@ -123,7 +123,6 @@ class ClientOptions:
         if not 1 <= self.page_size <= 1000:
             raise ConfigError(f"page size must be between 1 and 1000, got {self.page_size}")
 
-
     @property
     def max_concurrency_or_default(self) -> int:
         return max(self.concurrency, self.max_concurrency or DEFAULT_MAX_CONCURRENCY)

@@ -384,6 +384,9 @@ def under_memory_limit(con: duckdb.DuckDBPyConnection, limit: int, run: Callable
     own hash tables and sort runs, and ordered inserts buffer what they have not written yet.
     """
     caps = [limit * 2**i for i in range(steps + 1)] + [None]
+    # Put back what the connection had (a caller's own settings), not DuckDB's defaults.
+    threads, ordered = con.execute("SELECT current_setting('threads'), "
+                                   "current_setting('preserve_insertion_order')").fetchall()[0]
     con.execute("SET threads = 1")
     con.execute("SET preserve_insertion_order = false")
     try:
@@ -399,8 +402,8 @@ def under_memory_limit(con: duckdb.DuckDBPyConnection, limit: int, run: Callable
             finally:
                 con.execute("RESET memory_limit")
     finally:
-        con.execute("RESET threads")
-        con.execute("RESET preserve_insertion_order")
+        con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET preserve_insertion_order = {bool(ordered)}")
 
 
 
