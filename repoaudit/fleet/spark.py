@@ -99,11 +99,15 @@ def _literal(value: Any, sql_type: str):
 
 
 def _py_literal(value: Any):
-    """A value read back from Spark as a literal of its type."""
+    """A Python value (read back from Spark, or a bound parameter) as a Spark literal of its type."""
     if value is None:
         return exp.Null()
     if isinstance(value, (dt.datetime, pd.Timestamp)):
-        return exp.Cast(this=exp.Literal.string(str(value)), to=exp.DataType.build("TIMESTAMP"))
+        stamp = pd.Timestamp(value)
+        stamp = stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+        return exp.Cast(this=exp.Literal.string(stamp.isoformat(sep=" ")), to=exp.DataType.build("TIMESTAMP"))
+    if isinstance(value, (list, tuple)):
+        return exp.Array(expressions=[_py_literal(v) for v in value])
     return _literal(value, "VARCHAR")
 
 

@@ -17,7 +17,6 @@ not a second copy that could drift:
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,28 +24,18 @@ import pandas as pd
 import pyarrow as pa
 
 from repoaudit.errors import QueryError, first_line
-from repoaudit.fleet.spark import SparkLake, _reason, _spark_type, exp, sqlglot
+from repoaudit.fleet.spark import (
+    SparkLake,
+    _py_literal,
+    _reason,
+    _spark_type,
+    exp,
+    sqlglot,
+)
 
 __all__ = ["SparkConnection", "plan_retention_on_spark"]
 
 _EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
-
-
-def _value(value: Any):
-    """A bound parameter as a Spark literal of its Python type."""
-    if value is None:
-        return exp.Null()
-    if isinstance(value, bool):
-        return exp.Boolean(this=value)
-    if isinstance(value, (int, float)):
-        return exp.Literal.number(value)
-    if isinstance(value, (dt.datetime, pd.Timestamp)):
-        stamp = pd.Timestamp(value)
-        stamp = stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
-        return exp.Cast(this=exp.Literal.string(stamp.isoformat(sep=" ")), to=exp.DataType.build("TIMESTAMP"))
-    if isinstance(value, (list, tuple)):
-        return exp.Array(expressions=[_value(v) for v in value])
-    return exp.Literal.string(str(value))
 
 
 def _pandas_type(dtype) -> str:
@@ -127,9 +116,9 @@ class SparkConnection:
         def bind(node):
             if isinstance(node, (exp.Placeholder, exp.Parameter)):
                 if positional is not None:
-                    return _value(positional[next(counter)])
+                    return _py_literal(positional[next(counter)])
                 if node.name in params:
-                    return _value(params[node.name])
+                    return _py_literal(params[node.name])
                 raise QueryError(f"retention on Spark: no value for parameter ${node.name}")
             return node
 
