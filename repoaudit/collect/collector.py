@@ -168,7 +168,7 @@ class Collector:
     def __init__(self, registry: str, writer: SnapshotWriter, routes: dict[str, Route], *, full: bool = False,
                  progress: Progress | None = None, supply: SupplyChain | None = None):
         self.registry = registry
-        self.supply = supply or SupplyChain(writer.con, registry, writer.snapshot_id)
+        self.supply = supply or SupplyChain(writer)
         self.writer = writer
         self.routes = routes
         self.full = full
@@ -570,7 +570,7 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
 
     keys = tuple(dict.fromkeys(k for p in parts for k in p.options.verify_keys))
     trust = tuple(dict.fromkeys(r for p in parts for r in p.options.trust))
-    supply = SupplyChain(writer.con, registry, writer.snapshot_id, keys, trust)
+    supply = SupplyChain(writer, keys, trust)
     collector = Collector(registry, writer, {}, full=first.full, progress=progress, supply=supply)
     writer.before_commit.append(lambda c: finalize_indexes(c, registry, writer.snapshot_id))
     writer.before_commit.append(supply.commit)

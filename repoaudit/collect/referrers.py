@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import duckdb
 
+from repoaudit.collect.digests import DigestSet
 from repoaudit.errors import InvalidDocument, LimitExceeded, RepoauditError
 from repoaudit.model.manifest import Manifest, parse_manifest
 from repoaudit.model.signatures import MAX_PAYLOAD, TrustedKey, TrustRule, verify_layer
@@ -34,29 +35,42 @@ from repoaudit.model.timestamps import utc_naive
 from repoaudit.sources.base import Source
 from repoaudit.store.database import to_json
 from repoaudit.store.sql import statements
+from repoaudit.store.writer import SnapshotWriter
 
 SQL = statements(__package__, "referrers.sql")
+
+def _verdict_key(signature: str, subject: str, fingerprint: str | None) -> str:
+    """One verdict's identity as one string, for a DigestSet: digests and fingerprints hold no space."""
+    return f"{signature} {subject} {fingerprint or ''}"
+
 
 # The artifact_type given to a fallback tag's index, which marks nothing itself: it is no image.
 REFERRERS_INDEX = "(referrers index)"
 
 
 class SupplyChain:
-    def __init__(self, con: duckdb.DuckDBPyConnection, registry: str, snapshot_id: int,
-                 keys: tuple[TrustedKey, ...] = (), trust: tuple[TrustRule, ...] = ()):
-        self.registry = registry
-        self.snapshot_id = snapshot_id
+    """The supply-chain state of one collection. Its rows (referrer facts, API links, verdicts) go to the
+    snapshot writer as they are found, staged like the snapshot's other rows; what it remembers across
+    repositories is kept as 64-bit keys (:class:`DigestSet`), so that a registry where every image is signed
+    costs it no more memory per tag than one where none is."""
+
+    def __init__(self, writer: SnapshotWriter, keys: tuple[TrustedKey, ...] = (), trust: tuple[TrustRule, ...] = ()):
+        self.writer = writer
+        self.registry = writer.registry
+        self.snapshot_id = writer.snapshot_id
         self.keys = keys
         self.trust = trust
-        self.facts: list[tuple] = []
-        self.api_links: list[tuple] = []
-        self.verdicts: list[tuple] = []
-        self.referrer_indexes: set[str] = set()
-        self.referrers: set[str] = set()
-        self.new_images: set[str] = set()
+        self.referrer_indexes: set[str] = set()  # fallback tags' indexes: a few per signed repository
+        self.new_images = DigestSet()  # images first stored by this run: the referrers API is asked about these
+        # Cosign signature manifests stored and not yet verified; each is dropped once its repository's
+        # verification has read it (another repository needing it again fetches it again).
         self._signatures: dict[str, Manifest] = {}
-        self._verified = {tuple(r) for r in con.execute(SQL["known_verifications"],
-                                                        {"registry": registry}).fetchall()}
+        # (signature, subject, key fingerprint or "" for keyless) verdicts made, before this run or in it.
+        self._verified = DigestSet()
+        cursor = writer.con.execute(SQL["known_verifications"], {"registry": self.registry})
+        while rows := cursor.fetchmany(10_000):
+            for row in rows:
+                self._verified.add(_verdict_key(*row))
         self._no_api: set[int] = set()  # sources that answered 404: no referrers API
 
     # -- while manifests are stored ------------------------------------------------------------------------
@@ -70,13 +84,12 @@ class SupplyChain:
             if m.kind in ("image", "index"):
                 self.new_images.add(m.digest)
             return None
-        self.referrers.add(m.digest)
         if m.artifact_type is None:
             # e.g. cosign's .att and .sbom manifests carry an ordinary image config type: still no image.
             m.artifact_type = next((l.media_type for l in m.layers if l.media_type), found.category)
         if found.category == "signature" and found.scheme == "cosign":
             self._signatures[m.digest] = m
-        self.facts.append((self.registry, m.digest, found.category, found.scheme, found.predicate_type,
+        self.writer.add("referrers", (self.registry, m.digest, found.category, found.scheme, found.predicate_type,
                            found.predicate, m.artifact_type, to_json([l.media_type for l in m.layers]),
                            to_json(m.annotations), utc_naive(m.annotations.get("org.opencontainers.image.created")),
                            self.snapshot_id))
@@ -98,11 +111,13 @@ class SupplyChain:
             if found is not None and found[1] == "sig":
                 signatures.append((found[0], digest))
         lister = getattr(source, "list_referrers", None)
+        asked: set[str] = set()  # two tags of one image: the API is asked once
         for tag, digest in tagged:
             if lister is None or id(source) in self._no_api:
                 break
-            if digest not in self.new_images or subject_of_tag(tag) is not None:
+            if digest in asked or digest not in self.new_images or subject_of_tag(tag) is not None:
                 continue
+            asked.add(digest)
             try:
                 listed = await lister(repository, digest)
             except RepoauditError as exc:
@@ -117,17 +132,19 @@ class SupplyChain:
                 except RepoauditError as exc:
                     error(repository, d.digest, exc)
                     continue
-                self.api_links.append((self.snapshot_id, self.registry, repository, digest, d.digest))
+                self.writer.add("referrer_links", (self.snapshot_id, self.registry, repository, digest, d.digest, "api"))
                 if d.digest in self._signatures:
                     signatures.append((digest, d.digest))
         for subject, signature in dict.fromkeys(signatures):
             await self._verify(source, repository, subject, signature, error)
+        for _, signature in signatures:
+            self._signatures.pop(signature, None)
 
     async def _verify(self, source: Source, repository: str, subject: str, signature: str,
                       error: Callable[[str | None, str | None, BaseException], None]) -> None:
         keys = dict.fromkeys([*self.keys, *(r.key for r in self.trust if r.covers(repository))])
-        wanted = [k for k in keys if (signature, subject, k.fingerprint) not in self._verified]
-        keyless_done = (signature, subject, "") in self._verified
+        wanted = [k for k in keys if _verdict_key(signature, subject, k.fingerprint) not in self._verified]
+        keyless_done = _verdict_key(signature, subject, "") in self._verified
         # Keyless signatures are read when their manifest is first stored; keys, whenever one lacks a verdict.
         if not wanted and (keyless_done or signature not in self._signatures):
             return
@@ -159,25 +176,22 @@ class SupplyChain:
             for v in verify_layer(position, layer.annotations, payload, payload_error, subject, tuple(wanted)):
                 if v.key_fingerprint is None and keyless_done:
                     continue
-                self.verdicts.append((self.registry, repository, subject, signature, v.position, v.key_fingerprint,
-                                      v.status, v.reason, v.signed_digest, v.identity, v.issuer, self.snapshot_id))
+                self.writer.add("signature_verifications", (
+                    self.registry, repository, subject, signature, v.position, v.key_fingerprint, v.status, v.reason,
+                    v.signed_digest, v.identity, v.issuer, self.snapshot_id))
         for k in wanted:
-            self._verified.add((signature, subject, k.fingerprint))
-        self._verified.add((signature, subject, ""))
+            self._verified.add(_verdict_key(signature, subject, k.fingerprint))
+        self._verified.add(_verdict_key(signature, subject, ""))
 
     def _record(self, repository: str, subject: str, signature: str, position: int,
                 verdicts: list[tuple[str, str]]) -> None:
         for fingerprint, reason in verdicts:
-            self.verdicts.append((self.registry, repository, subject, signature, position, fingerprint, "invalid",
-                                  reason, None, None, None, self.snapshot_id))
-            self._verified.add((signature, subject, fingerprint))
+            self.writer.add("signature_verifications", (self.registry, repository, subject, signature, position,
+                                                        fingerprint, "invalid", reason, None, None, None,
+                                                        self.snapshot_id))
+            self._verified.add(_verdict_key(signature, subject, fingerprint))
 
     # -- at commit, inside the snapshot's transaction -----------------------------------------------------
     def commit(self, con: duckdb.DuckDBPyConnection) -> None:
-        if self.facts:
-            con.executemany(SQL["insert_referrer"], self.facts)
-        if self.api_links:
-            con.executemany(SQL["insert_api_link"], list(dict.fromkeys(self.api_links)))
-        if self.verdicts:
-            con.executemany(SQL["insert_verification"], self.verdicts)
+        """The snapshot's own links; its facts, API links and verdicts came in with its staged rows."""
         con.execute(SQL["link_referrers"], {"snapshot": self.snapshot_id, "registry": self.registry})

@@ -5,20 +5,6 @@
 SELECT DISTINCT signature_digest, subject_digest, coalesce(key_fingerprint, '') FROM signature_verifications
 WHERE registry = $registry;
 
--- name: insert_referrer
-INSERT INTO referrers (registry, digest, category, scheme, predicate_type, predicate, artifact_type,
-                       layer_media_types, annotations, created, first_seen_snapshot)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
-
--- name: insert_api_link
-INSERT INTO referrer_links (snapshot_id, registry, repository, subject_digest, referrer_digest, via)
-VALUES (?, ?, ?, ?, ?, 'api');
-
--- name: insert_verification
-INSERT INTO signature_verifications (registry, repository, subject_digest, signature_digest, position,
-                                     key_fingerprint, status, reason, signed_digest, identity, issuer, snapshot_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
-
 -- name: link_referrers
 -- The snapshot's links found in its own tags: cosign tags, the fallback tag's index entries, and the subject
 -- field of every manifest it reaches; and the API links of earlier snapshots whose subject it still reaches

@@ -55,6 +55,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                           "last_handled_reconcile_at"),
 }
 
+# The supply-chain rows a collection finds (docs/supply-chain.md), bulk-written like COLUMNS' tables and staged
+# with them: a registry where every image is signed has a referrer and a verdict per tag. Apart from COLUMNS
+# because a merge copies these with their own statements (merge.sql's supply_*).
+SUPPLY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "referrers": ("registry", "digest", "category", "scheme", "predicate_type", "predicate", "artifact_type",
+                  "layer_media_types", "annotations", "created", "first_seen_snapshot"),
+    "referrer_links": ("snapshot_id", "registry", "repository", "subject_digest", "referrer_digest", "via"),
+    "signature_verifications": ("registry", "repository", "subject_digest", "signature_digest", "position",
+                                "key_fingerprint", "status", "reason", "signed_digest", "identity", "issuer",
+                                "snapshot_id"),
+}
+
 
 
 # Arrow types for columns that are not plain strings, so empty and all-NULL batches still load.
@@ -342,10 +354,10 @@ def to_json(value: Any) -> str | None:
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]) -> None:
-    """Bulk insert tuples in ``COLUMNS[table]`` order."""
+    """Bulk insert tuples in ``COLUMNS[table]`` (or ``SUPPLY_COLUMNS[table]``) order."""
     if not rows:
         return
-    cols = COLUMNS[table]
+    cols = COLUMNS.get(table) or SUPPLY_COLUMNS[table]
     insert_arrow(con, table, pa.Table.from_arrays(
         [pa.array([r[i] for r in rows], type=_TYPES.get(col, pa.string())) for i, col in enumerate(cols)],
         names=list(cols)))

@@ -18,6 +18,7 @@ import duckdb
 from repoaudit._version import __version__
 from repoaudit.store.database import (
     COLUMNS,
+    SUPPLY_COLUMNS,
     Lease,
     insert_rows,
     to_json,
@@ -77,7 +78,7 @@ class SnapshotWriter:
     """
 
     FLUSH_AT = 20_000
-    STAGED = tuple(COLUMNS)
+    STAGED = (*COLUMNS, *SUPPLY_COLUMNS)
     STAGE_MEMORY = "128MB"
     # DuckDB caches the rows a big copy writes unless held to a limit. The snapshot's transaction runs
     # under COMMIT_MEMORY, doubled twice if it runs out (rolled back and run again: everything is still in
@@ -94,7 +95,7 @@ class SnapshotWriter:
         self.mode = mode
         self.options = options or {}
         self.started_at = started_at or utcnow()
-        self._buffers: dict[str, list[tuple]] = {t: [] for t in COLUMNS}
+        self._buffers: dict[str, list[tuple]] = {t: [] for t in self.STAGED}
         self._open = False
         self._stage: duckdb.DuckDBPyConnection | None = None
         self._stage_path: Path | None = None
@@ -290,7 +291,7 @@ class SnapshotWriter:
         self._open = False
         self._stage_attached = False
         self._close_stage()
-        self._buffers = {t: [] for t in COLUMNS}
+        self._buffers = {t: [] for t in self.STAGED}
 
     def rollback(self) -> None:
         if self._open:
@@ -300,7 +301,7 @@ class SnapshotWriter:
             except duckdb.Error:
                 pass
         self._close_stage()
-        self._buffers = {t: [] for t in COLUMNS}
+        self._buffers = {t: [] for t in self.STAGED}
 
     def record_failure(self, error: str, *, error_type: str = "RepoauditError",
                        requests: dict | None = None) -> None:
