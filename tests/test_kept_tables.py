@@ -243,3 +243,22 @@ def test_keying_the_stage_in_parts_keys_every_digest_once(tmp_path, monkeypatch)
     monkeypatch.setattr(SnapshotWriter, "KEYING_PART_ROWS", 3)
     collide = _two_snapshots(tmp_path / "collide.duckdb")
     assert _keyed_state(collide) == expected and mismatched_keys(collide) == 0
+
+
+def test_a_manifest_the_database_holds_already_is_not_stored_again(tmp_path):
+    # manifests has no primary key (migration 18: its index was memory no limit could evict). A collection
+    # whose stage holds a manifest the database has meanwhile stored (the same registry collected by another
+    # run between this one's start and commit) keeps the stored row and its layers, and only adds its tags.
+    con = connect(tmp_path / "db.duckdb")
+    assert not con.execute("""SELECT * FROM duckdb_constraints()
+                              WHERE table_name = 'manifests' AND constraint_type = 'PRIMARY KEY'""").fetchall()
+    a, b, shared = _digest("a"), _digest("b"), _digest("shared-layer")
+    _snapshot(con, datetime(2025, 1, 1), [("app", "1", a)], {a: [(shared, 1000), (_digest("a-own"), 10)]})
+    _snapshot(con, datetime(2025, 1, 2), [("app", "1", a), ("app", "2", b), ("other", "1", a)],
+              {a: [(shared, 1000), (_digest("a-own"), 10)], b: [(shared, 1000), (_digest("b-own"), 20)]})
+    assert con.execute("SELECT digest, count(*) FROM manifests GROUP BY ALL ORDER BY 1").fetchall() == [(a, 1), (b, 1)]
+    assert con.execute("SELECT count(*) FROM layers").fetchall() == [(4,)]
+    assert con.execute("SELECT snapshot_id, count(*) FROM tags GROUP BY ALL ORDER BY 1").fetchall() == [(1, 1), (2, 3)]
+    assert con.execute("SELECT manifest_count, unique_bytes FROM snapshots ORDER BY snapshot_id").fetchall() == [
+        (1, 1610), (2, 2230)]
+    assert mismatched_keys(con) == 0

@@ -61,6 +61,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# The rows stored once per manifest, by the key column naming their manifest. manifests has no primary key
+# (migration 18): another collection of the registry may have committed a manifest while this one collected it.
+_ONCE_PER_MANIFEST = {"manifests": "manifest_key", "layers": "manifest_key", "manifest_children": "index_key"}
+
+
+def _stored_once(table: str, select: str) -> str:
+    """``select`` (keyed rows of ``table``) without the rows of manifests the database holds already. Keys are
+    compared, not digests: this runs with the database's lock held, so every stored manifest is keyed."""
+    key = _ONCE_PER_MANIFEST.get(table)
+    if key is None:
+        return select
+    return f"SELECT x.* FROM ({select}) x ANTI JOIN main.manifests m ON m.manifest_key = x.{key}"
+
+
 class SnapshotWriter:
     """Buffers one snapshot's rows and writes them inside a single transaction.
 
@@ -223,7 +237,8 @@ class SnapshotWriter:
         aux = self.con.cursor()
         # Then each staged table with its keys looked up there: a template per table (kept._with_keys).
         keyed = [f"CREATE OR REPLACE TABLE _repoaudit_stage.{name}_keyed AS "
-                 + _with_keys(name, f"_repoaudit_stage.{name}", {"digest_keys": "_repoaudit_stage._keys"})
+                 + _stored_once(name, _with_keys(name, f"_repoaudit_stage.{name}",
+                                                 {"digest_keys": "_repoaudit_stage._keys"}))
                  for name in self.STAGED]
         try:
             def key() -> None:
