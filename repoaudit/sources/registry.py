@@ -27,6 +27,7 @@ import urllib.request
 from collections import Counter, deque
 from typing import Any, Awaitable, Callable
 
+import h2.events
 import httpcore
 import httpx
 
@@ -263,6 +264,63 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class _HTTP2(httpcore.AsyncHTTP2Connection):
+    """httpcore's HTTP/2 connection where a stream whose answer has been read never waits for the network.
+
+    In httpcore every stream wanting its next event queues for one read lock, and whoever holds it
+    reads the socket until data comes: a stream whose answer another reader has already filed waits
+    in that queue behind streams blocked on the network, up to a whole round trip more each time.
+    Here one stream reads at a time and the others wait only for what it files, then look again.
+    """
+
+    _reading: asyncio.Event | None = None
+
+    async def _receive_stream_event(self, request: httpcore.Request, stream_id: int):
+        events = self._events
+        while not events.get(stream_id):
+            reading = self._reading
+            if reading is not None:
+                await reading.wait()
+                continue
+            self._reading = asyncio.Event()
+            try:
+                await self._receive_events(request, stream_id)
+            finally:
+                reading, self._reading = self._reading, None
+                reading.set()
+        event = events[stream_id].pop(0)
+        if isinstance(event, h2.events.StreamReset):
+            raise httpcore.RemoteProtocolError(event)
+        return event
+
+
+class _Connection(httpcore.AsyncHTTPConnection):
+    """httpcore's connection, speaking HTTP/2 through :class:`_HTTP2`, without a lock per request once open
+    (the lock only guards opening it; an open connection is never replaced)."""
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        if not self.can_handle_request(request.url.origin):
+            raise RuntimeError(f"Attempted to send request to {request.url.origin} on connection to {self._origin}")
+        connection = self._connection
+        if connection is None:
+            try:
+                async with self._request_lock:
+                    if self._connection is None:
+                        stream = await self._connect(request)
+                        ssl_object = stream.get_extra_info("ssl_object")
+                        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                            self._connection = _HTTP2(origin=self._origin, stream=stream,
+                                                      keepalive_expiry=self._keepalive_expiry)
+                        else:
+                            self._connection = httpcore.AsyncHTTP11Connection(
+                                origin=self._origin, stream=stream, keepalive_expiry=self._keepalive_expiry)
+            except BaseException:
+                self._connect_failed = True
+                raise
+            connection = self._connection
+        return await connection.handle_async_request(request)
+
+
 class _Connections:
     """One shard's connections, handed straight to requests: httpcore's pool without its bookkeeping.
 
@@ -339,9 +397,8 @@ class _Connections:
                 return None, closing
             connections.remove(idle)  # idle, but for another origin (a redirect's): make room
             closing.append(idle)
-        connection = httpcore.AsyncHTTPConnection(origin, ssl_context=self._ssl_context,
-                                                  keepalive_expiry=self._keepalive_expiry, http1=True,
-                                                  http2=self._http2, network_backend=self._backend)
+        connection = _Connection(origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry,
+                                 http1=True, http2=self._http2, network_backend=self._backend)
         connections.append(connection)
         return connection, closing
 
