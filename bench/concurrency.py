@@ -51,12 +51,15 @@ from tokenserver import make_pki  # noqa: E402
 CHILD = r"""
 import json, sys, time
 import repoaudit
+from repoaudit.model.options import ClientOptions
 url, db, concurrency, most = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-ca = sys.argv[5] if len(sys.argv) > 5 else None
+ca = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] != "-" else None
+h1 = len(sys.argv) > 6 and sys.argv[6] == "h1"  # HTTP/1.1 even where TLS offers HTTP/2
+options = ClientOptions(concurrency=concurrency, max_concurrency=most, verify=ca or True, http2=False) if h1 else None
 with repoaudit.open(db) as audit:
     c0, w0 = time.process_time(), time.perf_counter()
     result = audit.collect(url, concurrency=concurrency, max_concurrency=most, ca_file=ca, progress=False,
-                           use_credential_store=False, posture=False)
+                           use_credential_store=False, posture=False, client_options=options)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     configs = audit.sql("SELECT count(DISTINCT config_digest) AS n FROM manifests "
                         "WHERE config_digest IS NOT NULL")["n"][0]
@@ -69,10 +72,11 @@ print(json.dumps({"status": result.status, "tags": result.tags, "requests": resu
 class DelayProxy:
     """``bench/delayproxy.py`` in its own process: a TCP proxy adding ``delay`` seconds each way (TLS passes)."""
 
-    def __init__(self, upstream: str, delay: float, *, verify=True):
+    def __init__(self, upstream: str, delay: float, *, verify=True, http2: bool = True):
         hostport = upstream.split("://", 1)[1]
         self.scheme = upstream.split("://", 1)[0]
         self.verify = verify
+        self.http2 = http2 and self.scheme == "https"
         self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "delayproxy.py"), hostport, str(delay)],
                                         stdout=subprocess.PIPE, text=True)
         self.url = f"{self.scheme}://127.0.0.1:{int(self.process.stdout.readline())}"
@@ -83,7 +87,7 @@ class DelayProxy:
         answer them is part of every round trip a collection waits for)."""
         ping, mix = [], []
         accept = {"Accept": ACCEPT}
-        with httpx.Client(base_url=self.url, verify=self.verify, http2=self.scheme == "https") as client:
+        with httpx.Client(base_url=self.url, verify=self.verify, http2=self.http2) as client:
             client.get("/v2/")
             for _ in range(samples):
                 t0 = time.perf_counter()
@@ -117,11 +121,13 @@ def seed(pusher: Pusher, repos: int, tags: int) -> None:
                 pusher.push_image(name, [f"v{t}-docker"], style="docker", **kw)
 
 
-def run(url: str, concurrency: int, work: Path, most: int | None = None, ca: str | None = None) -> dict:
+def run(url: str, concurrency: int, work: Path, most: int | None = None, ca: str | None = None,
+        http2: bool = True) -> dict:
     """One full collection in a child; ``most`` None: a fixed limit (no adaptive growth)."""
     db = work / f"c{concurrency}.duckdb"
     out = subprocess.run([sys.executable, "-c", CHILD, url, str(db), str(concurrency), str(most or concurrency),
-                          *([ca] if ca else [])], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+                          ca or "-", "h2" if http2 else "h1"], check=True, capture_output=True, text=True,
+                         cwd=ROOT).stdout
     db.unlink(missing_ok=True)
     return json.loads(out.strip().splitlines()[-1])
 
@@ -146,10 +152,10 @@ def measure(url: str, levels: list[int], repeat: int, work: Path) -> None:
         print(f"\ncpu/request at 64 / at 8: {per_request[64] / per_request[8]:.2f} (issue 22: <= 1.15)")
 
 
-def measure_far(targets: dict[str, tuple[str, str | None]], levels: list[int], delay: float, work: Path,
+def measure_far(targets: dict[str, tuple[str, str | None, bool]], levels: list[int], delay: float, work: Path,
                 adaptive: tuple[int, int] = (16, 64)) -> None:
     """Each protocol's collections on loopback and through the delaying proxy, side by side per level."""
-    proxies = {proto: DelayProxy(url, delay, verify=ca or True) for proto, (url, ca) in targets.items()}
+    proxies = {proto: DelayProxy(url, delay, verify=ca or True, http2=http2) for proto, (url, ca, http2) in targets.items()}
     try:
         measured = {proto: proxy.rtt() for proto, proxy in proxies.items()}
         rtts = {proto: mix for proto, (_, mix) in measured.items()}
@@ -157,22 +163,26 @@ def measure_far(targets: dict[str, tuple[str, str | None]], levels: list[int], d
               f"time, of GET /v2/ and of the collection's requests (the RTT of the bound): "
               + ", ".join(f"{proto} {1000 * ping:.1f} / {1000 * mix:.1f} ms" for proto, (ping, mix) in measured.items())
               + f"; load average {os.getloadavg()[0]:.2f}")
-        print(f"{'in flight':>9} {'proto':>5} {'req/s':>6} {'bound/s':>8} {'loopback/s':>10} {'of bound':>8} "
+        print("req/s: over the whole collection (opening and commit included) / over its fetching; of bound: the "
+              "same two against in-flight / RTT")
+        print(f"{'in flight':>9} {'proto':>6} {'req/s':>9} {'bound/s':>7} {'loopback/s':>10} {'of bound':>9} "
               f"{'of min(bound, loopback)':>23} {'kept in flight':>14} {'latency ms':>10} {'cpu/req ms':>10}")
         for level in levels:
-            for proto, (url, ca) in targets.items():
-                near = run(url, level, work, ca=ca)
-                far = run(proxies[proto].url, level, work, ca=ca)
+            for proto, (url, ca, http2) in targets.items():
+                near = run(url, level, work, ca=ca, http2=http2)
+                far = run(proxies[proto].url, level, work, ca=ca, http2=http2)
                 assert near["status"] == far["status"] == "complete", (near, far)
                 loop_rate = sum(near["requests"].values()) / near["wall"]
                 requests = sum(far["requests"].values())
-                rate, bound = requests / far["wall"], level / rtts[proto]
-                print(f"{level:>9} {proto:>5} {rate:>6.0f} {bound:>8.0f} {loop_rate:>10.0f} {rate / bound:>8.2f} "
+                rate, fetch_rate, bound = requests / far["wall"], requests / far["fetching"], level / rtts[proto]
+                rates = f"{rate:.0f}/{fetch_rate:.0f}"
+                of_bound = f"{rate / bound:.2f}/{fetch_rate / bound:.2f}"
+                print(f"{level:>9} {proto:>6} {rates:>9} {bound:>7.0f} {loop_rate:>10.0f} {of_bound:>9} "
                       f"{rate / min(bound, loop_rate):>23.2f} {far['in_flight']:>14.1f} "
                       f"{1000 * far['latency']:>10.1f} {1000 * far['cpu'] / requests:>10.2f}", flush=True)
         start, most = adaptive
-        for proto, (url, ca) in targets.items():
-            far = run(proxies[proto].url, start, work, most=most, ca=ca)
+        for proto, (url, ca, http2) in targets.items():
+            far = run(proxies[proto].url, start, work, most=most, ca=ca, http2=http2)
             requests = sum(far["requests"].values())
             rate = requests / far["wall"]
             print(f"adaptive {start}..{most} {proto}: {rate:.0f} req/s ({rate / (most / rtts[proto]):.2f} of the bound "
@@ -188,7 +198,10 @@ def far_h1_h2(url: str, storage: Path, levels: list[int], delay: float, work: Pa
     pki = make_pki(work / "pki")
     with RegistryServer(work / "tls", tls=pki.server,
                         extra={"storage": {"filesystem": {"rootdirectory": str(storage)}}}) as tls:
-        measure_far({"h1": (url, None), "h2": (tls.url, str(pki.ca_cert))}, levels, delay, work)
+        ca = str(pki.ca_cert)
+        # h1 and h2 over the same TLS server compare the protocols; plain h1 shows what TLS costs.
+        measure_far({"h1": (url, None, True), "h1+tls": (tls.url, ca, False), "h2": (tls.url, ca, True)}, levels,
+                    delay, work)
 
 
 def main() -> None:
@@ -212,7 +225,7 @@ def main() -> None:
             if args.delay and args.storage:
                 far_h1_h2(args.url, Path(args.storage), levels, args.delay, work)
             elif args.delay:
-                measure_far({"h1": (args.url, None)}, levels, args.delay, work)
+                measure_far({"h1": (args.url, None, True)}, levels, args.delay, work)
             return
         with RegistryServer(work / "registry") as reg, Pusher(reg.url) as pusher:
             t0 = time.perf_counter()

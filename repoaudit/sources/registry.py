@@ -435,6 +435,12 @@ class _Connections:
         for connection in connections:
             await connection.aclose()
 
+    async def __aenter__(self) -> _Connections:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
 
 class _Returned:
     """A response body that gives its connection back to :class:`_Connections` when closed."""
