@@ -293,6 +293,13 @@ class _HTTP2(httpcore.AsyncHTTP2Connection):
             raise httpcore.RemoteProtocolError(event)
         return event
 
+    async def _write_outgoing_data(self, request: httpcore.Request) -> None:
+        # Every stream flushes after every read, most often with nothing to send (a window update is due
+        # only now and then): that took the write lock and a timeout scope for an empty write each time.
+        if self._write_exception is None and not getattr(self._h2_state, "_data_to_send", True):
+            return
+        await super()._write_outgoing_data(request)
+
 
 class _Connection(httpcore.AsyncHTTPConnection):
     """httpcore's connection, speaking HTTP/2 through :class:`_HTTP2`, without a lock per request once open
