@@ -867,11 +867,16 @@ class RegistryClient:
 
     def _note_rate_limit(self, response: httpx.Response) -> None:
         # Kept as sent so the snapshot records the registry's last word; read as the run goes for keep_budget.
-        headers = response.headers
-        for key in RECORDED:
-            if key in headers:
-                self.rate_limit[key] = headers[key][:200]
-        rate = read_rate_limit(headers)
+        # One pass over the answer's headers (lower-cased names), not a case-blind search for each field.
+        found: dict[str, str] = {}
+        for key, value in response.headers.multi_items():
+            if key in _RECORDED:
+                found[key] = f"{found[key]}, {value}" if key in found else value  # as Headers.get joins them
+        if not found:
+            return
+        for key, value in found.items():
+            self.rate_limit[key] = value[:200]
+        rate = read_rate_limit(found)
         if rate is not None:
             self.rate = rate
 
@@ -1065,6 +1070,9 @@ class RegistryClient:
 # A path httpx would leave as written: unreserved characters and the few delimiters a path of names, tags
 # and digests holds, starting at the root, with no dot segment or empty segment for it to normalise.
 _PLAIN_PATH = re.compile(r"/(?!.*//)(?!.*/\.)[A-Za-z0-9._~:@+/-]*").fullmatch
+
+
+_RECORDED = frozenset(RECORDED)
 
 
 def _same_origin(url: httpx.URL, origin: httpx.URL) -> bool:
