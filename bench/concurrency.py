@@ -13,12 +13,18 @@ database, each in its own process, and prints:
 
 and the ratio of CPU per request at 64 to that at 8 (issue 22 wants it within 1.15).
 
-Then, per level, HTTP/1.1 and HTTP/2 (the same storage served over TLS by a second docker-registry)
-side by side: a collection on loopback and one through ``bench/delayproxy.py`` in its own process (a TCP
-proxy adding ``--delay``, 25 ms each way by default: a far registry; TLS passes through it), printing
-requests/s, the latency bound in-flight / RTT (the RTT measured through the proxy with sequential
-requests), the loopback rate at that level (the CPU limit) and requests/s / min(bound, loopback); then one
-adaptive run (start 16, up to 64) per protocol. ``--delay 0`` skips the far runs, ``--far-only`` the rest.
+Then, per level, side by side: HTTP/1.1 in plain HTTP (``h1``), and HTTP/1.1 and HTTP/2 over TLS (``h1+tls``,
+``h2``: the same storage served by a second docker-registry, where Distribution speaks h2, so the two compare
+the protocols alone): a collection on loopback and one through ``bench/delayproxy.py`` in its own process (a
+TCP proxy adding ``--delay``, 25 ms each way by default: a far registry; TLS passes through it), printing
+requests/s over the whole collection and over its fetching (opening the database and the commit left out),
+the latency bound in-flight / RTT, the loopback rate at that level (the CPU limit), both rates against the
+bound and the whole run's against min(bound, loopback), the requests kept in flight on average while
+fetching (seconds requests held a slot / seconds fetching) and their mean latency. The RTT of the bound is
+the median round trip of the collection's own requests (manifests by tag and their configs) sent one at a
+time through the proxy: what the registry takes to answer is part of every round trip, which ``GET /v2/``
+alone leaves out. Then one adaptive run (start 16, up to 64) per protocol. ``--delay 0`` skips the far runs,
+``--far-only`` the rest.
 Figures only; nothing here is asserted. Run: ``python bench/concurrency.py [--repos 50 --tags 20]``,
 or ``--url http://127.0.0.1:PORT`` against a registry already seeded (``--seed-only`` seeds one
 and leaves it running until interrupted).
@@ -153,8 +159,9 @@ def measure(url: str, levels: list[int], repeat: int, work: Path) -> None:
 
 
 def measure_far(targets: dict[str, tuple[str, str | None, bool]], levels: list[int], delay: float, work: Path,
-                adaptive: tuple[int, int] = (16, 64)) -> None:
-    """Each protocol's collections on loopback and through the delaying proxy, side by side per level."""
+                adaptive: tuple[int, int] = (16, 64), rounds: int = 1) -> None:
+    """Each protocol's collections on loopback and through the delaying proxy, side by side per level; the levels
+    ``rounds`` times over, interleaved, so that each round's rows share one moment of the machine."""
     proxies = {proto: DelayProxy(url, delay, verify=ca or True, http2=http2) for proto, (url, ca, http2) in targets.items()}
     try:
         measured = {proto: proxy.rtt() for proto, proxy in proxies.items()}
@@ -167,7 +174,7 @@ def measure_far(targets: dict[str, tuple[str, str | None, bool]], levels: list[i
               "same two against in-flight / RTT")
         print(f"{'in flight':>9} {'proto':>6} {'req/s':>9} {'bound/s':>7} {'loopback/s':>10} {'of bound':>9} "
               f"{'of min(bound, loopback)':>23} {'kept in flight':>14} {'latency ms':>10} {'cpu/req ms':>10}")
-        for level in levels:
+        for level in [lv for _ in range(rounds) for lv in levels]:
             for proto, (url, ca, http2) in targets.items():
                 near = run(url, level, work, ca=ca, http2=http2)
                 far = run(proxies[proto].url, level, work, ca=ca, http2=http2)
@@ -192,7 +199,7 @@ def measure_far(targets: dict[str, tuple[str, str | None, bool]], levels: list[i
             proxy.close()
 
 
-def far_h1_h2(url: str, storage: Path, levels: list[int], delay: float, work: Path) -> None:
+def far_h1_h2(url: str, storage: Path, levels: list[int], delay: float, work: Path, rounds: int = 1) -> None:
     """The far runs over HTTP/1.1 (``url``) and HTTP/2: the same storage served over TLS, where Distribution
     speaks h2."""
     pki = make_pki(work / "pki")
@@ -201,7 +208,7 @@ def far_h1_h2(url: str, storage: Path, levels: list[int], delay: float, work: Pa
         ca = str(pki.ca_cert)
         # h1 and h2 over the same TLS server compare the protocols; plain h1 shows what TLS costs.
         measure_far({"h1": (url, None, True), "h1+tls": (tls.url, ca, False), "h2": (tls.url, ca, True)}, levels,
-                    delay, work)
+                    delay, work, rounds=rounds)
 
 
 def main() -> None:
@@ -209,7 +216,8 @@ def main() -> None:
     ap.add_argument("--repos", type=int, default=50)
     ap.add_argument("--tags", type=int, default=20)
     ap.add_argument("--levels", default="8,16,32,64,128")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per level (the CPU table keeps the lowest; the far "
+                    "table prints each round)")
     ap.add_argument("--delay", type=float, default=0.025, help="seconds the far proxy adds each way (0: skip)")
     ap.add_argument("--url", help="a registry already seeded (skips starting and seeding one)")
     ap.add_argument("--seed-only", action="store_true", help="seed a registry, print its URL, keep it running")
@@ -223,9 +231,9 @@ def main() -> None:
             if not args.far_only:
                 measure(args.url, levels, args.repeat, work)
             if args.delay and args.storage:
-                far_h1_h2(args.url, Path(args.storage), levels, args.delay, work)
+                far_h1_h2(args.url, Path(args.storage), levels, args.delay, work, args.repeat)
             elif args.delay:
-                measure_far({"h1": (args.url, None, True)}, levels, args.delay, work)
+                measure_far({"h1": (args.url, None, True)}, levels, args.delay, work, rounds=args.repeat)
             return
         with RegistryServer(work / "registry") as reg, Pusher(reg.url) as pusher:
             t0 = time.perf_counter()
@@ -241,7 +249,7 @@ def main() -> None:
             if not args.far_only:
                 measure(reg.url, levels, args.repeat, work)
             if args.delay:
-                far_h1_h2(reg.url, reg.storage_dir, levels, args.delay, work)
+                far_h1_h2(reg.url, reg.storage_dir, levels, args.delay, work, args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
