@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -177,7 +178,7 @@ def measure(args, url: str, host: str | None, work: Path) -> None:
     tags = full.tags
 
     print(f"\n{'round':>5} {'wrk req/s':>9} {'storm req/s':>11} {'collect req/s':>13} {'cpu/req ms':>10} "
-          f"{'collect/wrk':>11} {'collect/storm':>13}")
+          f"{'collect/wrk':>11} {'collect/storm':>13} {'load':>5}")
     ratios_wrk, ratios_storm, rates = [], [], []
     for n in range(args.rounds):
         wrk = wrk_rate(url, urls, args.wrk_connections, 5, work)
@@ -190,7 +191,7 @@ def measure(args, url: str, host: str | None, work: Path) -> None:
         ratios_wrk.append(rate / wrk)
         ratios_storm.append(rate / storm_rate)
         print(f"{n + 1:>5} {wrk:>9.0f} {storm_rate:>11.0f} {rate:>13.0f} {1000 * run['cpu'] / requests:>10.2f} "
-              f"{rate / wrk:>11.2f} {rate / storm_rate:>13.2f}", flush=True)
+              f"{rate / wrk:>11.2f} {rate / storm_rate:>13.2f} {os.getloadavg()[0]:>5.2f}", flush=True)
 
     full_requests = sum(full.requests.values())
     incr_requests = sum(incr.requests.values())

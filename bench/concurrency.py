@@ -13,12 +13,18 @@ database, each in its own process, and prints:
 
 and the ratio of CPU per request at 64 to that at 8 (issue 22 wants it within 1.15).
 
-Then, per level, HTTP/1.1 and HTTP/2 (the same storage served over TLS by a second docker-registry)
-side by side: a collection on loopback and one through ``bench/delayproxy.py`` in its own process (a TCP
-proxy adding ``--delay``, 25 ms each way by default: a far registry; TLS passes through it), printing
-requests/s, the latency bound in-flight / RTT (the RTT measured through the proxy with sequential
-requests), the loopback rate at that level (the CPU limit) and requests/s / min(bound, loopback); then one
-adaptive run (start 16, up to 64) per protocol. ``--delay 0`` skips the far runs, ``--far-only`` the rest.
+Then, per level, side by side: HTTP/1.1 in plain HTTP (``h1``), and HTTP/1.1 and HTTP/2 over TLS (``h1+tls``,
+``h2``: the same storage served by a second docker-registry, where Distribution speaks h2, so the two compare
+the protocols alone): a collection on loopback and one through ``bench/delayproxy.py`` in its own process (a
+TCP proxy adding ``--delay``, 25 ms each way by default: a far registry; TLS passes through it), printing
+requests/s over the whole collection and over its fetching (opening the database and the commit left out),
+the latency bound in-flight / RTT, the loopback rate at that level (the CPU limit), both rates against the
+bound and the whole run's against min(bound, loopback), the requests kept in flight on average while
+fetching (seconds requests held a slot / seconds fetching) and their mean latency. The RTT of the bound is
+the median round trip of the collection's own requests (manifests by tag and their configs) sent one at a
+time through the proxy: what the registry takes to answer is part of every round trip, which ``GET /v2/``
+alone leaves out. Then one adaptive run (start 16, up to 64) per protocol. ``--delay 0`` skips the far runs,
+``--far-only`` the rest.
 Figures only; nothing here is asserted. Run: ``python bench/concurrency.py [--repos 50 --tags 20]``,
 or ``--url http://127.0.0.1:PORT`` against a registry already seeded (``--seed-only`` seeds one
 and leaves it running until interrupted).
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from pusher import Pusher, layer_bytes  # noqa: E402
+from repoaudit.model.manifest import ACCEPT  # noqa: E402
 from registry import RegistryServer  # noqa: E402
 from tokenserver import make_pki  # noqa: E402
 
@@ -49,41 +57,57 @@ from tokenserver import make_pki  # noqa: E402
 CHILD = r"""
 import json, sys, time
 import repoaudit
+from repoaudit.model.options import ClientOptions
 url, db, concurrency, most = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-ca = sys.argv[5] if len(sys.argv) > 5 else None
+ca = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] != "-" else None
+h1 = len(sys.argv) > 6 and sys.argv[6] == "h1"  # HTTP/1.1 even where TLS offers HTTP/2
+options = ClientOptions(concurrency=concurrency, max_concurrency=most, verify=ca or True, http2=False) if h1 else None
 with repoaudit.open(db) as audit:
     c0, w0 = time.process_time(), time.perf_counter()
     result = audit.collect(url, concurrency=concurrency, max_concurrency=most, ca_file=ca, progress=False,
-                           use_credential_store=False, posture=False)
+                           use_credential_store=False, posture=False, client_options=options)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     configs = audit.sql("SELECT count(DISTINCT config_digest) AS n FROM manifests "
                         "WHERE config_digest IS NOT NULL")["n"][0]
 print(json.dumps({"status": result.status, "tags": result.tags, "requests": result.requests,
-                  "cpu": cpu, "wall": wall, "configs": int(configs)}))
+                  "cpu": cpu, "wall": wall, "configs": int(configs), "in_flight": result.in_flight,
+                  "latency": result.latency, "fetching": result.fetch_seconds}))
 """
 
 
 class DelayProxy:
     """``bench/delayproxy.py`` in its own process: a TCP proxy adding ``delay`` seconds each way (TLS passes)."""
 
-    def __init__(self, upstream: str, delay: float, *, verify=True):
+    def __init__(self, upstream: str, delay: float, *, verify=True, http2: bool = True):
         hostport = upstream.split("://", 1)[1]
         self.scheme = upstream.split("://", 1)[0]
         self.verify = verify
+        self.http2 = http2 and self.scheme == "https"
         self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "delayproxy.py"), hostport, str(delay)],
                                         stdout=subprocess.PIPE, text=True)
         self.url = f"{self.scheme}://127.0.0.1:{int(self.process.stdout.readline())}"
 
-    def rtt(self, samples: int = 20) -> float:
-        """The median round trip of a keep-alive ``GET /v2/`` through the proxy."""
-        times = []
-        with httpx.Client(base_url=self.url, verify=self.verify) as client:
+    def rtt(self, samples: int = 20) -> tuple[float, float]:
+        """The median round trip through the proxy of a keep-alive ``GET /v2/``, and of the collection's own
+        requests one at a time (a repository's manifests by tag and their configs: what the registry takes to
+        answer them is part of every round trip a collection waits for)."""
+        ping, mix = [], []
+        accept = {"Accept": ACCEPT}
+        with httpx.Client(base_url=self.url, verify=self.verify, http2=self.http2) as client:
             client.get("/v2/")
             for _ in range(samples):
                 t0 = time.perf_counter()
                 client.get("/v2/")
-                times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2]
+                ping.append(time.perf_counter() - t0)
+            name = client.get("/v2/_catalog").json()["repositories"][-1]
+            for tag in client.get(f"/v2/{name}/tags/list").json()["tags"][:samples]:
+                t0 = time.perf_counter()
+                manifest = client.get(f"/v2/{name}/manifests/{tag}", headers=accept)
+                mix.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                client.get(f"/v2/{name}/blobs/{manifest.json()['config']['digest']}").raise_for_status()
+                mix.append(time.perf_counter() - t0)
+        return sorted(ping)[len(ping) // 2], sorted(mix)[len(mix) // 2]
 
     def close(self) -> None:
         self.process.terminate()
@@ -103,11 +127,13 @@ def seed(pusher: Pusher, repos: int, tags: int) -> None:
                 pusher.push_image(name, [f"v{t}-docker"], style="docker", **kw)
 
 
-def run(url: str, concurrency: int, work: Path, most: int | None = None, ca: str | None = None) -> dict:
+def run(url: str, concurrency: int, work: Path, most: int | None = None, ca: str | None = None,
+        http2: bool = True) -> dict:
     """One full collection in a child; ``most`` None: a fixed limit (no adaptive growth)."""
     db = work / f"c{concurrency}.duckdb"
     out = subprocess.run([sys.executable, "-c", CHILD, url, str(db), str(concurrency), str(most or concurrency),
-                          *([ca] if ca else [])], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+                          ca or "-", "h2" if http2 else "h1"], check=True, capture_output=True, text=True,
+                         cwd=ROOT).stdout
     db.unlink(missing_ok=True)
     return json.loads(out.strip().splitlines()[-1])
 
@@ -132,29 +158,38 @@ def measure(url: str, levels: list[int], repeat: int, work: Path) -> None:
         print(f"\ncpu/request at 64 / at 8: {per_request[64] / per_request[8]:.2f} (issue 22: <= 1.15)")
 
 
-def measure_far(targets: dict[str, tuple[str, str | None]], levels: list[int], delay: float, work: Path,
-                adaptive: tuple[int, int] = (16, 64)) -> None:
-    """Each protocol's collections on loopback and through the delaying proxy, side by side per level."""
-    proxies = {proto: DelayProxy(url, delay, verify=ca or True) for proto, (url, ca) in targets.items()}
+def measure_far(targets: dict[str, tuple[str, str | None, bool]], levels: list[int], delay: float, work: Path,
+                adaptive: tuple[int, int] = (16, 64), rounds: int = 1) -> None:
+    """Each protocol's collections on loopback and through the delaying proxy, side by side per level; the levels
+    ``rounds`` times over, interleaved, so that each round's rows share one moment of the machine."""
+    proxies = {proto: DelayProxy(url, delay, verify=ca or True, http2=http2) for proto, (url, ca, http2) in targets.items()}
     try:
-        rtts = {proto: proxy.rtt() for proto, proxy in proxies.items()}
-        print(f"\nthrough a proxy process adding {1000 * delay:.0f} ms each way (round trip "
-              + ", ".join(f"{proto} {1000 * rtt:.1f} ms" for proto, rtt in rtts.items()) + "):")
-        print(f"{'in flight':>9} {'proto':>5} {'req/s':>6} {'bound/s':>8} {'loopback/s':>10} {'of bound':>8} "
-              f"{'of min(bound, loopback)':>23} {'cpu/req ms':>10}")
-        for level in levels:
-            for proto, (url, ca) in targets.items():
-                near = run(url, level, work, ca=ca)
-                far = run(proxies[proto].url, level, work, ca=ca)
+        measured = {proto: proxy.rtt() for proto, proxy in proxies.items()}
+        rtts = {proto: mix for proto, (_, mix) in measured.items()}
+        print(f"\nthrough a proxy process adding {1000 * delay:.0f} ms each way; round trip, one request at a "
+              f"time, of GET /v2/ and of the collection's requests (the RTT of the bound): "
+              + ", ".join(f"{proto} {1000 * ping:.1f} / {1000 * mix:.1f} ms" for proto, (ping, mix) in measured.items())
+              + f"; load average {os.getloadavg()[0]:.2f}")
+        print("req/s: over the whole collection (opening and commit included) / over its fetching; of bound: the "
+              "same two against in-flight / RTT")
+        print(f"{'in flight':>9} {'proto':>6} {'req/s':>9} {'bound/s':>7} {'loopback/s':>10} {'of bound':>9} "
+              f"{'of min(bound, loopback)':>23} {'kept in flight':>14} {'latency ms':>10} {'cpu/req ms':>10}")
+        for level in [lv for _ in range(rounds) for lv in levels]:
+            for proto, (url, ca, http2) in targets.items():
+                near = run(url, level, work, ca=ca, http2=http2)
+                far = run(proxies[proto].url, level, work, ca=ca, http2=http2)
                 assert near["status"] == far["status"] == "complete", (near, far)
                 loop_rate = sum(near["requests"].values()) / near["wall"]
                 requests = sum(far["requests"].values())
-                rate, bound = requests / far["wall"], level / rtts[proto]
-                print(f"{level:>9} {proto:>5} {rate:>6.0f} {bound:>8.0f} {loop_rate:>10.0f} {rate / bound:>8.2f} "
-                      f"{rate / min(bound, loop_rate):>23.2f} {1000 * far['cpu'] / requests:>10.2f}", flush=True)
+                rate, fetch_rate, bound = requests / far["wall"], requests / far["fetching"], level / rtts[proto]
+                rates = f"{rate:.0f}/{fetch_rate:.0f}"
+                of_bound = f"{rate / bound:.2f}/{fetch_rate / bound:.2f}"
+                print(f"{level:>9} {proto:>6} {rates:>9} {bound:>7.0f} {loop_rate:>10.0f} {of_bound:>9} "
+                      f"{rate / min(bound, loop_rate):>23.2f} {far['in_flight']:>14.1f} "
+                      f"{1000 * far['latency']:>10.1f} {1000 * far['cpu'] / requests:>10.2f}", flush=True)
         start, most = adaptive
-        for proto, (url, ca) in targets.items():
-            far = run(proxies[proto].url, start, work, most=most, ca=ca)
+        for proto, (url, ca, http2) in targets.items():
+            far = run(proxies[proto].url, start, work, most=most, ca=ca, http2=http2)
             requests = sum(far["requests"].values())
             rate = requests / far["wall"]
             print(f"adaptive {start}..{most} {proto}: {rate:.0f} req/s ({rate / (most / rtts[proto]):.2f} of the bound "
@@ -164,13 +199,16 @@ def measure_far(targets: dict[str, tuple[str, str | None]], levels: list[int], d
             proxy.close()
 
 
-def far_h1_h2(url: str, storage: Path, levels: list[int], delay: float, work: Path) -> None:
+def far_h1_h2(url: str, storage: Path, levels: list[int], delay: float, work: Path, rounds: int = 1) -> None:
     """The far runs over HTTP/1.1 (``url``) and HTTP/2: the same storage served over TLS, where Distribution
     speaks h2."""
     pki = make_pki(work / "pki")
     with RegistryServer(work / "tls", tls=pki.server,
                         extra={"storage": {"filesystem": {"rootdirectory": str(storage)}}}) as tls:
-        measure_far({"h1": (url, None), "h2": (tls.url, str(pki.ca_cert))}, levels, delay, work)
+        ca = str(pki.ca_cert)
+        # h1 and h2 over the same TLS server compare the protocols; plain h1 shows what TLS costs.
+        measure_far({"h1": (url, None, True), "h1+tls": (tls.url, ca, False), "h2": (tls.url, ca, True)}, levels,
+                    delay, work, rounds=rounds)
 
 
 def main() -> None:
@@ -178,7 +216,8 @@ def main() -> None:
     ap.add_argument("--repos", type=int, default=50)
     ap.add_argument("--tags", type=int, default=20)
     ap.add_argument("--levels", default="8,16,32,64,128")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per level (the CPU table keeps the lowest; the far "
+                    "table prints each round)")
     ap.add_argument("--delay", type=float, default=0.025, help="seconds the far proxy adds each way (0: skip)")
     ap.add_argument("--url", help="a registry already seeded (skips starting and seeding one)")
     ap.add_argument("--seed-only", action="store_true", help="seed a registry, print its URL, keep it running")
@@ -192,9 +231,9 @@ def main() -> None:
             if not args.far_only:
                 measure(args.url, levels, args.repeat, work)
             if args.delay and args.storage:
-                far_h1_h2(args.url, Path(args.storage), levels, args.delay, work)
+                far_h1_h2(args.url, Path(args.storage), levels, args.delay, work, args.repeat)
             elif args.delay:
-                measure_far({"h1": (args.url, None)}, levels, args.delay, work)
+                measure_far({"h1": (args.url, None, True)}, levels, args.delay, work, rounds=args.repeat)
             return
         with RegistryServer(work / "registry") as reg, Pusher(reg.url) as pusher:
             t0 = time.perf_counter()
@@ -210,7 +249,7 @@ def main() -> None:
             if not args.far_only:
                 measure(reg.url, levels, args.repeat, work)
             if args.delay:
-                far_h1_h2(reg.url, reg.storage_dir, levels, args.delay, work)
+                far_h1_h2(reg.url, reg.storage_dir, levels, args.delay, work, args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

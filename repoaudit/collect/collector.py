@@ -91,6 +91,11 @@ class CollectResult:
     error: str | None = None
     # Repositories the rate-limit budget (--keep-budget) left unread or read in part, in catalog order.
     not_reached: list[str] = field(default_factory=list)
+    # Requests kept in flight on average while fetching (seconds requests held a slot / seconds fetching), and
+    # the mean seconds one held it: how full the pipe to a far registry was kept, for benchmarks and logs.
+    in_flight: float | None = None
+    latency: float | None = None
+    fetch_seconds: float | None = None  # of ``seconds``, those spent fetching (the rest: opening, the commit)
 
 
 def _created(value: str | None, digest: str | None = None) -> datetime | None:
@@ -578,9 +583,11 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
     collector.load_known()
     writer.pause()  # until commit every row goes to the stage: the database's lock is free meanwhile
     try:
+        fetching = time.monotonic()
         start_errors = [await _plan(part, collector) for part in parts]
         failed_parts = [e for e in start_errors if e is not None]
         await collector.run()
+        fetching = time.monotonic() - fetching
         storage_facts = getattr(parts[0].source, "storage_facts", None)
         if storage_facts is not None and not failed_parts:
             add_storage_facts(collector, storage_facts())
@@ -629,9 +636,13 @@ async def collect_parts(con: duckdb.DuckDBPyConnection | Lease, parts: list[Part
         progress.close()
     if len(failed_parts) == len(parts):
         raise failed_parts[0]
+    limits = [p.source.limit for p in {id(p.source): p for p in parts}.values() if hasattr(p.source, "limit")]
+    held, answers = sum(lim.held for lim in limits), sum(lim.answers for lim in limits)
     return CollectResult(writer.snapshot_id, registry, status, writer.mode, repositories, collector.tag_count,
                          manifest_count, collector.new_manifests, collector.error_count,
-                         time.monotonic() - t0, requests(), error, list(collector.not_reached))
+                         time.monotonic() - t0, requests(), error, list(collector.not_reached),
+                         in_flight=held / fetching if limits and fetching > 0 else None,
+                         latency=held / answers if answers else None, fetch_seconds=fetching)
 
 
 async def collect_source(con: duckdb.DuckDBPyConnection, source: Source, options: CollectOptions | None = None, *,

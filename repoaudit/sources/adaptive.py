@@ -69,6 +69,10 @@ class AdaptiveLimit:
         self.refusals = 0
         self.cuts = 0
         self.changes: list[tuple[str, int]] = []  # (why, new limit), the first 1,000
+        # Seconds requests held their slots, summed, and how many: over a stretch of wall time, held / wall
+        # is the requests kept in flight on average (Little's law), held / answers the latency they saw.
+        self.held = 0.0
+        self.answers = 0
 
     # -- slots -----------------------------------------------------------------------------------
     async def acquire(self) -> tuple[float, int]:
@@ -100,6 +104,8 @@ class AdaptiveLimit:
         started, generation = ticket
         self.in_flight -= 1
         now = self._clock()
+        self.held += now - started
+        self.answers += 1
         if status in (429, 503):
             self._refused(now, generation, retry_after)
         elif status is not None and generation == self._generation:

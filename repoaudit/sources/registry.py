@@ -19,13 +19,15 @@ import asyncio
 import json
 import logging
 import random
+import re
 import select
 import ssl
 import sys
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Awaitable, Callable
 
+import h2.events
 import httpcore
 import httpx
 
@@ -262,16 +264,221 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class _HTTP2(httpcore.AsyncHTTP2Connection):
+    """httpcore's HTTP/2 connection where a stream whose answer has been read never waits for the network.
+
+    In httpcore every stream wanting its next event queues for one read lock, and whoever holds it
+    reads the socket until data comes: a stream whose answer another reader has already filed waits
+    in that queue behind streams blocked on the network, up to a whole round trip more each time.
+    Here one stream reads at a time and the others wait only for what it files, then look again.
+    """
+
+    _reading: asyncio.Event | None = None
+
+    async def _receive_stream_event(self, request: httpcore.Request, stream_id: int):
+        events = self._events
+        while not events.get(stream_id):
+            reading = self._reading
+            if reading is not None:
+                await reading.wait()
+                continue
+            self._reading = asyncio.Event()
+            try:
+                await self._receive_events(request, stream_id)
+            finally:
+                reading, self._reading = self._reading, None
+                reading.set()
+        event = events[stream_id].pop(0)
+        if isinstance(event, h2.events.StreamReset):
+            raise httpcore.RemoteProtocolError(event)
+        return event
+
+    async def _write_outgoing_data(self, request: httpcore.Request) -> None:
+        # Every stream flushes after every read, most often with nothing to send (a window update is due
+        # only now and then): that took the write lock and a timeout scope for an empty write each time.
+        if self._write_exception is None and not getattr(self._h2_state, "_data_to_send", True):
+            return
+        await super()._write_outgoing_data(request)
+
+
+class _Connection(httpcore.AsyncHTTPConnection):
+    """httpcore's connection, speaking HTTP/2 through :class:`_HTTP2`, without a lock per request once open
+    (the lock only guards opening it; an open connection is never replaced)."""
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        if not self.can_handle_request(request.url.origin):
+            raise RuntimeError(f"Attempted to send request to {request.url.origin} on connection to {self._origin}")
+        connection = self._connection
+        if connection is None:
+            try:
+                async with self._request_lock:
+                    if self._connection is None:
+                        stream = await self._connect(request)
+                        ssl_object = stream.get_extra_info("ssl_object")
+                        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                            self._connection = _HTTP2(origin=self._origin, stream=stream,
+                                                      keepalive_expiry=self._keepalive_expiry)
+                        else:
+                            self._connection = httpcore.AsyncHTTP11Connection(
+                                origin=self._origin, stream=stream, keepalive_expiry=self._keepalive_expiry)
+            except BaseException:
+                self._connect_failed = True
+                raise
+            connection = self._connection
+        return await connection.handle_async_request(request)
+
+
+class _Connections:
+    """One shard's connections, handed straight to requests: httpcore's pool without its bookkeeping.
+
+    httpcore's pool queues every request, takes an anyio lock, and re-examines every connection and
+    queued request whenever a request starts or ends (for every connection it counted the idle ones
+    by listing the whole pool again): a quarter of a collection's CPU. A shard never has more
+    requests at once than connections (:class:`_ShardedTransport` sends each to the least busy), so a
+    request takes the first free connection, or opens one, and waits only if neither exists. The
+    connections, their reuse rules (keep-alive expiry, a socket the server closed, HTTP/2 streams
+    shared on one connection) and every HTTP detail stay httpcore's.
+    """
+
+    def __init__(self, *, size: int, ssl_context: ssl.SSLContext, http2: bool, backend: _Backend,
+                 keepalive_expiry: float | None):
+        self._size = size
+        self._ssl_context = ssl_context
+        self._http2 = http2
+        self._backend = backend
+        self._keepalive_expiry = keepalive_expiry
+        self._connections: list[httpcore.AsyncHTTPConnection] = []
+        # Requests a connection carries now: between being picked and marking itself active an HTTP/1.1
+        # connection still looks idle, so it is not picked twice.
+        self._users: dict[httpcore.AsyncHTTPConnection, int] = {}
+        self._waiters: deque[asyncio.Future] = deque()
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        scheme = request.url.scheme
+        if scheme not in (b"http", b"https"):
+            raise httpcore.UnsupportedProtocol(f"Request URL has an unsupported protocol '{scheme.decode()}://'.")
+        origin = request.url.origin
+        while True:
+            connection, closing = self._pick(origin)
+            for old in closing:
+                await old.aclose()
+            if connection is None:
+                await self._wait(request.extensions.get("timeout", {}).get("pool"))
+                continue
+            users = self._users
+            users[connection] = users.get(connection, 0) + 1
+            try:
+                response = await connection.handle_async_request(request)
+            except httpcore.ConnectionNotAvailable:
+                self._done(connection)  # it turned out to speak HTTP/1.1, busy: try another
+                continue
+            except BaseException:
+                self._done(connection)
+                raise
+            return httpcore.Response(status=response.status, headers=response.headers,
+                                     content=_Returned(response.stream, self, connection),
+                                     extensions=response.extensions)
+
+    def _pick(self, origin: httpcore.Origin):
+        """A connection for a request to ``origin`` (None: wait), and the connections to close first."""
+        connections, users = self._connections, self._users
+        closing = []
+        shared = None
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif users.get(connection):
+                if shared is None and self._http2 and connection.can_handle_request(origin) \
+                        and connection.is_available():
+                    shared = connection  # HTTP/2 (or about to be): another stream on it
+            elif connection.has_expired():
+                connections.remove(connection)
+                closing.append(connection)
+            elif connection.can_handle_request(origin) and connection.is_available():
+                return connection, closing
+        if shared is not None:
+            return shared, closing
+        if len(connections) >= self._size:
+            idle = next((c for c in connections if not users.get(c) and c.is_idle()), None)
+            if idle is None:
+                return None, closing
+            connections.remove(idle)  # idle, but for another origin (a redirect's): make room
+            closing.append(idle)
+        connection = _Connection(origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry,
+                                 http1=True, http2=self._http2, network_backend=self._backend)
+        connections.append(connection)
+        return connection, closing
+
+    async def _wait(self, timeout: float | None) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            if _timeout is None or timeout is None:
+                await asyncio.wait_for(future, timeout)
+            else:
+                async with _timeout(timeout):
+                    await future
+        except asyncio.TimeoutError:
+            raise httpcore.PoolTimeout("no connection became free in time") from None
+        finally:
+            if not future.done():
+                future.cancel()
+
+    def _done(self, connection: httpcore.AsyncHTTPConnection) -> None:
+        left = self._users.get(connection, 0) - 1
+        if left > 0:
+            self._users[connection] = left
+        else:
+            self._users.pop(connection, None)
+        waiters = self._waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                break
+
+    async def aclose(self) -> None:
+        connections, self._connections = self._connections, []
+        for connection in connections:
+            await connection.aclose()
+
+    async def __aenter__(self) -> _Connections:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+
+class _Returned:
+    """A response body that gives its connection back to :class:`_Connections` when closed."""
+
+    def __init__(self, stream, pool: _Connections, connection):
+        self._stream = stream
+        self._pool = pool
+        self._connection = connection
+
+    async def __aiter__(self):
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        try:
+            if hasattr(self._stream, "aclose"):
+                await self._stream.aclose()
+        finally:
+            if self._connection is not None:
+                self._pool._done(self._connection)
+                self._connection = None
+
+
 def _pool_transport(limits: httpx.Limits, verify, http2: bool, backend: _Backend) -> httpx.AsyncHTTPTransport:
-    """httpx's transport over a pool that uses :class:`_Backend` (httpx has no argument for a network
-    backend, so its pool is rebuilt with the same settings; left as httpx made it if httpx changes)."""
+    """httpx's transport over :class:`_Connections` with :class:`_Backend` (httpx has no argument for either,
+    so its pool is replaced with the same settings; left as httpx made it if httpx changes)."""
     transport = httpx.AsyncHTTPTransport(limits=limits, verify=verify, http2=http2)
     pool = getattr(transport, "_pool", None)
     if type(pool) is httpcore.AsyncConnectionPool:
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=pool._ssl_context, max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            http1=True, http2=http2, network_backend=backend)
+        transport._pool = _Connections(size=limits.max_connections, ssl_context=pool._ssl_context, http2=http2,
+                                       backend=backend, keepalive_expiry=limits.keepalive_expiry)
     return transport
 
 
@@ -398,6 +605,9 @@ class RegistryClient:
             # Redirects are followed in _exchange: httpx would read a redirect's whole body.
             follow_redirects=False, headers={"User-Agent": f"{self.options.user_agent}/{__version__}"},
         )
+        base = self._http.base_url
+        self._base_reference = base._uri_reference._replace(query=None, fragment=None)
+        self._base_path = base._uri_reference.path or "/"  # "http://host:5000/" holds the path ""
         # httpx hands every response to its cookie jar through urllib's request and response adapters;
         # registries seldom set cookies, so only the responses that do are looked at (the jar is the same).
         self._http._cookies = _Cookies(self._http.cookies.jar)
@@ -597,6 +807,8 @@ class RegistryClient:
                       headers: dict[str, str] | None, params: dict | None,
                       max_body: int | None) -> tuple[httpx.Response, bytes]:
         try:
+            if params is None and isinstance(url, str):
+                url = self._url(url)
             request = self._http.build_request(method, url, headers=headers, params=params)
         except httpx.InvalidURL as exc:
             raise ConfigError(f"cannot request {what} {printable(str(url))}: {exc}") from None
@@ -643,13 +855,28 @@ class RegistryClient:
             finally:
                 await response.aclose()
 
+    def _url(self, path: str) -> httpx.URL | str:
+        """``path`` on the registry's base URL, without httpx parsing it again: for the paths this client
+        builds from names, tags and digests already checked (plain characters, no dot segment, no query),
+        the URL httpx would make is the base URL with the path appended. Anything else is left to httpx."""
+        if not _PLAIN_PATH(path):
+            return path
+        url = httpx.URL.__new__(httpx.URL)
+        url._uri_reference = self._base_reference._replace(path=self._base_path + path[1:])
+        return url
+
     def _note_rate_limit(self, response: httpx.Response) -> None:
         # Kept as sent so the snapshot records the registry's last word; read as the run goes for keep_budget.
-        headers = response.headers
-        for key in RECORDED:
-            if key in headers:
-                self.rate_limit[key] = headers[key][:200]
-        rate = read_rate_limit(headers)
+        # One pass over the answer's headers (lower-cased names), not a case-blind search for each field.
+        found: dict[str, str] = {}
+        for key, value in response.headers.multi_items():
+            if key in _RECORDED:
+                found[key] = f"{found[key]}, {value}" if key in found else value  # as Headers.get joins them
+        if not found:
+            return
+        for key, value in found.items():
+            self.rate_limit[key] = value[:200]
+        rate = read_rate_limit(found)
         if rate is not None:
             self.rate = rate
 
@@ -838,6 +1065,14 @@ class RegistryClient:
         checked = self._reference(repository, digest)
         await self._request("DELETE", f"/v2/{self._name(repository)}/manifests/{checked}", what="delete",
                             repository=repository)
+
+
+# A path httpx would leave as written: unreserved characters and the few delimiters a path of names, tags
+# and digests holds, starting at the root, with no dot segment or empty segment for it to normalise.
+_PLAIN_PATH = re.compile(r"/(?!.*//)(?!.*/\.)[A-Za-z0-9._~:@+/-]*").fullmatch
+
+
+_RECORDED = frozenset(RECORDED)
 
 
 def _same_origin(url: httpx.URL, origin: httpx.URL) -> bool:
