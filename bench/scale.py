@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 import repoaudit  # noqa: E402
 from repoaudit.analysis.queries import load_queries
-from repoaudit.store.writer import SNAPSHOT_TOTALS
+from repoaudit.store.writer import snapshot_totals
 from repoaudit.store.database import connect
 from repoaudit.store.kept import assign_keys, maintain
 
@@ -179,8 +179,8 @@ def build(path: Path, repos: int, snapshots: int) -> dict[str, int]:
     fold_seconds = []
     for (snapshot_id,) in con.execute("SELECT snapshot_id FROM snapshots ORDER BY started_at").fetchall():
         # What SnapshotWriter.commit stores, so the queries read what a collection leaves.
-        assign_keys(con)  # SNAPSHOT_TOTALS reads keys, as the writer's _finish keys rows before it
-        _, unique_bytes = con.execute(SNAPSHOT_TOTALS, [snapshot_id]).fetchall()[0]
+        assign_keys(con)  # the totals read keys, as the writer's _finish keys rows before them
+        _, unique_bytes = snapshot_totals(con, snapshot_id)
         con.execute("UPDATE snapshots SET unique_bytes = ? WHERE snapshot_id = ?", [unique_bytes, snapshot_id])
         started = time.perf_counter()
         maintain(con, snapshot_id)

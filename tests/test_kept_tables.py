@@ -245,6 +245,19 @@ def test_keying_the_stage_in_parts_keys_every_digest_once(tmp_path, monkeypatch)
     assert _keyed_state(collide) == expected and mismatched_keys(collide) == 0
 
 
+def test_grouping_blobs_in_parts_gives_what_one_group_gives(tmp_path, monkeypatch):
+    """The commit groups the blobs of its reached and newly counted manifests in parts (by blob key): with a
+    part per manifest, the totals and kept tables equal those of one part, and no working table is left."""
+    from repoaudit.store import kept as kept_module
+
+    expected = _keyed_state(_two_snapshots(tmp_path / "whole.duckdb"))
+    monkeypatch.setattr(kept_module, "PART_MANIFESTS", 1)
+    con = _two_snapshots(tmp_path / "parts.duckdb")
+    assert _keyed_state(con) == expected and mismatched_keys(con) == 0
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '\\_repoaudit%' ESCAPE '\\'"
+                       ).fetchone()[0] == 0
+
+
 def test_a_manifest_the_database_holds_already_is_not_stored_again(tmp_path):
     # manifests has no primary key (migration 18: its index was memory no limit could evict). A collection
     # whose stage holds a manifest the database has meanwhile stored (the same registry collected by another

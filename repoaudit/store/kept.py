@@ -31,6 +31,18 @@ _KEYED = (("digest_keys", "manifests", "manifest_key", "digest"),
 
 
 
+# The blobs of this many manifests are grouped at a time (see parts): at 5 blobs a manifest, the 1,000,000
+# manifests of bench/memory.py's largest run grouped in one go outgrew the commit's 128 MB, a quarter fit.
+PART_MANIFESTS = 250_000
+
+
+def parts(con: duckdb.DuckDBPyConnection, manifests: str) -> int:
+    """In how many parts to group the blobs of the manifests listed in table ``manifests`` (by blob key modulo
+    the parts): a statement per part, each under the memory limit however many manifests a commit brings."""
+    return -(-con.execute(f"SELECT count(*) FROM {manifests}").fetchone()[0] // PART_MANIFESTS) or 1
+
+
+
 def _key_names(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> None:
     """Key every digest or repository name that rows of ``tables`` (table -> relation) leave unkeyed.
 
@@ -85,7 +97,7 @@ def fold_links(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> None:
     con.execute(SQL["fold_snapshot"], [int(snapshot_id)])
     con.execute(SQL["fold_known_links"])
     con.execute(SQL["fold_new_links"])
-    copy_with_keys(con, {"repository_links": "_repoaudit_new_links"})
+    copy_with_keys(con, {"repository_links": "main._repoaudit_new_links"})
     con.execute(SQL["fold_done"])
 
 
@@ -125,8 +137,12 @@ def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
     ``manifest_sole_bytes`` (migration 11) is recounted for the manifests whose blobs this changes: the new
     ones, and those that held alone a blob a new one now shares.
     """
-    for name in ("count_new_manifests", "count_new_refs", "count_changed_holders", "count_add_known_refs",
-                 "count_add_new_refs", "count_mark_counted"):
+    con.execute(SQL["count_new_manifests"])
+    con.execute(SQL["count_new_refs_table"])
+    count = parts(con, "main._repoaudit_count")
+    for part in range(count):
+        con.execute(SQL["count_new_refs"], {"parts": count, "part": part})
+    for name in ("count_changed_holders", "count_add_known_refs", "count_add_new_refs", "count_mark_counted"):
         con.execute(SQL[name])
     sum_sole_bytes(con, changed_only=True)
     con.execute(SQL["count_done"])
@@ -135,7 +151,7 @@ def count_blob_refs(con: duckdb.DuckDBPyConnection) -> None:
 
 def sum_sole_bytes(con: duckdb.DuckDBPyConnection, *, changed_only: bool = False) -> None:
     """Recount ``manifest_sole_bytes`` from ``blob_refs``: for every manifest, or (``changed_only``, inside
-    :func:`count_blob_refs`) for those its temporary table ``_repoaudit_sole`` lists."""
+    :func:`count_blob_refs`) for those its working table ``_repoaudit_sole`` lists."""
     if changed_only:
         con.execute(SQL["sole_bytes_clear_changed"])
         con.execute(SQL["sole_bytes_sum_changed"])

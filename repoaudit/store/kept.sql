@@ -1,10 +1,13 @@
 -- The tables a commit keeps besides the snapshot's own rows (repoaudit.store.kept): repository_links,
 -- blob_refs with counted_manifests, manifest_sole_bytes, latest_images. The integer keys are filled by
 -- templates in kept.py, since they run over its table of keyed columns.
+-- Their working tables (main._repoaudit_*) are tables of the database, created and dropped inside the
+-- commit's transaction, so never seen by anyone else: a TEMP table is held in memory whole, while a
+-- transaction's rows of a database table are written out when the memory limit needs their room.
 
 -- name: fold_snapshot
 -- The links one snapshot ($1) reached, aggregated, to fold into repository_links.
-CREATE OR REPLACE TEMP TABLE _repoaudit_fold AS SELECT * FROM links_reached(?);
+CREATE OR REPLACE TABLE main._repoaudit_fold AS SELECT * FROM links_reached(?);
 
 -- name: fold_known_links
 -- Links already kept take the earlier first sighting and the later last one (with its tags).
@@ -19,64 +22,71 @@ UPDATE repository_links AS l SET
                          THEN f.last_snapshot ELSE l.last_snapshot END,
     tags = CASE WHEN (f.last_seen, f.last_snapshot) > (l.last_seen, l.last_snapshot)
                 THEN f.tags ELSE l.tags END
-FROM _repoaudit_fold f
+FROM main._repoaudit_fold f
 WHERE f.registry = l.registry AND f.repository = l.repository AND f.digest = l.digest;
 
 -- name: fold_new_links
 -- The links not kept yet, shaped like repository_links, keys to be looked up as they are copied in.
-CREATE OR REPLACE TEMP TABLE _repoaudit_new_links AS
-SELECT f.*, NULL::BIGINT AS manifest_key, NULL::BIGINT AS repository_key FROM _repoaudit_fold f
+CREATE OR REPLACE TABLE main._repoaudit_new_links AS
+SELECT f.*, NULL::BIGINT AS manifest_key, NULL::BIGINT AS repository_key FROM main._repoaudit_fold f
 ANTI JOIN repository_links l
     ON l.registry = f.registry AND l.repository = f.repository AND l.digest = f.digest;
 
 -- name: fold_done
-DROP TABLE _repoaudit_fold;
-DROP TABLE _repoaudit_new_links;
+DROP TABLE main._repoaudit_fold;
+DROP TABLE main._repoaudit_new_links;
 
 -- name: count_new_manifests
 -- Manifests now both stored and reached by a link, not counted yet: each is counted once.
-CREATE OR REPLACE TEMP TABLE _repoaudit_count AS
+CREATE OR REPLACE TABLE main._repoaudit_count AS
 SELECT DISTINCT m.manifest_key FROM manifests m
 SEMI JOIN repository_links l ON l.manifest_key = m.manifest_key
 ANTI JOIN counted_manifests c ON c.manifest_key = m.manifest_key;
 
+-- name: count_new_refs_table
+CREATE OR REPLACE TABLE main._repoaudit_refs (registry VARCHAR, blob_key BIGINT, size BIGINT, refs BIGINT,
+                                              lo_manifest BIGINT, hi_manifest BIGINT);
+
 -- name: count_new_refs
--- Their references to each blob: how many, and the lowest and highest manifest key among them.
+-- Their references to each blob: how many, and the lowest and highest manifest key among them; one part
+-- ($part of $parts, by blob key) at a time, since grouping a million manifests' blobs at once outgrew the
+-- commit's memory limit (a blob falls in one part, so the parts' groups are the whole's).
 -- Grouped on fixed-width values only, the registry joined on after (a key names one registry): a string
 -- in every group's state made this the commit's largest allocation, and the one that outgrew its limit.
-CREATE OR REPLACE TEMP TABLE _repoaudit_refs AS
+INSERT INTO main._repoaudit_refs
 SELECT k.registry, a.* FROM (
     SELECT b.blob_key, max(b.size) AS size, count(*) AS refs, min(b.manifest_key) AS lo_manifest,
            max(b.manifest_key) AS hi_manifest
-    FROM manifest_blob_keys b SEMI JOIN _repoaudit_count n ON n.manifest_key = b.manifest_key
+    FROM manifest_blob_keys b SEMI JOIN main._repoaudit_count n ON n.manifest_key = b.manifest_key
+    WHERE b.blob_key % $parts = $part
     GROUP BY b.blob_key) a
 JOIN digest_keys k ON k.key = a.blob_key;
 
 -- name: count_changed_holders
 -- Manifests whose sole bytes change: the new ones, and those that held alone a blob a new one now shares.
-CREATE OR REPLACE TEMP TABLE _repoaudit_sole AS
-SELECT manifest_key FROM _repoaudit_count
+CREATE OR REPLACE TABLE main._repoaudit_sole AS
+SELECT manifest_key FROM main._repoaudit_count
 UNION
-SELECT r.lo_manifest FROM blob_refs r SEMI JOIN _repoaudit_refs n ON n.blob_key = r.blob_key
+SELECT r.lo_manifest FROM blob_refs r SEMI JOIN main._repoaudit_refs n ON n.blob_key = r.blob_key
 WHERE r.lo_manifest = r.hi_manifest;
 
 -- name: count_add_known_refs
 UPDATE blob_refs AS r SET size = greatest(r.size, n.size), refs = r.refs + n.refs,
                           lo_manifest = least(r.lo_manifest, n.lo_manifest),
                           hi_manifest = greatest(r.hi_manifest, n.hi_manifest)
-FROM _repoaudit_refs n WHERE n.blob_key = r.blob_key;
+FROM main._repoaudit_refs n WHERE n.blob_key = r.blob_key;
 
 -- name: count_add_new_refs
 INSERT INTO blob_refs BY NAME
-SELECT n.* FROM _repoaudit_refs n ANTI JOIN blob_refs r ON r.blob_key = n.blob_key;
+SELECT n.* FROM main._repoaudit_refs n ANTI JOIN blob_refs r ON r.blob_key = n.blob_key;
 
 -- name: count_mark_counted
-INSERT INTO counted_manifests SELECT manifest_key FROM _repoaudit_count;
+INSERT INTO counted_manifests SELECT manifest_key FROM main._repoaudit_count;
 
 -- name: count_done
-DROP TABLE _repoaudit_count;
-DROP TABLE _repoaudit_refs;
-DROP TABLE _repoaudit_sole;
+DROP TABLE main._repoaudit_count;
+DROP TABLE main._repoaudit_refs;
+DROP TABLE main._repoaudit_sole;
 
 -- name: sole_bytes_clear
 DELETE FROM manifest_sole_bytes;
@@ -89,12 +99,12 @@ WHERE r.lo_manifest = r.hi_manifest AND r.size IS NOT NULL
 GROUP BY r.lo_manifest;
 
 -- name: sole_bytes_clear_changed
-DELETE FROM manifest_sole_bytes WHERE manifest_key IN (SELECT manifest_key FROM _repoaudit_sole);
+DELETE FROM manifest_sole_bytes WHERE manifest_key IN (SELECT manifest_key FROM main._repoaudit_sole);
 
 -- name: sole_bytes_sum_changed
 -- sole_bytes_sum for the manifests of count_changed_holders only.
 INSERT INTO manifest_sole_bytes
-SELECT r.lo_manifest, sum(r.size) FROM blob_refs r SEMI JOIN _repoaudit_sole s ON s.manifest_key = r.lo_manifest
+SELECT r.lo_manifest, sum(r.size) FROM blob_refs r SEMI JOIN main._repoaudit_sole s ON s.manifest_key = r.lo_manifest
 WHERE r.lo_manifest = r.hi_manifest AND r.size IS NOT NULL
 GROUP BY r.lo_manifest;
 

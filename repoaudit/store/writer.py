@@ -25,7 +25,7 @@ from repoaudit.store.database import (
     under_memory_limit,
     utcnow,
 )
-from repoaudit.store.kept import _with_keys, assign_keys, maintain
+from repoaudit.store.kept import _with_keys, assign_keys, maintain, parts
 from repoaudit.store.sql import statements
 
 SQL = statements(__package__, "writer.sql")
@@ -43,8 +43,16 @@ class SnapshotInfo:
 KNOWN_BATCH = 50_000
 
 
-# Stored with each snapshot so that listing snapshots never re-walks every blob of every snapshot.
-SNAPSHOT_TOTALS = SQL["snapshot_totals"]
+def snapshot_totals(con: duckdb.DuckDBPyConnection, snapshot_id: int) -> tuple[int, int]:
+    """The distinct manifests snapshot ``snapshot_id`` reaches and the bytes of their blobs, each blob once
+    (``snapshot_reach``, ``snapshot_bytes``): inside the caller's transaction, every row keyed."""
+    con.execute(SQL["snapshot_reach"], [int(snapshot_id)])
+    manifests = con.execute("SELECT count(*) FROM main._repoaudit_reach").fetchone()[0]
+    count = parts(con, "main._repoaudit_reach")
+    total = sum(con.execute(SQL["snapshot_bytes"], {"parts": count, "part": part}).fetchone()[0]
+                for part in range(count))
+    con.execute(SQL["snapshot_reach_done"])
+    return manifests, int(total)
 
 
 
@@ -286,8 +294,8 @@ class SnapshotWriter:
         """The snapshot's row, what a commit keeps, and COMMIT."""
         for step in self.before_commit:
             step(self.con)
-        assign_keys(self.con)  # SNAPSHOT_TOTALS works on keys; staged rows come in keyed, others may not
-        manifest_count, unique_bytes = self.con.execute(SNAPSHOT_TOTALS, [self.snapshot_id]).fetchall()[0]
+        assign_keys(self.con)  # the totals work on keys; staged rows come in keyed, others may not
+        manifest_count, unique_bytes = snapshot_totals(self.con, self.snapshot_id)
         self.con.execute(
             SQL["insert_snapshot"],
             [self.snapshot_id, self.registry, self.source, self.source_kind, self.started_at,

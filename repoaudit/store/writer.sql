@@ -2,26 +2,35 @@
 -- snapshot's own row. The per-table copies in and out of the stage are templates in writer.py, one per
 -- staged table with that table's columns.
 
--- name: snapshot_totals
--- The distinct manifests a snapshot ($1) reaches and the bytes of their blobs, each blob once: stored with
--- each snapshot, so that listing snapshots never re-walks every blob of every snapshot. The blobs are
--- distinct by key, not by digest string: DISTINCT over a million blob digests inside the snapshot's
--- transaction was what outgrew the commit's memory limit. Keys are unique across registries and name one
--- (registry, digest), so a manifest key matches no blob of another manifest; every row is keyed by now
--- (SnapshotWriter._finish). A reached digest never stored (its fetch failed) counts, and holds no bytes.
+-- name: snapshot_reach
+-- The distinct manifests a snapshot ($1) reaches, with their keys: counted, then their blobs' bytes summed
+-- (snapshot_bytes), and both stored with each snapshot, so that listing snapshots never re-walks every blob of
+-- every snapshot. A reached digest never stored (its fetch failed) counts, and holds no bytes (no key).
+-- A working table of the database, dropped before the transaction commits (see kept.sql on why not TEMP).
+CREATE OR REPLACE TABLE main._repoaudit_reach AS
 WITH reach AS (
     SELECT registry, digest FROM tags WHERE snapshot_id = $1
     UNION
     SELECT c.registry, c.child_digest FROM tags t
     JOIN manifest_children c ON c.registry = t.registry AND c.index_digest = t.digest
     WHERE t.snapshot_id = $1
-), reach_keys AS (
-    SELECT k.key FROM digest_keys k SEMI JOIN reach r ON r.registry = k.registry AND r.digest = k.digest
 )
-SELECT (SELECT count(*) FROM reach),
-       coalesce((SELECT sum(size) FROM (
-           SELECT DISTINCT b.blob_key, b.size FROM manifest_blob_keys b
-           SEMI JOIN reach_keys r ON r.key = b.manifest_key)), 0);
+SELECT r.registry, r.digest, k.key FROM reach r
+LEFT JOIN digest_keys k ON k.registry = r.registry AND k.digest = r.digest;
+
+-- name: snapshot_bytes
+-- The bytes of the blobs the reached manifests hold, each blob once, for the blobs of one part ($part of
+-- $parts, by blob key; kept.parts): DISTINCT over a million manifests' blobs at once outgrew the commit's
+-- memory limit, and a blob falls in one part, so the parts' sums add up. Distinct by key, not by digest
+-- string; keys are unique across registries and name one (registry, digest), so a manifest key matches no
+-- blob of another manifest. Every row is keyed by now (SnapshotWriter._finish).
+SELECT coalesce(sum(size), 0) FROM (
+    SELECT DISTINCT b.blob_key, b.size FROM manifest_blob_keys b
+    SEMI JOIN main._repoaudit_reach r ON r.key = b.manifest_key
+    WHERE b.blob_key % $parts = $part);
+
+-- name: snapshot_reach_done
+DROP TABLE main._repoaudit_reach;
 
 -- name: table_columns
 -- A table's columns and their types, in order: the stage's tables copy them.
