@@ -132,12 +132,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repos", type=int, default=100)
     ap.add_argument("--tags", type=int, default=20)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--concurrency", type=int, help="requests the collection and the storm keep in flight (default: "
+                    "--wrk-connections, so that all three are compared at the same load)")
     ap.add_argument("--skopeo-repos", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--wrk-connections", type=int, default=32)
     ap.add_argument("--url", help="a registry already seeded (bench/concurrency.py --seed-only) instead of seeding one")
     args = ap.parse_args()
+    args.concurrency = args.concurrency or args.wrk_connections
 
     work = Path(tempfile.mkdtemp(prefix="repoaudit-bench-"))
     try:
