@@ -376,7 +376,7 @@ class _Connections:
                 self._done(connection)
                 raise
             return httpcore.Response(status=response.status, headers=response.headers,
-                                     content=_Returned(response.stream, self, connection),
+                                     content=_GivesBack(response.stream, self._done, connection),
                                      extensions=response.extensions)
 
     def _pick(self, origin: httpcore.Origin):
@@ -449,13 +449,14 @@ class _Connections:
         await self.aclose()
 
 
-class _Returned:
-    """A response body that gives its connection back to :class:`_Connections` when closed."""
+class _GivesBack(httpx.AsyncByteStream):
+    """A response body that calls ``give_back(item)`` once, when closed: a connection back to its
+    :class:`_Connections`, a slot back to its shard of :class:`_ShardedTransport`."""
 
-    def __init__(self, stream, pool: _Connections, connection):
+    def __init__(self, stream, give_back: Callable[[Any], None], item):
         self._stream = stream
-        self._pool = pool
-        self._connection = connection
+        self._give_back = give_back
+        self._item = item
 
     async def __aiter__(self):
         async for part in self._stream:
@@ -466,9 +467,9 @@ class _Returned:
             if hasattr(self._stream, "aclose"):
                 await self._stream.aclose()
         finally:
-            if self._connection is not None:
-                self._pool._done(self._connection)
-                self._connection = None
+            if self._give_back is not None:
+                give_back, self._give_back = self._give_back, None
+                give_back(self._item)
 
 
 def _pool_transport(limits: httpx.Limits, verify, http2: bool, backend: _Backend) -> httpx.AsyncHTTPTransport:
@@ -521,8 +522,11 @@ class _ShardedTransport(httpx.AsyncBaseTransport):
         if self._http2 and self.multiplexed is None and response.extensions.get("http_version") == b"HTTP/2":
             self.multiplexed = index
         # The connection is the shard's until the body is read or the response closed.
-        response.stream = _Release(response.stream, busy, index)
+        response.stream = _GivesBack(response.stream, self._release, index)
         return response
+
+    def _release(self, index: int) -> None:
+        self._busy[index] -= 1
 
     async def aclose(self) -> None:
         for shard in self._shards:
@@ -533,25 +537,6 @@ class _Cookies(httpx.Cookies):
     def extract_cookies(self, response: httpx.Response) -> None:
         if "set-cookie" in response.headers:
             super().extract_cookies(response)
-
-
-class _Release(httpx.AsyncByteStream):
-    """A response stream that gives its shard's slot back when closed."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, busy: list[int], index: int):
-        self._inner = inner
-        self._busy = busy
-        self._index = index
-
-    async def __aiter__(self):
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if self._busy is not None:
-            self._busy[self._index] -= 1
-            self._busy = None
-        await self._inner.aclose()
 
 
 class RegistryClient:
