@@ -61,3 +61,27 @@ def test_http2_off_falls_back_to_sharded_http1(tls_server):
     assert client.transport.multiplexed is None
     assert client.transport.peak <= POOL_SHARD  # requests spread over the shards, at most a shard's worth each
     assert client.transport.backend.connects > 1
+
+
+def test_streams_cancelled_while_others_wait_on_the_connection_leave_no_one_stranded(tls_server):
+    # One stream reads the connection for all; the others wait for what it files. Streams cancelled at
+    # every point (waiting, woken to read, reading) must not leave the rest waiting for a reader.
+    pki, server = tls_server
+
+    async def run():
+        async with RegistryClient(parse_target(server.url), ClientOptions(verify=str(pki.ca_cert),
+                                                                          concurrency=64)) as client:
+            tags = await client.list_tags("team/app")
+            for round_ in range(6):
+                tasks = [asyncio.create_task(client.get_manifest("team/app", t)) for t in tags * 2]
+                for i, task in enumerate(tasks[::3]):
+                    await asyncio.sleep(0.0003 * ((i + round_) % 5))
+                    task.cancel()
+                done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+                kept = [r for r in done if not isinstance(r, asyncio.CancelledError)]
+                assert kept and all(not isinstance(r, BaseException) for r in kept), kept
+            assert client.transport.backend.connects == 1  # the connection survived every round
+            return client
+
+    client = asyncio.run(run())
+    assert client.http_versions.keys() == {"HTTP/2"}

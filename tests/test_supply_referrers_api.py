@@ -129,3 +129,21 @@ def test_collector_stores_and_verifies_api_referrers(tmp_path):
                                     [second.snapshot_id]).fetchone()[0]
         assert carried == 2
         assert audit.query("signature_coverage")["verified"].tolist() == [1]
+
+
+def test_a_registry_without_the_api_is_asked_once_however_many_repositories_resolve_meanwhile(tmp_path):
+    # Far away, every repository's tags resolve before the first 404 comes back: each used to ask too.
+    fake = FakeRegistry()
+    for n in range(12):
+        fake.add_image(f"team/app{n}", "v1", layer=f"layer {n}".encode())
+
+    async def far(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.02)
+        return fake.handle(request)
+
+    with repoaudit.open(tmp_path / "far.duckdb") as audit:
+        result = audit.collect(URL, transport=httpx.MockTransport(far), retry=NO_BACKOFF, progress=False,
+                               concurrency=16, max_concurrency=16)
+    assert result.status == "complete" and result.tags == 12
+    asked = [hit for hit in fake.hits.elements() if "/referrers/" in hit]
+    assert len(asked) == 1, asked

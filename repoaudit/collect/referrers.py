@@ -17,6 +17,7 @@ tag's digest, which the incremental HEAD already sees.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import duckdb
@@ -71,7 +72,9 @@ class SupplyChain:
         while rows := cursor.fetchmany(10_000):
             for row in rows:
                 self._verified.add(_verdict_key(*row))
-        self._no_api: set[int] = set()  # sources that answered 404: no referrers API
+        # Per source: whether it has a referrers API (False: it answered 404), or the first ask, still in flight:
+        # repositories resolved meanwhile wait for its answer instead of each asking a registry without one.
+        self._api: dict[int, bool | asyncio.Future] = {}
 
     # -- while manifests are stored ------------------------------------------------------------------------
     def stored(self, m: Manifest) -> Classified | None:
@@ -101,6 +104,27 @@ class SupplyChain:
         if found is not None and found[1] is None:
             self.referrer_indexes.add(digest)
 
+    async def _ask(self, source: Source, lister, repository: str, digest: str):
+        """The referrers of ``digest``, or None where the source has no referrers API; a source's first ask
+        goes alone (one that fails leaves the question open for the next)."""
+        key = id(source)
+        while isinstance(state := self._api.get(key), asyncio.Future):
+            await state
+        if state is False:
+            return None
+        if state is True:
+            return await lister(repository, digest)
+        first = asyncio.get_running_loop().create_future()
+        self._api[key] = first
+        try:
+            listed = await lister(repository, digest)
+            self._api[key] = listed is not None
+            return listed
+        finally:
+            if self._api.get(key) is first:
+                del self._api[key]
+            first.set_result(None)
+
     # -- after a repository's tags are resolved -----------------------------------------------------------
     async def repository(self, source: Source, repository: str, tagged: list[tuple[str, str]],
                          ensure: Callable[[str, str], Awaitable[None]],
@@ -113,18 +137,17 @@ class SupplyChain:
         lister = getattr(source, "list_referrers", None)
         asked: set[str] = set()  # two tags of one image: the API is asked once
         for tag, digest in tagged:
-            if lister is None or id(source) in self._no_api:
+            if lister is None or self._api.get(id(source)) is False:
                 break
             if digest in asked or digest not in self.new_images or subject_of_tag(tag) is not None:
                 continue
             asked.add(digest)
             try:
-                listed = await lister(repository, digest)
+                listed = await self._ask(source, lister, repository, digest)
             except RepoauditError as exc:
                 error(repository, digest, exc)
                 continue
             if listed is None:
-                self._no_api.add(id(source))
                 break
             for d in listed:
                 try:
