@@ -80,7 +80,8 @@ def test_streams_cancelled_while_others_wait_on_the_connection_leave_no_one_stra
                 done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
                 kept = [r for r in done if not isinstance(r, asyncio.CancelledError)]
                 assert kept and all(not isinstance(r, BaseException) for r in kept), kept
-            assert client.transport.backend.connects == 1  # the connection survived every round
+            # The connection survived every round: through anyio a cancelled write broke its TLS stream.
+            assert client.transport.backend.connects == 1
             return client
 
     client = asyncio.run(run())

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 
+import httpcore
 import httpx
 import pytest
 from pusher import Pusher, layer_bytes
 
 from repoaudit.model.options import ClientOptions, Target, parse_target
-from repoaudit.sources.registry import RegistryClient, _Backend, _Connections, _pool_transport
+from repoaudit.sources.registry import (
+    _READ_AHEAD,
+    RegistryClient,
+    _Backend,
+    _Connections,
+    _pool_transport,
+)
 
 BASES = ["http://127.0.0.1:5000", "https://reg.example:443/prefix", "http://[::1]:5000/a/b/", "https://Reg.Example",
          "https://h/p%20q"]
@@ -79,3 +86,39 @@ def test_a_connection_the_registry_closed_is_replaced(registry, pusher: Pusher):
 
     first, second, connects = asyncio.run(run())
     assert first == second == pushed.digest and connects == 2
+
+
+def test_a_connection_reads_ahead_a_bounded_amount_and_times_out_waiting():
+    # A body arriving faster than it is read stays at most _READ_AHEAD (and a chunk) in memory: asyncio
+    # stops reading the socket, and starts again once it is read down.
+    body = b"x" * (32 * _READ_AHEAD)
+
+    async def run():
+        async def answer(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+            await asyncio.sleep(5)  # then nothing more: a read waiting for more times out
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        stream = await _Backend().connect_tcp("127.0.0.1", port, timeout=5)
+        await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.5)  # the server has sent everything the socket buffers take
+        protocol = stream._protocol
+        assert protocol.buffered <= _READ_AHEAD + 65536
+        got = 0
+        while got < len(body) + 40:
+            chunk = await stream.read(65536, timeout=5)
+            assert chunk
+            got += len(chunk)
+            assert protocol.buffered <= _READ_AHEAD + 65536
+        got -= len(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert got == len(body)
+        with pytest.raises(httpcore.ReadTimeout):
+            await stream.read(65536, timeout=0.2)
+        await stream.aclose()
+        server.close()
+
+    asyncio.run(run())
