@@ -23,7 +23,11 @@ bound and the whole run's against min(bound, loopback), the requests kept in fli
 fetching (seconds requests held a slot / seconds fetching) and their mean latency. The RTT of the bound is
 the median round trip of the collection's own requests (manifests by tag and their configs) sent one at a
 time through the proxy: what the registry takes to answer is part of every round trip, which ``GET /v2/``
-alone leaves out. Then one adaptive run (start 16, up to 64) per protocol. ``--delay 0`` skips the far runs,
+alone leaves out. One at a time it also leaves out the registry's queueing under the load, so beside
+the bound each row has h2load (Debian's ``nghttp2-client``; skipped where missing) sending the same GETs
+through the proxy at the same in-flight, over the same protocol: what a C client gets from that registry
+at that distance, and the collection's rates against it. Then one adaptive run (start 16, up to 64) per
+protocol. ``--delay 0`` skips the far runs,
 ``--far-only`` the rest.
 Figures only; nothing here is asserted. Run: ``python bench/concurrency.py [--repos 50 --tags 20]``,
 or ``--url http://127.0.0.1:PORT`` against a registry already seeded (``--seed-only`` seeds one
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -109,6 +114,38 @@ class DelayProxy:
                 mix.append(time.perf_counter() - t0)
         return sorted(ping)[len(ping) // 2], sorted(mix)[len(mix) // 2]
 
+    def mix(self) -> list[str]:
+        """The full collection's GETs (tag lists, manifests by tag, each distinct config once), as URLs
+        through the proxy."""
+        urls, configs = [], {}
+        with httpx.Client(base_url=self.url, verify=self.verify, http2=False, timeout=60) as client:
+            for name in client.get("/v2/_catalog?n=1000").json()["repositories"]:
+                urls.append(f"/v2/{name}/tags/list?n=1000")
+                for tag in client.get(f"/v2/{name}/tags/list").json()["tags"]:
+                    manifest = client.get(f"/v2/{name}/manifests/{tag}", headers={"Accept": ACCEPT}).json()
+                    urls.append(f"/v2/{name}/manifests/{tag}")
+                    configs.setdefault(manifest["config"]["digest"], name)
+        urls += [f"/v2/{name}/blobs/{digest}" for digest, name in configs.items()]
+        return [self.url + u for u in urls]
+
+    def reference(self, urls: list[str], in_flight: int, work: Path, seconds: int = 5) -> tuple[float, float] | None:
+        """Requests/s and mean latency (s) of h2load (Debian's ``nghttp2-client``) sending the mix through the
+        proxy with ``in_flight`` requests at once: ``in_flight`` HTTP/1.1 connections, or one HTTP/2 connection
+        of ``in_flight`` streams. None without h2load."""
+        if shutil.which("h2load") is None:
+            return None
+        listing = work / "mix.urls"
+        listing.write_text("".join(u + "\n" for u in urls))
+        shape = ["-c1", f"-m{in_flight}"] if self.http2 else ["-c", str(in_flight), "-m1", "--h1"]
+        out = subprocess.run(["h2load", "-D", str(seconds), *shape, "-H", f"Accept: {ACCEPT}", "-i", str(listing)],
+                             capture_output=True, text=True, check=True).stdout
+        done = re.search(r"(\d+) succeeded, (\d+) failed", out)
+        if done is None or int(done.group(2)):
+            raise SystemExit(f"h2load saw errors:\n{out}")
+        rate = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+        mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(ms|us|s)", out)
+        return rate, float(mean.group(1)) / {"ms": 1e3, "us": 1e6, "s": 1}[mean.group(2)]
+
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(10)
@@ -165,6 +202,7 @@ def measure_far(targets: dict[str, tuple[str, str | None, bool]], levels: list[i
     proxies = {proto: DelayProxy(url, delay, verify=ca or True, http2=http2) for proto, (url, ca, http2) in targets.items()}
     try:
         measured = {proto: proxy.rtt() for proto, proxy in proxies.items()}
+        mixes = {proto: proxy.mix() for proto, proxy in proxies.items()}
         rtts = {proto: mix for proto, (_, mix) in measured.items()}
         print(f"\nthrough a proxy process adding {1000 * delay:.0f} ms each way; round trip, one request at a "
               f"time, of GET /v2/ and of the collection's requests (the RTT of the bound): "
@@ -172,20 +210,29 @@ def measure_far(targets: dict[str, tuple[str, str | None, bool]], levels: list[i
               + f"; load average {os.getloadavg()[0]:.2f}")
         print("req/s: over the whole collection (opening and commit included) / over its fetching; of bound: the "
               "same two against in-flight / RTT")
+        print("h2load: the same GETs through the proxy at the same in-flight (a C client: the round trip under that "
+              "load, the registry's own queueing included); of h2load: the two req/s against its")
         print(f"{'in flight':>9} {'proto':>6} {'req/s':>9} {'bound/s':>7} {'loopback/s':>10} {'of bound':>9} "
-              f"{'of min(bound, loopback)':>23} {'kept in flight':>14} {'latency ms':>10} {'cpu/req ms':>10}")
+              f"{'of min(bound, loopback)':>23} {'h2load/s':>8} {'h2load ms':>9} {'of h2load':>9} "
+              f"{'kept in flight':>14} {'latency ms':>10} {'cpu/req ms':>10}")
         for level in [lv for _ in range(rounds) for lv in levels]:
             for proto, (url, ca, http2) in targets.items():
                 near = run(url, level, work, ca=ca, http2=http2)
                 far = run(proxies[proto].url, level, work, ca=ca, http2=http2)
+                ref = proxies[proto].reference(mixes[proto], level, work)
                 assert near["status"] == far["status"] == "complete", (near, far)
                 loop_rate = sum(near["requests"].values()) / near["wall"]
                 requests = sum(far["requests"].values())
                 rate, fetch_rate, bound = requests / far["wall"], requests / far["fetching"], level / rtts[proto]
                 rates = f"{rate:.0f}/{fetch_rate:.0f}"
                 of_bound = f"{rate / bound:.2f}/{fetch_rate / bound:.2f}"
+                if ref is None:
+                    refs = f"{'-':>8} {'-':>9} {'-':>9}"
+                else:
+                    of_ref = f"{rate / ref[0]:.2f}/{fetch_rate / ref[0]:.2f}"
+                    refs = f"{ref[0]:>8.0f} {1000 * ref[1]:>9.1f} {of_ref:>9}"
                 print(f"{level:>9} {proto:>6} {rates:>9} {bound:>7.0f} {loop_rate:>10.0f} {of_bound:>9} "
-                      f"{rate / min(bound, loop_rate):>23.2f} {far['in_flight']:>14.1f} "
+                      f"{rate / min(bound, loop_rate):>23.2f} {refs} {far['in_flight']:>14.1f} "
                       f"{1000 * far['latency']:>10.1f} {1000 * far['cpu'] / requests:>10.2f}", flush=True)
         start, most = adaptive
         for proto, (url, ca, http2) in targets.items():
