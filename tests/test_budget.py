@@ -128,7 +128,7 @@ def test_the_cli_lists_the_repositories_not_reached(tmp_path):
     with FakeRegistryServer(fake) as server:
         out = CliRunner().invoke(main, ["collect", server.url, "--db", str(tmp_path / "db.duckdb"),
                                         "--no-posture", "--no-progress", "--concurrency", "1",
-                                        "--keep-budget", "5"])
+                                        "--max-concurrency", "1", "--keep-budget", "5"])
     assert out.exit_code == 0, out.output
     assert ": partial (full)" in out.output
     listed = next(line for line in out.output.splitlines() if "not reached" in line)

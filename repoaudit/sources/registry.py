@@ -20,7 +20,9 @@ import json
 import logging
 import random
 import re
+import select
 import ssl
+import sys
 import urllib.request
 from collections import Counter, deque
 from typing import Any, Awaitable, Callable
@@ -203,6 +205,18 @@ def _environment_proxy(url: str) -> bool:
     return not urllib.request.proxy_bypass_environment(httpx.URL(url).host, proxies)
 
 
+def _readable(sock) -> bool:
+    """Whether a socket has something to read now (for an idle connection: the server closed it)."""
+    fd = sock.fileno() if sock is not None else -1
+    if fd < 0:
+        return True
+    if sys.platform == "win32" or not hasattr(select, "poll"):
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 # What a connection may hold unread before asyncio stops reading its socket (a body read slower than it
 # arrives, or one the reader stops reading at its cap, stays this small).
 _READ_AHEAD = 256 * 1024
@@ -349,7 +363,11 @@ class _Stream(httpcore.AsyncNetworkStream):
         transport = self._transport
         if info == "is_readable":  # asked of an idle connection: something came, or it ended
             protocol = self._protocol
-            return bool(protocol.chunks) or protocol.ended is not False or transport.is_closing()
+            if protocol.chunks or protocol.ended is not False or transport.is_closing():
+                return True
+            # A close the event loop has not yet read: a server closing after its answer is seen before
+            # the next request is written into the dead connection.
+            return _readable(transport.get_extra_info("socket"))
         if info == "ssl_object":
             return transport.get_extra_info("ssl_object")
         if info == "client_addr":
