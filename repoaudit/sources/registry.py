@@ -331,6 +331,8 @@ class _Stream(httpcore.AsyncNetworkStream):
             return
         protocol = self._protocol
         if protocol.ended is not False or self._transport.is_closing():
+            if isinstance(protocol.ended, ssl.SSLError):
+                raise protocol.ended  # a TLS alert (a refused client certificate): its reason is what to report
             raise httpcore.WriteError("the connection is closed")
         self._transport.write(buffer)
         if protocol.paused:
@@ -934,7 +936,8 @@ class RegistryClient:
             except (httpx.TransportError, httpx.DecodingError, OSError) as exc:
                 if attempt >= self._transport_attempts(exc, policy):
                     reason = _describe(exc, self.target.url)
-                    if isinstance(exc, httpx.ReadError) and self.target.url.startswith("https:"):
+                    closed = isinstance(exc, (httpx.ReadError, httpx.WriteError))
+                    if closed and self.target.url.startswith("https:"):
                         # How a registry that wants a client certificate often shows it: the connection closes
                         # before any answer, without the TLS alert that names the reason.
                         reason += (" (the registry closed the TLS connection before answering; if it requires a "
