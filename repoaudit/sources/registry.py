@@ -310,11 +310,7 @@ class _Stream(httpcore.AsyncNetworkStream):
                 except TimeoutError:
                     raise httpcore.ReadTimeout("timed out reading from the registry") from None
             if not protocol.chunks:
-                ended = protocol.ended
-                if isinstance(ended, ssl.SSLError):
-                    raise ended  # a TLS alert after the handshake: its reason is what to report
-                if isinstance(ended, BaseException):
-                    raise httpcore.ReadError(str(ended) or type(ended).__name__) from ended
+                self._raise_broken(httpcore.ReadError)
                 return b""
         chunk = protocol.chunks.popleft()
         if len(chunk) > max_bytes:
@@ -331,8 +327,7 @@ class _Stream(httpcore.AsyncNetworkStream):
             return
         protocol = self._protocol
         if protocol.ended is not False or self._transport.is_closing():
-            if isinstance(protocol.ended, ssl.SSLError):
-                raise protocol.ended  # a TLS alert (a refused client certificate): its reason is what to report
+            self._raise_broken(httpcore.WriteError)
             raise httpcore.WriteError("the connection is closed")
         self._transport.write(buffer)
         if protocol.paused:
@@ -340,8 +335,16 @@ class _Stream(httpcore.AsyncNetworkStream):
                 await protocol.wait("writer", timeout)
             except TimeoutError:
                 raise httpcore.WriteTimeout("timed out writing to the registry") from None
-            if isinstance(protocol.ended, BaseException):
-                raise httpcore.WriteError(str(protocol.ended)) from protocol.ended
+            self._raise_broken(httpcore.WriteError)
+
+    def _raise_broken(self, error: type[httpcore.NetworkError]) -> None:
+        """Raise what broke the connection, if something did: a TLS alert as itself (its reason, a refused
+        client certificate say, is what to report), anything else as ``error``."""
+        ended = self._protocol.ended
+        if isinstance(ended, ssl.SSLError):
+            raise ended
+        if isinstance(ended, BaseException):
+            raise error(str(ended) or type(ended).__name__) from ended
 
     async def aclose(self) -> None:
         self._transport.close()
