@@ -8,6 +8,7 @@ import decimal
 import math
 import shutil
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,14 +100,11 @@ def test_query_returns_the_same_rows_on_spark(name, demo_db, spark_lake):
     assert sorted_rows(got) == sorted_rows(expected)
 
 
-
 def test_run_durations_are_the_same_on_spark_however_they_fall(demo_db, lake, spark_lake, tmp_path):
     """Durations of a half-hundredth of a second (0.415 s): rounded, Spark's decimals went up where DuckDB's
     doubles went down, so the demo's own run times failed this file now and then."""
     db = tmp_path / "ties.duckdb"
     shutil.copy(demo_db, db)
-    import duckdb
-
     with duckdb.connect(str(db)) as con:
         # Each one a half that DuckDB's doubles round down (0.41499999…) and Spark's decimals round up.
         con.execute("UPDATE snapshots SET finished_at = started_at + to_milliseconds("
@@ -120,6 +118,7 @@ def test_run_durations_are_the_same_on_spark_however_they_fall(demo_db, lake, sp
         SparkLake(lake, session=spark_lake.spark)  # the module's lake back in the shared session's views
     assert sorted_rows(got) == sorted_rows(expected)
     assert sorted(expected["seconds"]) == [0.415, 1.015, 2.675]
+
 
 # DuckDB's ordered aggregates, each against DuckDB on the same rows: NULL values, NULL keys, ties, DESC,
 # several keys, DISTINCT, FILTER, a group the FILTER empties (NULL, not an empty list).
@@ -136,8 +135,6 @@ ORDERED_AGGREGATES = [
 
 @pytest.mark.parametrize("aggregate", ORDERED_AGGREGATES)
 def test_ordered_aggregates_keep_their_order_on_spark(aggregate, spark_lake):
-    import duckdb
-
     rows = [(1, 2, "a", "p"), (None, 1, "a", "q"), (3, 0, "b", "r"), (1, 5, "a", None), (2, None, "a", "s"),
             (None, None, "c", "t"), (1, 2, "a", "u")]
     ddl = "x INT, y INT, g STRING, s STRING"
