@@ -13,8 +13,11 @@ WITH l AS (
 SELECT severity, namespace,
        CASE WHEN $by_month THEN date_trunc('month', fixed_at)::DATE END AS month,
        count(*) FILTER (WHERE status = 'fixed') AS fixed,
-       round(avg(days_open) FILTER (WHERE status = 'fixed'), 1) AS mttr_days,
-       round(avg(days_since_fix_available) FILTER (WHERE status = 'fixed'), 1) AS mttr_from_fix_days,
+       -- Means rounded as decimals (then doubles again): a double's half (0.15 is 0.1499…) rounds down on DuckDB
+       -- and up on Spark.
+       round((avg(days_open) FILTER (WHERE status = 'fixed'))::DECIMAL(18, 6), 1)::DOUBLE AS mttr_days,
+       round((avg(days_since_fix_available) FILTER (WHERE status = 'fixed'))::DECIMAL(18, 6), 1)::DOUBLE
+           AS mttr_from_fix_days,
        max(days_open) FILTER (WHERE status = 'fixed') AS max_days_open,
        CASE WHEN NOT $by_month THEN count(*) FILTER (WHERE status = 'open') END AS open
 FROM l

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import re
 import shutil
 
 import duckdb
@@ -15,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import repoaudit
-from repoaudit.analysis.queries import load_queries
+from repoaudit.analysis.queries import load_queries, queries_dir
 from repoaudit.cli import main
 from repoaudit.errors import QueryError
 
@@ -118,6 +119,25 @@ def test_run_durations_are_the_same_on_spark_however_they_fall(demo_db, lake, sp
         SparkLake(lake, session=spark_lake.spark)  # the module's lake back in the shared session's views
     assert sorted_rows(got) == sorted_rows(expected)
     assert sorted(expected["seconds"]) == [0.415, 1.015, 2.675]
+
+
+def test_means_round_alike_on_spark(spark_lake):
+    """Means of whole days that fall on a half (3 days over 20 findings: 0.15, a double just under it): the
+    queries round them as decimals, which both engines round half up; a bare double rounds down on DuckDB."""
+    rounded = re.compile(r"round\(\s*\(?\s*avg\(", re.IGNORECASE)
+    for path in sorted(queries_dir().glob("*.sql")):
+        for found in rounded.finditer(path.read_text()):
+            rest = path.read_text()[found.start():]
+            assert re.match(r"round\(\(avg\([^;]*?\)\)::DECIMAL\(18, 6\), \d\)", rest), (path.name, rest[:80])
+    rows = [(day, "a") for day in [0] * 17 + [1, 1, 1]] + [(day, "b") for day in [2, 3]] + [(1, "c")] * 3
+    spark_lake.spark.createDataFrame(rows, "x INT, g STRING").createOrReplaceTempView("mean_rows")
+    con = duckdb.connect()
+    con.execute("CREATE TABLE mean_rows (x INT, g VARCHAR)")
+    con.executemany("INSERT INTO mean_rows VALUES (?, ?)", rows)
+    sql = "SELECT g, round((avg(x) FILTER (WHERE x >= 0))::DECIMAL(18, 6), 1) AS m FROM mean_rows GROUP BY g"
+    expected = sorted((g, float(m)) for g, m in con.sql(sql).fetchall())
+    got = sorted((r.g, float(r.m)) for r in spark_lake.spark.sql(spark_lake.transpile_sql(sql)).collect())
+    assert got == expected == [("a", 0.2), ("b", 2.5), ("c", 1.0)]
 
 
 # DuckDB's ordered aggregates, each against DuckDB on the same rows: NULL values, NULL keys, ties, DESC,
