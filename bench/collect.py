@@ -12,9 +12,13 @@ push API, then measures in one run:
   skopeo       ``skopeo list-tags`` + ``skopeo inspect`` per tag, on a sample of repositories
 
 and prints requests/s and tags/s for each plus the ratios collect/wrk, collect/storm, collect/skopeo and
-incremental/full. wrk, the storm and the full collection run interleaved, ``--rounds`` times, and every
+incremental/full. Then the far runs of ``bench/concurrency.py`` at ``--far-levels`` (16 by default): the
+collection over HTTP/1.1, over HTTP/1.1 with TLS and over HTTP/2 with TLS through ``bench/delayproxy.py``
+(``--delay`` each way, 25 ms; 0 skips them), each against the latency bound and against h2load through the
+same proxy, ending with each protocol's whole-run ratio to the bound against issue 16's 0.9. wrk, the storm and the full collection run interleaved, ``--rounds`` times, and every
 ratio is printed per round and as a range: the machine is shared, so only figures of one moment compare.
-Run: ``python bench/collect.py [--repos 100 --tags 20] [--rounds 3] [--url http://127.0.0.1:PORT]``.
+Run: ``python bench/collect.py [--repos 100 --tags 20] [--rounds 3] [--far-levels 16] [--delay 0.025]
+[--url http://127.0.0.1:PORT [--storage DIR]]``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import repoaudit  # noqa: E402
+from concurrency import far_h1_h2, measure_far  # noqa: E402
 from pusher import Pusher, layer_bytes  # noqa: E402
 from registry import RegistryServer  # noqa: E402
 
@@ -138,6 +143,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--wrk-connections", type=int, default=32)
     ap.add_argument("--url", help="a registry already seeded (bench/concurrency.py --seed-only) instead of seeding one")
+    ap.add_argument("--storage", help="with --url: its storage directory, for the far runs over TLS (h1+tls, h2)")
+    ap.add_argument("--far-levels", default="16", help="requests in flight of the far runs, comma-separated")
+    ap.add_argument("--delay", type=float, default=0.025, help="seconds the far proxy adds each way (0: no far runs)")
     args = ap.parse_args()
     args.concurrency = args.concurrency or args.wrk_connections
 
@@ -145,6 +153,7 @@ def main() -> None:
     try:
         if args.url:
             measure(args, args.url, None, work)
+            far(args, args.url, Path(args.storage) if args.storage else None, work)
             return
         with RegistryServer(work / "registry") as reg, Pusher(reg.url) as pusher:
             t0 = time.perf_counter()
@@ -152,8 +161,20 @@ def main() -> None:
             print(f"seeded {len(names) + 1} repositories, {args.repos * args.tags + 1} tags "
                   f"in {time.perf_counter() - t0:.1f}s")
             measure(args, reg.url, reg.host, work)
+            far(args, reg.url, reg.storage_dir, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def far(args, url: str, storage: Path | None, work: Path) -> None:
+    """The far runs (``bench/concurrency.py``'s table): h1, and with the storage h1+tls and h2 as well."""
+    if not args.delay:
+        return
+    levels = [int(x) for x in args.far_levels.split(",")]
+    if storage is None:
+        measure_far({"h1": (url, None, True)}, levels, args.delay, work)
+    else:
+        far_h1_h2(url, storage, levels, args.delay, work)
 
 
 def measure(args, url: str, host: str | None, work: Path) -> None:
