@@ -15,8 +15,9 @@ and prints requests/s and tags/s for each plus the ratios collect/wrk, collect/s
 incremental/full. Then the far runs of ``bench/concurrency.py`` at ``--far-levels`` (16 by default): the
 collection over HTTP/1.1, over HTTP/1.1 with TLS and over HTTP/2 with TLS through ``bench/delayproxy.py``
 (``--delay`` each way, 25 ms; 0 skips them), each against the latency bound and against h2load through the
-same proxy, ending with each protocol's whole-run ratio to the bound against issue 16's 0.9. wrk, the storm and the full collection run interleaved, ``--rounds`` times, and every
-ratio is printed per round and as a range: the machine is shared, so only figures of one moment compare.
+same proxy, ending with each protocol's whole-run ratio to the bound against issue 16's 0.9. wrk, the storm
+and the full collection run interleaved, ``--rounds`` times, and every ratio is printed per round and as a
+range: the machine is shared, so only figures of one moment compare.
 Run: ``python bench/collect.py [--repos 100 --tags 20] [--rounds 3] [--far-levels 16] [--delay 0.025]
 [--url http://127.0.0.1:PORT [--storage DIR]]``.
 """
