@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import repoaudit  # noqa: E402
-from concurrency import far_h1_h2, measure_far  # noqa: E402
+from concurrency import far_runs  # noqa: E402
 from pusher import Pusher, layer_bytes  # noqa: E402
 from registry import RegistryServer  # noqa: E402
 
@@ -149,12 +149,14 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.025, help="seconds the far proxy adds each way (0: no far runs)")
     args = ap.parse_args()
     args.concurrency = args.concurrency or args.wrk_connections
+    far_levels = [int(x) for x in args.far_levels.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="repoaudit-bench-"))
     try:
         if args.url:
             measure(args, args.url, None, work)
-            far(args, args.url, Path(args.storage) if args.storage else None, work)
+            if args.delay:
+                far_runs(args.url, Path(args.storage) if args.storage else None, far_levels, args.delay, work)
             return
         with RegistryServer(work / "registry") as reg, Pusher(reg.url) as pusher:
             t0 = time.perf_counter()
@@ -162,20 +164,10 @@ def main() -> None:
             print(f"seeded {len(names) + 1} repositories, {args.repos * args.tags + 1} tags "
                   f"in {time.perf_counter() - t0:.1f}s")
             measure(args, reg.url, reg.host, work)
-            far(args, reg.url, reg.storage_dir, work)
+            if args.delay:
+                far_runs(reg.url, reg.storage_dir, far_levels, args.delay, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def far(args, url: str, storage: Path | None, work: Path) -> None:
-    """The far runs (``bench/concurrency.py``'s table): h1, and with the storage h1+tls and h2 as well."""
-    if not args.delay:
-        return
-    levels = [int(x) for x in args.far_levels.split(",")]
-    if storage is None:
-        measure_far({"h1": (url, None, True)}, levels, args.delay, work)
-    else:
-        far_h1_h2(url, storage, levels, args.delay, work)
 
 
 def measure(args, url: str, host: str | None, work: Path) -> None:
