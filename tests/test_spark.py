@@ -126,18 +126,26 @@ def test_means_round_alike_on_spark(spark_lake):
     queries round them as decimals, which both engines round half up; a bare double rounds down on DuckDB."""
     rounded = re.compile(r"round\(\s*\(?\s*avg\(", re.IGNORECASE)
     for path in sorted(queries_dir().glob("*.sql")):
-        for found in rounded.finditer(path.read_text()):
-            rest = path.read_text()[found.start():]
+        text = path.read_text()
+        for found in rounded.finditer(text):
+            rest = text[found.start():]
             assert re.match(r"round\(\(avg\([^;]*?\)\)::DECIMAL\(18, 6\), \d\)", rest), (path.name, rest[:80])
     rows = [(day, "a") for day in [0] * 17 + [1, 1, 1]] + [(day, "b") for day in [2, 3]] + [(1, "c")] * 3
-    spark_lake.spark.createDataFrame(rows, "x INT, g STRING").createOrReplaceTempView("mean_rows")
-    con = duckdb.connect()
-    con.execute("CREATE TABLE mean_rows (x INT, g VARCHAR)")
-    con.executemany("INSERT INTO mean_rows VALUES (?, ?)", rows)
     sql = "SELECT g, round((avg(x) FILTER (WHERE x >= 0))::DECIMAL(18, 6), 1) AS m FROM mean_rows GROUP BY g"
-    expected = sorted((g, float(m)) for g, m in con.sql(sql).fetchall())
-    got = sorted((r.g, float(r.m)) for r in spark_lake.spark.sql(spark_lake.transpile_sql(sql)).collect())
-    assert got == expected == [("a", 0.2), ("b", 2.5), ("c", 1.0)]
+    expected, got = on_both_engines(spark_lake, "mean_rows", "x INT, g STRING", rows, sql)
+    assert [(g, float(m)) for g, m in got] == [(g, float(m)) for g, m in expected] == [
+        ("a", 0.2), ("b", 2.5), ("c", 1.0)]
+
+
+def on_both_engines(spark_lake, table: str, ddl: str, rows: list[tuple], sql: str) -> tuple[list, list]:
+    """``sql`` over ``rows`` as ``table`` on DuckDB and, transpiled, on Spark: each engine's rows, sorted."""
+    spark_lake.spark.createDataFrame(rows, ddl).createOrReplaceTempView(table)
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE {table} ({ddl.replace('STRING', 'VARCHAR')})")
+    con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    expected = sorted(con.sql(sql).fetchall())
+    got = sorted(tuple(r) for r in spark_lake.spark.sql(spark_lake.transpile_sql(sql)).collect())
+    return expected, got
 
 
 # DuckDB's ordered aggregates, each against DuckDB on the same rows: NULL values, NULL keys, ties, DESC,
@@ -157,14 +165,8 @@ ORDERED_AGGREGATES = [
 def test_ordered_aggregates_keep_their_order_on_spark(aggregate, spark_lake):
     rows = [(1, 2, "a", "p"), (None, 1, "a", "q"), (3, 0, "b", "r"), (1, 5, "a", None), (2, None, "a", "s"),
             (None, None, "c", "t"), (1, 2, "a", "u")]
-    ddl = "x INT, y INT, g STRING, s STRING"
-    spark_lake.spark.createDataFrame(rows, ddl).createOrReplaceTempView("ordered_agg_rows")
-    con = duckdb.connect()
-    con.execute(f"CREATE TABLE ordered_agg_rows ({ddl.replace('STRING', 'VARCHAR')})")
-    con.executemany("INSERT INTO ordered_agg_rows VALUES (?, ?, ?, ?)", rows)
     sql = f"SELECT g, {aggregate} AS agg FROM ordered_agg_rows GROUP BY g"
-    expected = sorted(con.sql(sql).fetchall())
-    got = sorted((r.g, r.agg) for r in spark_lake.spark.sql(spark_lake.transpile_sql(sql)).collect())
+    expected, got = on_both_engines(spark_lake, "ordered_agg_rows", "x INT, y INT, g STRING, s STRING", rows, sql)
     assert got == expected
 
 
